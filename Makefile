@@ -1,0 +1,40 @@
+# mailgate: `make run` starts the example helpdesk, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CONFIG ?= config/mailgate.yaml
+
+.PHONY: setup run test lint bench services clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/mailgate -c $(CONFIG) run
+
+# Servers the tests talk to: PostgreSQL (running on these machines; started
+# if it is not) and Dovecot (installed from Debian when missing; each test
+# session starts its own throwaway instance).
+services:
+	sh scripts/ensure-postgres.sh
+	sh scripts/dovecot/ensure-installed.sh
+
+test: setup services
+	$(BIN)/pytest -q -W error
+
+lint: setup
+	$(BIN)/ruff check mailgate tests bench
+	$(BIN)/mypy mailgate
+
+bench: setup
+	$(BIN)/python bench/smtp_bench.py
+	$(BIN)/python bench/rules_bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

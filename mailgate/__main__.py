@@ -1,0 +1,3 @@
+from mailgate.cli import main
+
+main()

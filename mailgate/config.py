@@ -1,0 +1,249 @@
+"""The main configuration file (SPEC §4).
+
+Only ``helpdesk.address`` is required. Unknown keys and wrong types are
+errors that name the key's path, e.g. ``listen.smtp.port: Input should be a
+valid integer``. Relative paths resolve against the configuration file's
+folder, so a config can be moved with its ``var/`` and ``config/`` siblings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path("config/mailgate.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``str()`` says which key and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Helpdesk(_Strict):
+    address: str
+    name: str = "Helpdesk"
+    ref_prefix: str = "HD"
+    language: str = "en"
+    # Extra addresses that are ours (aliases, queue addresses); mail to any
+    # other domain-local address is refused with 550.
+    aliases: tuple[str, ...] = ()
+    accept_any_recipient: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address_has_domain(cls, value: str) -> str:
+        local, sep, domain = value.strip().lower().rpartition("@")
+        if not sep or not local or not domain or "+" in local:
+            raise ValueError("must be a plain address like helpdesk@example.com")
+        return f"{local}@{domain}"
+
+    @field_validator("ref_prefix")
+    @classmethod
+    def _prefix_is_word(cls, value: str) -> str:
+        if not value.isalnum():
+            raise ValueError("must be letters and digits only, e.g. HD")
+        return value.upper()
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rpartition("@")[0]
+
+
+class Database(_Strict):
+    url: str = "sqlite:///var/mailgate.db"
+
+
+class TcpListener(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    # STARTTLS is offered when a certificate is configured (needed whenever
+    # the listener is reachable from outside the host).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+class LmtpListener(_Strict):
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)
+    path: str | None = None
+
+
+class Listen(_Strict):
+    smtp: TcpListener | None = TcpListener(host="127.0.0.1", port=2525)
+    lmtp: LmtpListener | None = None
+    # 552 at DATA above this many bytes.
+    max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+
+
+class OAuth2(_Strict):
+    token_file: str | None = None
+    token_command: str | None = None
+
+
+class ImapAccount(_Strict):
+    name: str
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    verify_certificate: bool = True
+    ca_file: str | None = None
+    username: str
+    password: str | None = Field(default=None, repr=False)
+    password_file: str | None = None
+    oauth2: OAuth2 | None = None
+    folder: str = "INBOX"
+    # After the raw message is durably stored: move it to this folder, or
+    # (when unset) flag it \\Seen and leave it.
+    move_to: str | None = None
+    queue: str | None = None
+    idle: bool = True
+    poll_interval: float = Field(default=60.0, gt=0)
+    batch_size: int = Field(default=100, ge=1, le=5000)
+    max_message_bytes: int | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class OutboundSmtp(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "none"
+    verify_certificate: bool = True
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    password_file: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class Outbound(_Strict):
+    smtp: OutboundSmtp | None = None
+    maildir: str | None = None
+    # Retry schedule for temporary failures, then give up and record it.
+    retry_first_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    give_up_after_seconds: float = Field(default=5 * 24 * 3600.0, gt=0)
+
+
+class Secrets(_Strict):
+    # One key per line; the first signs, all verify (rotation).
+    reply_key_file: str = "var/reply.key"
+
+
+class Limits(_Strict):
+    auto_replies_per_hour: int = Field(default=5, ge=0)
+    auto_replies_per_day: int = Field(default=20, ge=0)
+    max_attempts: int = Field(default=3, ge=1)
+
+
+class Logging(_Strict):
+    format: Literal["auto", "console", "json"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Strict):
+    helpdesk: Helpdesk
+    database: Database = Database()
+    listen: Listen = Listen()
+    imap: tuple[ImapAccount, ...] = ()
+    outbound: Outbound = Outbound()
+    rules: str | None = None
+    agents: str | None = None
+    templates: str | None = None
+    secrets: Secrets = Secrets()
+    limits: Limits = Limits()
+    logging: Logging = Logging()
+    trusted_authserv_ids: tuple[str, ...] = ()
+    # Filled in by load(): the folder relative paths resolve against.
+    base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
+
+    def path(self, value: str) -> Path:
+        """Resolve a path from the file against the configuration's folder."""
+        candidate = Path(value)
+        if candidate.is_absolute():
+            return candidate
+        return Path(os.path.normpath(self.base_dir / candidate))
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+    @property
+    def outbox_maildir(self) -> Path | None:
+        if self.outbound.smtp is not None and self.outbound.maildir is None:
+            return None
+        return self.path(self.outbound.maildir or "var/outbox")
+
+    @property
+    def our_addresses(self) -> frozenset[str]:
+        return frozenset({self.helpdesk.address, *(a.lower() for a in self.helpdesk.aliases)})
+
+
+def config_path(option: str | None) -> Path:
+    """-c, else $MAILGATE_CONFIG, else ./config/mailgate.yaml (SPEC §4)."""
+    return Path(option or os.environ.get("MAILGATE_CONFIG") or DEFAULT_CONFIG)
+
+
+def load(path: Path) -> Config:
+    """Read and validate the configuration file, or raise ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such configuration file "
+            "(pass -c FILE, set MAILGATE_CONFIG, or copy config/mailgate.example.yaml)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return from_mapping(document, base_dir=path.resolve().parent, source=str(path))
+
+
+def from_mapping(document: object, *, base_dir: Path, source: str = "config") -> Config:
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with at least helpdesk.address")
+    try:
+        return Config.model_validate({**document, "base_dir": base_dir})
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            lines.append(f"{source}: {key}: {message}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def read_secret(config: Config, inline: str | None, file: str | None) -> str | None:
+    """A secret from a file (systemd credentials, 0600 files) or inline config.
+
+    ``$CREDENTIALS_DIRECTORY`` is consulted for bare file names so that
+    ``LoadCredential=`` works without spelling the runtime path.
+    """
+    if file:
+        candidate = Path(file)
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not candidate.is_absolute() and creds and (Path(creds) / candidate).exists():
+            candidate = Path(creds) / candidate
+        else:
+            candidate = config.path(file)
+        return candidate.read_text(encoding="utf-8").strip()
+    return inline

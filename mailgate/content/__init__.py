@@ -1,0 +1,1 @@
+"""Body content: text and HTML extraction, sanitising, reply trimming, attachments, TNEF."""

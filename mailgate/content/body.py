@@ -1,0 +1,290 @@
+"""Walking the MIME tree: which parts are the body, which are attachments.
+
+The walk is bounded: it stops descending at ``MAX_DEPTH`` and after
+``MAX_PARTS`` parts, recording a defect, so a hostile message cannot make
+us recurse or loop without end.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.message import Message
+from email._policybase import Compat32
+
+from mailgate.content.attachments import (
+    content_id,
+    default_filename,
+    make_attachment,
+    raw_filename,
+    unique_filename,
+)
+from mailgate.content.charsets import decode_bytes
+from mailgate.content.headers import decode_header_value
+from mailgate.content.html import html_to_text
+from mailgate.content.tnef import is_tnef, unpack_tnef
+from mailgate.content.transfer import decode_transfer
+from mailgate.message import Attachment
+
+MAX_DEPTH = 50
+MAX_PARTS = 2000
+
+_META_CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+class _Verbatim(Compat32):
+    """Writes headers back as they were parsed: no re-folding, no added space.
+
+    compat32's own generator re-folds long values and writes "Name: " for an
+    empty value, so an attached message would not come back byte for byte.
+    """
+
+    def _verbatim(self, name: str, value: str) -> str:
+        text = str(value)
+        return f"{name}: {text}{self.linesep}" if text else f"{name}:{self.linesep}"
+
+    def fold(self, name: str, value: str) -> str:
+        return self._verbatim(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        return self._verbatim(name, value).encode("utf-8", "surrogateescape")
+
+
+_VERBATIM = _Verbatim(linesep="\n")
+
+
+@dataclass
+class Segment:
+    """One piece of body in reading order: a plain version, an HTML version, or both."""
+
+    plain: str | None = None
+    html: str | None = None
+
+
+@dataclass
+class BodyParts:
+    """What the walk found."""
+
+    segments: list[Segment] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    parts_seen: int = 0
+
+    @property
+    def text(self) -> str:
+        """The body text: each segment's plain version, else its HTML as text."""
+        texts = []
+        for segment in self.segments:
+            if segment.plain is not None and segment.plain.strip():
+                texts.append(segment.plain)
+            elif segment.html is not None:
+                texts.append(html_to_text(segment.html))
+            elif segment.plain is not None:
+                texts.append(segment.plain)
+        return "\n\n".join(text for text in texts if text)
+
+    @property
+    def html(self) -> str | None:
+        """The HTML of all segments that have one, or None when none has."""
+        htmls = [segment.html for segment in self.segments if segment.html is not None]
+        return "\n".join(htmls) if htmls else None
+
+
+def _normalise_text(text: str, defects: list[str]) -> str:
+    """Unix line endings and no NUL characters (databases and terminals choke on them)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\x00" in text:
+        defects.append("NUL characters removed from body")
+        text = text.replace("\x00", "")
+    return text
+
+
+def _decode_text(part: Message, data: bytes, subtype: str, defects: list[str]) -> str:
+    """The text of a body part in its declared charset, or the best guess."""
+    charset = part.get_content_charset()
+    if charset is None and subtype == "html":
+        found = _META_CHARSET.search(data[:4096])
+        if found:
+            charset = found.group(1).decode("ascii").lower()
+    text, guessed = decode_bytes(data, charset)
+    if guessed:
+        defects.append(f"body charset {charset!r} missing or wrong, decoded by guess")
+    return _normalise_text(text, defects)
+
+
+def _unix_lines(data: bytes) -> bytes:
+    """LF line endings: CRLF is the wire form of text (RFC 2046 section 4.1.1), not content."""
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data
+
+
+def _is_textual(part: Message) -> bool:
+    """Whether line endings in this part are transport, not content.
+
+    RFC 2045 section 2.7: 7bit and 8bit data are lines separated by CRLF,
+    so the CRLF is how the lines travelled. Quoted-printable, base64,
+    binary and uuencoded data can carry binary files and keep their bytes.
+    """
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    return encoding in ("", "7bit", "8bit")
+
+
+def _embedded_bytes(part: Message) -> bytes:
+    """The body of a message/* part as bytes, regenerated verbatim from the parsed tree."""
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return decode_transfer(part, [])
+    out = io.BytesIO()
+    try:
+        BytesGenerator(out, mangle_from_=False, policy=_VERBATIM).flatten(part)
+    except Exception:  # noqa: BLE001 - regenerating odd trees can fail; fall back to text
+        return str(payload[0]).encode("utf-8", "surrogateescape") if payload else b""
+    generated = out.getvalue()
+    # Drop the part's own header block; what follows the first blank line is the body.
+    if generated.startswith(b"\n"):
+        body = generated[1:]
+    else:
+        body = generated.partition(b"\n\n")[2]
+    return b"" if body == b"\n" else _unix_lines(body)
+
+
+class _Walker:
+    """One walk over one message; keeps counters and limits in one place."""
+
+    def __init__(self, max_attachment_bytes: int, hint: str | None) -> None:
+        self.max_attachment_bytes = max_attachment_bytes
+        self.hint = hint
+        self.found = BodyParts()
+        self.filenames: set[str] = set()
+
+    def visit(self, part: Message, depth: int, into: list[Segment]) -> None:
+        """Sort ``part`` into body segments and attachments."""
+        found = self.found
+        found.parts_seen += 1
+        if found.parts_seen > MAX_PARTS:
+            if found.parts_seen == MAX_PARTS + 1:
+                found.defects.append(f"more than {MAX_PARTS} MIME parts, rest ignored")
+            return
+        if depth > MAX_DEPTH:
+            found.defects.append(f"MIME nesting deeper than {MAX_DEPTH}, rest ignored")
+            return
+        content_type = part.get_content_type()
+        maintype = content_type.split("/", 1)[0]
+        if maintype == "message" and content_type != "message/partial":
+            self._attach(part, content_type, _embedded_bytes(part))
+            return
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            if content_type == "multipart/alternative":
+                self._alternative(payload, depth, into)
+            else:
+                for child in payload:
+                    if isinstance(child, Message):
+                        self.visit(child, depth + 1, into)
+            return
+        if maintype == "multipart":
+            # A multipart without a usable boundary: read the body as text.
+            found.defects.append(f"{content_type} without parts, body read as text")
+            content_type, maintype = "text/plain", "text"
+        self._leaf(part, content_type, maintype, into)
+
+    def _alternative(self, children: list[Message], depth: int, into: list[Segment]) -> None:
+        """RFC 2046 section 5.1.4: the same content several ways; keep one plain, one HTML."""
+        merged = Segment()
+        for child in children:
+            if not isinstance(child, Message):
+                continue
+            inner: list[Segment] = []
+            self.visit(child, depth + 1, inner)
+            plains = [s.plain for s in inner if s.plain is not None]
+            htmls = [s.html for s in inner if s.html is not None]
+            if plains and merged.plain is None:
+                merged.plain = "\n\n".join(plains)
+            if htmls:
+                # The last alternative is the sender's preferred one.
+                merged.html = "\n".join(htmls)
+        if merged.plain is not None or merged.html is not None:
+            into.append(merged)
+
+    def _leaf(self, part: Message, content_type: str, maintype: str, into: list[Segment]) -> None:
+        """A part without children: body text or an attachment."""
+        defects = self.found.defects
+        data = decode_transfer(part, defects)
+        filename = raw_filename(part, defects, self.hint)
+        disposition = part.get_content_disposition()
+        subtype = content_type.split("/", 1)[1] if "/" in content_type else ""
+        is_body = (
+            maintype == "text"
+            and subtype in ("plain", "html")
+            and disposition != "attachment"
+            and not filename
+        )
+        if is_body and subtype == "html" and into and into[-1].plain is not None and (
+            into[-1].html is not None
+        ):
+            # HTML after a complete plain+HTML body in multipart/mixed is a
+            # document Outlook attached without a name, not more body.
+            is_body = False
+        if is_body:
+            text = _decode_text(part, data, subtype, defects)
+            into.append(Segment(html=text) if subtype == "html" else Segment(plain=text))
+            return
+        if is_tnef(content_type, filename):
+            unpacked = unpack_tnef(data, defects)
+            if unpacked is not None:
+                for name, inner_type, inner_data in unpacked:
+                    self._attach_data(name, inner_type, inner_data, None, False)
+                return
+        if _is_textual(part):
+            data = _unix_lines(data)
+        self._attach(part, content_type, data, filename)
+
+    def _attach(
+        self, part: Message, content_type: str, data: bytes, filename: str = ""
+    ) -> None:
+        """Record ``part`` as an attachment (inline when it is a cid: image)."""
+        defects = self.found.defects
+        cid = content_id(part)
+        if not filename:
+            filename = raw_filename(part, defects, self.hint)
+        if not filename and content_type in ("message/rfc822", "message/global"):
+            # Name an attached message after its subject, as mail clients do.
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                subject = decode_header_value(str(inner[0].get("subject", "")), None, self.hint)
+                filename = subject.replace("/", "_").replace("\\", "_")[:200]
+                filename = filename + ".eml" if filename else ""
+        if not filename:
+            filename = default_filename(content_type, part, cid)
+        disposition = part.get_content_disposition()
+        inline = disposition == "inline" or (cid is not None and disposition != "attachment")
+        self._attach_data(filename, content_type, data, cid, inline)
+
+    def _attach_data(
+        self, filename: str, content_type: str, data: bytes, cid: str | None, inline: bool
+    ) -> None:
+        filename = unique_filename(filename, self.filenames)
+        self.filenames.add(filename)
+        self.found.attachments.append(
+            make_attachment(
+                filename=filename,
+                content_type=content_type,
+                data=data,
+                max_bytes=self.max_attachment_bytes,
+                defects=self.found.defects,
+                cid=cid,
+                inline=inline,
+            )
+        )
+
+
+def extract_body(message: Message, max_attachment_bytes: int, hint: str | None) -> BodyParts:
+    """Body segments, attachments and defects of a parsed message.
+
+    ``hint`` is the charset to try for 8-bit filenames that are not UTF-8.
+    """
+    walker = _Walker(max_attachment_bytes, hint)
+    walker.visit(message, 0, walker.found.segments)
+    return walker.found

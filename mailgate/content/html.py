@@ -1,0 +1,61 @@
+"""HTML bodies: sanitising for display and converting to text.
+
+Sanitising uses nh3 (MIT, Rust's ammonia) because the HTML comes from
+strangers and is shown to agents; text conversion uses inscriptis
+(Apache-2.0), which keeps table and list layout readable.
+"""
+
+from __future__ import annotations
+
+import html as html_entities
+import re
+
+import nh3
+from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
+
+# Inline images point at other MIME parts with cid: URLs (RFC 2392).
+_URL_SCHEMES = set(nh3.ALLOWED_URL_SCHEMES) | {"cid"}
+
+# Above this size we fall back to a crude tag stripper: lxml and inscriptis
+# are fast, but not bounded enough for a multi-megabyte newsletter.
+MAX_HTML_FOR_LAYOUT = 2 * 1024 * 1024
+
+_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=False, display_images=False)
+_TAG = re.compile(r"<[^>]*>")
+_DROP_BLOCKS = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_BLOCK_TAGS = re.compile(r"<\s*(br|/p|/div|/tr|/li|/h\d)\b[^>]*>", re.IGNORECASE)
+_BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+
+
+def sanitise(html: str) -> str:
+    """HTML safe to show in a browser: no scripts, handlers, forms or remote frames."""
+    try:
+        return nh3.clean(html, url_schemes=_URL_SCHEMES)
+    except Exception:  # noqa: BLE001 - nh3 raises on its own limits; never show raw HTML
+        return html_entities.escape(html_to_text(html))
+
+
+def _crude_text(html: str) -> str:
+    """Text by regular expressions, for HTML too large or too broken for a parser."""
+    text = _DROP_BLOCKS.sub("", html)
+    text = _BLOCK_TAGS.sub("\n", text)
+    text = _TAG.sub("", text)
+    return html_entities.unescape(text)
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from an HTML body, with blank-line runs collapsed."""
+    if not html.strip():
+        return ""
+    text: str
+    if len(html) > MAX_HTML_FOR_LAYOUT:
+        text = _crude_text(html)
+    else:
+        try:
+            text = get_text(html, _CONFIG)
+        except Exception:  # noqa: BLE001 - lxml rejects some documents outright
+            text = _crude_text(html)
+    lines = [line.rstrip() for line in text.replace("\xa0", " ").splitlines()]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")

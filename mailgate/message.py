@@ -1,0 +1,85 @@
+"""Plain values that travel down the message's road.
+
+Every stage takes and returns these frozen dataclasses, so each stage can be
+tested without sockets, clocks or a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Address:
+    """One mailbox: the lower-cased address and the decoded display name."""
+
+    email: str
+    name: str = ""
+
+    def __str__(self) -> str:
+        return self.email
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment or inline part, decoded."""
+
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    content: bytes = field(repr=False, default=b"")
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """How a message reached us: SMTP envelope, or the source it was read from."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    source: str  # "smtp", "lmtp", "pipe", "import", "imap:<account>"
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What the parse stage knows about one raw message.
+
+    Header values are decoded (RFC 2047) text; addresses are lower-cased.
+    ``text`` is the best-effort full body text (quotes *not* stripped);
+    ``new_text`` is the part the sender wrote themselves (quotes and
+    signature stripped), used for display.
+    """
+
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    subject: str
+    sender: Address | None
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    reply_to: tuple[Address, ...]
+    date: datetime | None
+    headers: tuple[tuple[str, str], ...]
+    text: str
+    new_text: str
+    html: str | None
+    attachments: tuple[Attachment, ...]
+    size: int
+    defects: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive), in order."""
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]

@@ -1,0 +1,128 @@
+"""The outbox worker: durable rows in, mail out, every outcome recorded.
+
+A row is claimed with a lease, sent, and marked in one short transaction
+per batch. Temporary failures retry with exponential backoff until the
+give-up time; permanent failures and give-ups are recorded as ticket events
+and stay visible in ``mailgate outbox list``. A crash between sending and
+marking may send one row again with the same Message-ID (SMTP gives no
+exactly-once); the Maildir transport is idempotent per row.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailgate.outbox.transport import DeliveryResult, Transport
+from mailgate.store.db import transaction
+from mailgate.store.models import Event, Outbox
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first_seconds: float = 30.0
+    max_seconds: float = 3600.0
+    give_up_after_seconds: float = 5 * 24 * 3600.0
+
+    def next_delay(self, attempts: int) -> float:
+        base = min(self.max_seconds, self.first_seconds * (2 ** max(0, attempts - 1)))
+        # Jitter keeps many deferred mails from hitting a recovering relay at once.
+        return float(base * random.uniform(0.8, 1.2))
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        transport: Transport,
+        policy: RetryPolicy,
+        *,
+        batch: int = 50,
+        lease_seconds: float = 120.0,
+        idle_poll_seconds: float = 2.0,
+    ) -> None:
+        self._sessions = sessions
+        self._transport = transport
+        self._policy = policy
+        self._batch = batch
+        self._lease = timedelta(seconds=lease_seconds)
+        self._idle_poll = idle_poll_seconds
+        self.wake = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                worked = self.deliver_due()
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive a database hiccup
+                log.error("outbox.loop_error", error=str(exc))
+                worked = 0
+            if worked == 0:
+                self.wake.wait(self._idle_poll)
+                self.wake.clear()
+        self._transport.close()
+
+    def deliver_due(self, now: datetime | None = None) -> int:
+        """Send every due row once; returns how many were attempted."""
+        now = now or datetime.now(UTC)
+        with transaction(self._sessions) as session:
+            rows = list(
+                session.scalars(
+                    select(Outbox)
+                    .where(
+                        Outbox.state == "queued",
+                        Outbox.next_attempt_at <= now,
+                        or_(Outbox.lease_until.is_(None), Outbox.lease_until < now),
+                    )
+                    .order_by(Outbox.id)
+                    .limit(self._batch)
+                )
+            )
+            if not rows:
+                return 0
+            ids = [row.id for row in rows]
+            session.execute(
+                update(Outbox).where(Outbox.id.in_(ids)).values(lease_until=now + self._lease)
+            )
+        results = []
+        for row in rows:
+            result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)
+            results.append((row, result))
+        finished = datetime.now(UTC)
+        with transaction(self._sessions) as session:
+            for row, result in results:
+                self._record(session, row, result, finished)
+        return len(rows)
+
+    def _record(self, session: Session, row: Outbox, result: DeliveryResult, now: datetime) -> None:
+        attempts = row.attempts + 1
+        values: dict[str, object] = {"attempts": attempts, "lease_until": None, "last_error": None}
+        bound = log.bind(outbox_id=row.id, ticket_id=row.ticket_id, message_id=row.message_id, rcpt=row.rcpt)
+        if result.ok:
+            values.update(state="sent", sent_at=now)
+            bound.info("outbox.sent", detail=result.detail, attempts=attempts)
+        else:
+            too_old = (now - row.created_at).total_seconds() > self._policy.give_up_after_seconds
+            if result.permanent or too_old:
+                reason = result.detail if result.permanent else f"gave up after {attempts} attempts: {result.detail}"
+                values.update(state="failed", last_error=reason)
+                bound.warning("outbox.failed", error=reason)
+                session.add(
+                    Event(
+                        ticket_id=row.ticket_id,
+                        kind="delivery_failed",
+                        detail={"outbox_id": row.id, "rcpt": row.rcpt, "error": reason},
+                    )
+                )
+            else:
+                delay = self._policy.next_delay(attempts)
+                values.update(last_error=result.detail, next_attempt_at=now + timedelta(seconds=delay))
+                bound.info("outbox.deferred", error=result.detail, retry_in=round(delay, 1))
+        session.execute(update(Outbox).where(Outbox.id == row.id).values(**values))

@@ -1,0 +1,167 @@
+"""The ``then:`` part of a rule: what a matching rule sets or does.
+
+Scalar fields (queue, priority...) are overwritten by later matching rules
+when ``continue: true`` lets evaluation go on; tags and notify addresses add
+up. ``quarantine``, ``reject`` and ``drop`` end evaluation: once a message is
+refused, nothing later may route it back in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mailgate.rules.model import PRIORITIES
+from mailgate.rules.syntax import (
+    Pos,
+    Source,
+    describe_type,
+    did_you_mean,
+    entries,
+    want_bool,
+    want_choice,
+    want_map,
+    want_text,
+    want_texts,
+)
+
+ACTION_KEYS: tuple[str, ...] = (
+    "queue", "priority", "category", "tags", "assignee", "language", "sla", "ack",
+    "notify", "internal", "quarantine", "reject", "drop",
+)
+# Words that mean "send no acknowledgement" besides YAML's false and null.
+NO_ACK = frozenset({"none", "no"})
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What one rule sets; None means "leave as is"."""
+
+    queue: str | None = None
+    priority: str | None = None
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+    assignee: str | None = None
+    language: str | None = None
+    sla: str | None = None
+    # "set" is True when the rule says anything about the acknowledgement;
+    # ack_template None with set True means "send none".
+    ack_set: bool = False
+    ack_template: str | None = None
+    notify: tuple[str, ...] = ()
+    internal: bool | None = None
+    # "quarantine", "reject" or "drop"; None means accept.
+    terminal: str | None = None
+    reject_template: str | None = None
+    terminal_reason: str | None = None
+
+    def fields(self) -> frozenset[str]:
+        """The Decision fields this rule changes."""
+        names = {
+            name for name in ("queue", "priority", "category", "assignee", "language", "sla")
+            if getattr(self, name) is not None
+        }
+        names |= {name for name in ("tags", "notify") if getattr(self, name)}
+        if self.ack_set:
+            names.add("ack_template")
+        if self.internal is not None:
+            names.add("internal")
+        if self.terminal is not None:
+            names.add("action")
+        return frozenset(names)
+
+
+class ActionParser:
+    """Parses ``then:`` mappings, checking names against the known sets."""
+
+    def __init__(
+        self, src: Source, known_queues: set[str] | None, known_templates: set[str] | None
+    ) -> None:
+        self.src = src
+        self.known_queues = known_queues
+        self.known_templates = known_templates
+
+    def check_queue(self, name: str, pos: Pos) -> None:
+        if self.known_queues is not None and name not in self.known_queues:
+            self.src.problem(pos, f'unknown queue "{name}"{did_you_mean(name, self.known_queues)}')
+
+    def check_template(self, name: str, pos: Pos) -> None:
+        if self.known_templates is not None and name not in self.known_templates:
+            self.src.problem(
+                pos, f'unknown template "{name}"{did_you_mean(name, self.known_templates)}'
+            )
+
+    def ack(self, value: Any, pos: Pos, what: str) -> tuple[bool, str | None]:
+        """(valid, template): false, null, "none" or "no" mean no acknowledgement."""
+        if value is None or value is False or (isinstance(value, str) and value.lower() in NO_ACK):
+            return True, None
+        template = want_text(self.src, value, pos, what)
+        if template is None:
+            return False, None
+        self.check_template(template, pos)
+        return True, template
+
+    def parse(self, node: Any, pos: Pos) -> Actions | None:
+        src = self.src
+        if not want_map(src, node, pos, "then"):
+            return None
+        if not node:
+            src.problem(pos, "then is empty: say what the rule does")
+            return None
+        before = len(src.problems)
+        found: dict[str, Any] = {}
+        terminals: list[str] = []
+        for key, value, _, at in entries(src, node, ACTION_KEYS, "then"):
+            if key in ("queue", "category", "assignee", "sla"):
+                found[key] = want_text(src, value, at, key)
+                if key == "queue" and found[key]:
+                    self.check_queue(found[key], at)
+            elif key == "priority":
+                found[key] = want_choice(src, value, at, key, PRIORITIES)
+            elif key == "language":
+                found[key] = language = want_text(src, value, at, key)
+                if language and not _LANGUAGE.match(language):
+                    src.problem(at, f'language must be a code like "en" or "nl", got "{language}"')
+            elif key in ("tags", "notify"):
+                found[key] = tuple(want_texts(src, value, at, key) or ())
+                for address in found[key] if key == "notify" else ():
+                    if not _ADDRESS.match(address):
+                        src.problem(at, f'notify: "{address}" is not a mail address')
+            elif key == "internal":
+                found[key] = want_bool(src, value, at, key)
+            elif key == "ack":
+                found["ack_set"], found["ack_template"] = self.ack(value, at, "ack")
+            else:
+                terminals.append(key)
+                self._terminal(key, value, at, found)
+        if len(terminals) > 1:
+            src.problem(pos, f"a rule can only do one of quarantine, reject, drop; "
+                        f"this one says {', '.join(terminals)}")
+        if len(src.problems) > before:
+            return None
+        return Actions(**found)
+
+    def _terminal(self, key: str, value: Any, at: Pos, found: dict[str, Any]) -> None:
+        """``quarantine``/``drop``: true or a reason; ``reject``: also a notice."""
+        src = self.src
+        found["terminal"] = key
+        if value is True:
+            return
+        if key == "reject" and isinstance(value, dict):
+            for name, item, _, item_at in entries(src, value, ("notice", "reason"), "reject"):
+                if name == "notice":
+                    found["reject_template"] = want_text(src, item, item_at, "reject.notice")
+                    if found["reject_template"]:
+                        self.check_template(found["reject_template"], item_at)
+                else:
+                    found["terminal_reason"] = want_text(src, item, item_at, "reject.reason")
+            return
+        if isinstance(value, str) and value.strip():
+            found["terminal_reason"] = value.strip()
+            return
+        shape = "true, a reason, or {notice: TEMPLATE, reason: TEXT}" if key == "reject" \
+            else "true or a reason"
+        src.problem(at, f"{key} must be {shape}, got {describe_type(value)}")

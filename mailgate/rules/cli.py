@@ -1,0 +1,164 @@
+"""``mailgate rules check`` and ``mailgate rules test``, as plain functions.
+
+The click wiring lives with the rest of the CLI; these functions take paths
+and an output stream and return the exit code, so tests call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from mailgate.message import Envelope, ParsedMessage
+from mailgate.rules.engine import RuleSet, default_ruleset
+from mailgate.rules.loader import load_rules
+from mailgate.rules.model import Decision, RuleContext, RulesError
+
+ContextFactory = Callable[[ParsedMessage, Envelope], RuleContext]
+
+
+def run_check(
+    rules_path: Path,
+    known_queues: set[str] | None,
+    known_templates: set[str] | None,
+    out: TextIO,
+) -> int:
+    """Validate a rules file: 0 when good, 1 with one problem per line."""
+    try:
+        ruleset = load_rules(rules_path, known_queues, known_templates)
+    except RulesError as error:
+        for problem in error.problems:
+            print(problem, file=out)
+        return 1
+    print(f"{rules_path}: OK, {len(ruleset.rules)} rules", file=out)
+    return 0
+
+
+def envelope_for_file(message: ParsedMessage, received_at: datetime | None = None) -> Envelope:
+    """The envelope a saved mail most likely had.
+
+    A saved .eml has no SMTP envelope; Postfix records the envelope recipient
+    in Delivered-To / X-Original-To, and the Date header is the best guess at
+    arrival, which keeps business-hours rules stable in regression runs.
+    """
+    recipients = tuple(
+        value.strip().lower()
+        for name in ("x-original-to", "delivered-to")
+        for value in message.header_all(name)
+        if "@" in value
+    )
+    sender = message.sender.email if message.sender is not None else ""
+    arrival = received_at or message.date or datetime.now(UTC)
+    if arrival.tzinfo is None:
+        arrival = arrival.replace(tzinfo=UTC)
+    return Envelope(sender, tuple(dict.fromkeys(recipients)), "import", arrival)
+
+
+def _mail_files(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        found.extend(sorted(path.glob("*.eml")) if path.is_dir() else [path])
+    return found
+
+
+def run_test(
+    rules_path: Path | None,
+    mail_paths: list[Path],
+    as_json: bool,
+    context_factory: ContextFactory,
+    out: TextIO,
+) -> int:
+    """Show what the rules would do with saved mails; 1 on any problem."""
+    from mailgate.parse import parse  # Imported late: the parse stage is heavy.
+
+    try:
+        ruleset = load_rules(rules_path) if rules_path is not None else default_ruleset()
+    except RulesError as error:
+        for problem in error.problems:
+            print(problem, file=out)
+        return 1
+    files = _mail_files(mail_paths)
+    if not files:
+        print("no mail files found (a folder is searched for *.eml)", file=out)
+        return 1
+    status = 0
+    results: list[tuple[Path, ParsedMessage, Decision]] = []
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as error:
+            print(f"{path}: cannot read: {error.strerror}", file=out)
+            status = 1
+            continue
+        message = parse(raw)
+        envelope = envelope_for_file(message)
+        decision = ruleset.decide(message, envelope, context_factory(message, envelope))
+        results.append((path, message, decision))
+    detailed = len(mail_paths) == 1 and not mail_paths[0].is_dir()
+    if as_json:
+        payload = [{"file": str(path), **decision.as_dict()} for path, _, decision in results]
+        json.dump(payload[0] if detailed and payload else payload, out, indent=2)
+        out.write("\n")
+    elif detailed and results:
+        _print_detail(ruleset, *results[0], out)
+    else:
+        _print_table(results, out)
+    return status
+
+
+def _print_detail(
+    ruleset: RuleSet, path: Path, message: ParsedMessage, decision: Decision, out: TextIO
+) -> None:
+    sender = message.sender.email if message.sender is not None else "(no sender)"
+    print(f"mail:    {path}", file=out)
+    print(f"from:    {sender}", file=out)
+    print(f"subject: {message.subject}", file=out)
+    print(f"rules:   {ruleset.source} ({len(ruleset.rules)} rules)", file=out)
+    print("", file=out)
+    width = max((len(entry.name) for entry in decision.trace), default=0)
+    for entry in decision.trace:
+        verdict = "MATCH" if entry.matched else "no   "
+        print(f"  line {entry.line:<4} {entry.name:<{width}}  {verdict}  {entry.reason}", file=out)
+    if not decision.trace:
+        print("  (no rules evaluated)", file=out)
+    print("", file=out)
+    fields = decision.as_dict()
+    for name in ("action", "queue", "priority", "category", "tags", "assignee", "language",
+                 "sla", "notify", "internal", "reject_template"):
+        print(f"  {name:<16} {_show(fields[name])}", file=out)
+    ack = f'template "{decision.ack_template}"' if decision.ack_template else "none"
+    print(f"\nacknowledgement: {ack} ({decision.ack_reason})", file=out)
+    print(f"reason: {decision.reason}", file=out)
+
+
+def _show(value: object) -> str:
+    if value is None or value == []:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def _print_table(results: list[tuple[Path, ParsedMessage, Decision]], out: TextIO) -> None:
+    header = ("file", "action", "queue", "priority", "category", "ack", "matched rules")
+    rows = [header] + [
+        (
+            path.name,
+            decision.action,
+            decision.queue,
+            decision.priority,
+            decision.category or "-",
+            decision.ack_template or "-",
+            ", ".join(decision.matched_rules) or "-",
+        )
+        for path, _, decision in results
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]), file=out)

@@ -1,0 +1,88 @@
+"""Everything a running mailgate shares, built once from the configuration.
+
+Reloadable parts (rules, templates) are replaced whole on SIGHUP: a stage
+reads ``runtime.rules`` once per message, so a message is never routed by a
+half-loaded file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailgate.config import Config
+from mailgate.guard import OwnIdentity
+from mailgate.rules import RuleSet, default_ruleset, load_rules
+from mailgate.store.db import make_engine, session_factory, upgrade
+from mailgate.templates import TemplateSet
+from mailgate.threading.tokens import ReplyKeys, load_keys
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keys: ReplyKeys
+    templates: TemplateSet
+    rules: RuleSet
+    own: OwnIdentity = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.own = OwnIdentity(
+            addresses=self.config.our_addresses,
+            message_id_domain=self.config.helpdesk.domain,
+            loop_header_value=self.config.helpdesk.address,
+        )
+
+    def is_our_address(self, address: str) -> bool:
+        """Ours: the helpdesk address or an alias, with or without +detail."""
+        if self.config.helpdesk.accept_any_recipient:
+            return True
+        local, _, domain = address.lower().strip("<>").rpartition("@")
+        base = local.split("+", 1)[0]
+        return f"{base}@{domain}" in self.config.our_addresses
+
+    def reload(self) -> list[str]:
+        """Load rules and templates anew; keep the running ones on any problem."""
+        try:
+            templates = make_templates(self.config)
+            rules = make_rules(self.config, templates)
+        except Exception as exc:  # noqa: BLE001 - any broken file must leave the last good rules running
+            problems = [str(p) for p in getattr(exc, "problems", [])] or [str(exc)]
+            log.error("reload.refused", problems=problems)
+            return problems
+        self.templates, self.rules = templates, rules
+        log.info("reload.applied")
+        return []
+
+
+def make_templates(config: Config) -> TemplateSet:
+    return TemplateSet(config.path(config.templates) if config.templates else None)
+
+
+def make_rules(config: Config, templates: TemplateSet) -> RuleSet:
+    if config.rules is None:
+        return default_ruleset(language=config.helpdesk.language)
+    return load_rules(Path(config.path(config.rules)), known_templates=templates.names())
+
+
+def build(config: Config, *, migrate: bool = True) -> Runtime:
+    engine = make_engine(config.database_url)
+    if migrate:
+        upgrade(engine)
+    templates = make_templates(config)
+    return Runtime(
+        config=config,
+        engine=engine,
+        sessions=session_factory(engine),
+        keys=load_keys(config.path(config.secrets.reply_key_file)),
+        templates=templates,
+        rules=make_rules(config, templates),
+    )

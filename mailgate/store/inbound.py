@@ -1,0 +1,169 @@
+"""The durable inbound queue: where a message is safe before we say yes.
+
+Every ingest path (SMTP/LMTP, pipe, import, IMAP) hands raw messages to
+:class:`InboundStore.accept`, which returns only after the rows are
+committed. Only then may the caller answer 250, exit 0 or flag the IMAP
+message. :class:`GroupCommitter` lets many SMTP sessions share one commit
+(one fsync) while each is still answered only after that commit.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailgate.message import Envelope
+from mailgate.store.db import transaction
+from mailgate.store.models import Inbound
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class InboundItem:
+    """One raw message to store; ``source_key`` makes re-delivery idempotent."""
+
+    raw: bytes
+    envelope: Envelope
+    source_key: str | None = None
+    # Set when the message is kept only for an admin (e.g. over the size
+    # limit): the row is stored as quarantined and never processed.
+    quarantine_reason: str | None = None
+
+
+class InboundStore:
+    """Commits raw messages; calls ``on_accept`` after each commit."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], on_accept: Callable[[], None] | None = None
+    ) -> None:
+        self._sessions = sessions
+        self._on_accept = on_accept
+
+    def accept(self, items: Sequence[InboundItem]) -> list[int | None]:
+        """Store every item in one transaction and return their row ids.
+
+        An item whose (source, source_key) is already stored is not stored
+        again; its entry is None. Raises on any database failure, in which
+        case nothing of the batch is stored.
+        """
+        results: list[int | None] = []
+        with transaction(self._sessions) as session:
+            keyed = [i.source_key for i in items if i.source_key is not None]
+            seen = self._existing(session, items[0].envelope.source, keyed) if keyed else set()
+            rows: list[Inbound | None] = []
+            for item in items:
+                if item.source_key is not None and item.source_key in seen:
+                    rows.append(None)
+                    continue
+                if item.source_key is not None:
+                    seen.add(item.source_key)
+                row = Inbound(
+                    raw=item.raw,
+                    size=len(item.raw),
+                    source=item.envelope.source,
+                    source_key=item.source_key,
+                    mail_from=item.envelope.mail_from,
+                    rcpt_tos=list(item.envelope.rcpt_tos),
+                    received_at=item.envelope.received_at,
+                    state="quarantined" if item.quarantine_reason else "pending",
+                    reason=item.quarantine_reason,
+                )
+                session.add(row)
+                rows.append(row)
+            session.flush()
+            results = [row.id if row is not None else None for row in rows]
+        if self._on_accept is not None and any(r is not None for r in results):
+            self._on_accept()
+        return results
+
+    @staticmethod
+    def _existing(session: Session, source: str, keys: Iterable[str]) -> set[str]:
+        wanted = list(keys)
+        found: set[str] = set()
+        # Chunked to stay under SQLite's bound-parameter limit.
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.update(
+                key
+                for key in session.scalars(
+                    select(Inbound.source_key).where(
+                        Inbound.source == source, Inbound.source_key.in_(chunk)
+                    )
+                )
+                if key is not None
+            )
+        return found
+
+    def known_keys(self, source: str, keys: Iterable[str]) -> set[str]:
+        """Which of these source keys (e.g. IMAP "UIDVALIDITY:UID") are stored."""
+        with self._sessions() as session:
+            return self._existing(session, source, keys)
+
+
+class GroupCommitter:
+    """Batches concurrent ``accept`` calls into shared commits on one thread.
+
+    Sessions that arrive while a commit is running wait for the next one, so
+    under load one fsync covers many messages; when idle a message commits
+    alone, at once.
+    """
+
+    def __init__(self, store: InboundStore, *, max_batch: int = 256) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._queue: queue.Queue[tuple[InboundItem, Future[int | None]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def submit(self, item: InboundItem) -> Future[int | None]:
+        future: Future[int | None] = Future()
+        self._queue.put((item, future))
+        return future
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[InboundItem, Future[int | None]]]) -> None:
+        # Items from different sources cannot share the source-key check.
+        by_source: dict[str, list[tuple[InboundItem, Future[int | None]]]] = {}
+        for entry in batch:
+            by_source.setdefault(entry[0].envelope.source, []).append(entry)
+        for entries in by_source.values():
+            try:
+                ids = self._store.accept([item for item, _ in entries])
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a 451/452 for each sender
+                log.error("inbound.commit_failed", error=str(exc), batch=len(entries))
+                for _, future in entries:
+                    future.set_exception(exc)
+                continue
+            for (_, future), row_id in zip(entries, ids, strict=True):
+                future.set_result(row_id)

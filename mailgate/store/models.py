@@ -1,0 +1,218 @@
+"""Database tables: the durable inbound queue, tickets, articles, outbox.
+
+``inbound`` is where a message becomes durable before we answer 250; the
+processing stage turns each row into an article in one transaction with
+everything else it causes (ticket, participants, events, outbox rows), so a
+crash at any point either left the row pending (it is processed again) or
+committed all of it (the row is done): exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite stores no zone and hands back naive values; normalising on the way
+    in and out keeps comparisons and arithmetic the same on both backends.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use utcnow()")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Inbound(Base):
+    """One raw message as it reached us, kept whole for ever (the original)."""
+
+    __tablename__ = "inbound"
+    __table_args__ = (
+        # IMAP: (source "imap:support", source_key "UIDVALIDITY:UID") is stored
+        # once, whichever instance or retry fetched it.
+        UniqueConstraint("source", "source_key", name="uq_inbound_source_key"),
+        Index("ix_inbound_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(100))
+    source_key: Mapped[str | None] = mapped_column(String(200))
+    mail_from: Mapped[str] = mapped_column(String(500), default="")
+    rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # pending -> done | quarantined | dropped
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reason: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(40), unique=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    priority: Mapped[str] = mapped_column(String(20), default="normal")
+    queue: Mapped[str] = mapped_column(String(100), default="general")
+    category: Mapped[str | None] = mapped_column(String(100))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    language: Mapped[str] = mapped_column(String(10), default="en")
+    requester: Mapped[str] = mapped_column(String(500))
+    requester_name: Mapped[str] = mapped_column(String(500), default="")
+    assignee: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    articles: Mapped[list[Article]] = relationship(
+        back_populates="ticket", order_by="Article.id", lazy="selectin"
+    )
+
+
+class Article(Base):
+    __tablename__ = "articles"
+    __table_args__ = (Index("ix_articles_message_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
+    # "mid:<Message-ID>" or "sha256:<hex of raw>" for inbound mail: one
+    # article per message, whatever path or how often it arrived.
+    dedupe_key: Mapped[str | None] = mapped_column(String(600), unique=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    visibility: Mapped[str] = mapped_column(String(10), default="public")  # public | internal
+    kind: Mapped[str] = mapped_column(String(30), default="mail")  # request, reply, ack, ...
+    sender: Mapped[str] = mapped_column(String(500), default="")
+    sender_name: Mapped[str] = mapped_column(String(500), default="")
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    message_id: Mapped[str | None] = mapped_column(String(600))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    body_full: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str | None] = mapped_column(Text)
+    threaded_by: Mapped[str] = mapped_column(String(200), default="")
+    # [{filename, content_type, size, sha256, content_id, inline}]; contents
+    # live once per hash in the attachments table.
+    attachments: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="articles")
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("ticket_id", "address", name="uq_participants_ticket"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    address: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(20))  # requester | cc | agent
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Outbox(Base):
+    """One outgoing mail, durable before anyone tries to send it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_state_due", "state", "next_attempt_at"),
+        Index("ix_outbox_rcpt_created", "rcpt", "created_at"),
+        # One row per recipient: each has its own retries and outcome, and all
+        # rows of one mail share its Message-ID.
+        UniqueConstraint("message_id", "rcpt", name="uq_outbox_message_rcpt"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    message_id: Mapped[str] = mapped_column(String(600))
+    mail_from: Mapped[str] = mapped_column(String(500))
+    rcpt: Mapped[str] = mapped_column(String(500))
+    automatic: Mapped[bool] = mapped_column(default=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # queued -> sent | failed
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AttachmentBlob(Base):
+    """Attachment contents, stored once per SHA-256 whatever how many mails carry them."""
+
+    __tablename__ = "attachment_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Suppression(Base):
+    """An address we do not mail automatically (hard bounce), until cleared."""
+
+    __tablename__ = "suppressions"
+
+    address: Mapped[str] = mapped_column(String(500), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
