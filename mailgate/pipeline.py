@@ -23,6 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from mailgate import guard
+from mailgate.faults import crash_point
 from mailgate.guard.ratelimit import RateLimits, automatic_mail_allowed
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.notify import enqueue, render_to
@@ -108,6 +109,7 @@ class Processor:
         with transaction(self.runtime.sessions) as session:
             for row in session.scalars(select(Inbound).where(Inbound.id.in_(claimed)).order_by(Inbound.id)):
                 results.append(self._process_row(session, row))
+        crash_point("processed")
         if self._on_outbox is not None:
             self._on_outbox()
         return results

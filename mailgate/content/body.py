@@ -31,6 +31,7 @@ from mailgate.message import Attachment
 MAX_DEPTH = 50
 MAX_PARTS = 2000
 
+_CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([^\"';\s]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 class _Verbatim(Compat32):
     """Writes headers back as they were parsed: no re-folding, no added space.
@@ -100,9 +101,53 @@ def _normalise_text(text: str, defects: list[str]) -> str:
     return text
 
 
-def _decode_text(part: Message, data: bytes, subtype: str, defects: list[str]) -> str:
+def _fields(part: Message) -> dict[str, str]:
+    """The first raw value of each header of ``part``, by lower-cased name.
+
+    ``Message.get`` lower-cases every header name on every call; one pass
+    here makes the half-dozen look-ups per part cheap.
+    """
+    fields: dict[str, str] = {}
+    for name, value in part._headers:
+        fields.setdefault(name.lower(), str(value))
+    return fields
+
+
+def _content_type(part: Message, fields: dict[str, str]) -> str:
+    """The lower-cased type/subtype, with compat32's defaults for missing or invalid values."""
+    value = fields.get("content-type")
+    if value is None:
+        return part.get_default_type()
+    content_type = value.split(";", 1)[0].strip().lower()
+    # RFC 2045 section 5.2: a syntactically invalid type means text/plain.
+    if content_type.count("/") != 1:
+        return "text/plain"
+    return content_type
+
+
+def _charset(part: Message, fields: dict[str, str]) -> str | None:
+    """The charset parameter, lower-cased, or None."""
+    value = fields.get("content-type", "")
+    if "charset*" in value.lower():
+        # RFC 2231 extended parameter; rare enough for the stdlib's slow path.
+        return part.get_content_charset()
+    found = _CHARSET_PARAM.search(value)
+    return found.group(1).lower() if found else None
+
+
+def _disposition(fields: dict[str, str]) -> str | None:
+    """"inline", "attachment", another token, or None when there is no such header."""
+    value = fields.get("content-disposition")
+    if value is None:
+        return None
+    return value.split(";", 1)[0].strip().lower() or None
+
+
+def _decode_text(
+    part: Message, fields: dict[str, str], data: bytes, subtype: str, defects: list[str]
+) -> str:
     """The text of a body part in its declared charset, or the best guess."""
-    charset = part.get_content_charset()
+    charset = _charset(part, fields)
     if charset is None and subtype == "html":
         found = _META_CHARSET.search(data[:4096])
         if found:
@@ -120,22 +165,21 @@ def _unix_lines(data: bytes) -> bytes:
     return data
 
 
-def _is_textual(part: Message) -> bool:
+def _is_textual(encoding: str) -> bool:
     """Whether line endings in this part are transport, not content.
 
     RFC 2045 section 2.7: 7bit and 8bit data are lines separated by CRLF,
     so the CRLF is how the lines travelled. Quoted-printable, base64,
     binary and uuencoded data can carry binary files and keep their bytes.
     """
-    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
     return encoding in ("", "7bit", "8bit")
 
 
 def _embedded_bytes(part: Message) -> bytes:
     """The body of a message/* part as bytes, regenerated verbatim from the parsed tree."""
-    payload = part.get_payload()
+    payload = part._payload
     if not isinstance(payload, list):
-        return decode_transfer(part, [])
+        return _unix_lines(decode_transfer(part, []))
     out = io.BytesIO()
     try:
         BytesGenerator(out, mangle_from_=False, policy=_VERBATIM).flatten(part)
@@ -170,12 +214,13 @@ class _Walker:
         if depth > MAX_DEPTH:
             found.defects.append(f"MIME nesting deeper than {MAX_DEPTH}, rest ignored")
             return
-        content_type = part.get_content_type()
+        fields = _fields(part)
+        content_type = _content_type(part, fields)
         maintype = content_type.split("/", 1)[0]
         if maintype == "message" and content_type != "message/partial":
             self._attach(part, content_type, _embedded_bytes(part))
             return
-        payload = part.get_payload()
+        payload = part._payload
         if isinstance(payload, list):
             if content_type == "multipart/alternative":
                 self._alternative(payload, depth, into)
@@ -188,7 +233,7 @@ class _Walker:
             # A multipart without a usable boundary: read the body as text.
             found.defects.append(f"{content_type} without parts, body read as text")
             content_type, maintype = "text/plain", "text"
-        self._leaf(part, content_type, maintype, into)
+        self._leaf(part, fields, content_type, maintype, into)
 
     def _alternative(self, children: list[Message], depth: int, into: list[Segment]) -> None:
         """RFC 2046 section 5.1.4: the same content several ways; keep one plain, one HTML."""
@@ -208,12 +253,22 @@ class _Walker:
         if merged.plain is not None or merged.html is not None:
             into.append(merged)
 
-    def _leaf(self, part: Message, content_type: str, maintype: str, into: list[Segment]) -> None:
+    def _leaf(
+        self,
+        part: Message,
+        fields: dict[str, str],
+        content_type: str,
+        maintype: str,
+        into: list[Segment],
+    ) -> None:
         """A part without children: body text or an attachment."""
         defects = self.found.defects
-        data = decode_transfer(part, defects)
-        filename = raw_filename(part, defects, self.hint)
-        disposition = part.get_content_disposition()
+        encoding = fields.get("content-transfer-encoding", "").strip().lower()
+        data = decode_transfer(part, defects, encoding)
+        disposition = _disposition(fields)
+        # Parsing parameters is slow in the stdlib; most body parts have no name.
+        may_have_name = disposition is not None or "name" in fields.get("content-type", "")
+        filename = raw_filename(part, defects, self.hint) if may_have_name else ""
         subtype = content_type.split("/", 1)[1] if "/" in content_type else ""
         is_body = (
             maintype == "text"
@@ -228,7 +283,7 @@ class _Walker:
             # document Outlook attached without a name, not more body.
             is_body = False
         if is_body:
-            text = _decode_text(part, data, subtype, defects)
+            text = _decode_text(part, fields, data, subtype, defects)
             into.append(Segment(html=text) if subtype == "html" else Segment(plain=text))
             return
         if is_tnef(content_type, filename):
@@ -237,7 +292,7 @@ class _Walker:
                 for name, inner_type, inner_data in unpacked:
                     self._attach_data(name, inner_type, inner_data, None, False)
                 return
-        if _is_textual(part):
+        if _is_textual(encoding):
             data = _unix_lines(data)
         self._attach(part, content_type, data, filename)
 
@@ -251,7 +306,7 @@ class _Walker:
             filename = raw_filename(part, defects, self.hint)
         if not filename and content_type in ("message/rfc822", "message/global"):
             # Name an attached message after its subject, as mail clients do.
-            inner = part.get_payload()
+            inner = part._payload
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 subject = decode_header_value(str(inner[0].get("subject", "")), None, self.hint)
                 filename = subject.replace("/", "_").replace("\\", "_")[:200]

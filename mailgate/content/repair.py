@@ -24,6 +24,12 @@ MAX_BANNER_LINES = 3
 MAX_REPAIR_BYTES = 1024 * 1024
 
 
+def header_block_end(raw: bytes) -> int | None:
+    """Where a well-formed header block (with its blank line) ends, or None if it is not."""
+    match = _WELL_FORMED.match(raw)
+    return match.end() if match else None
+
+
 def repair_headers(raw: bytes, defects: list[str]) -> bytes:
     """``raw`` with stray lines in the header block made continuations or dropped."""
     if _WELL_FORMED.match(raw):

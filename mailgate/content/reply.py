@@ -1,8 +1,221 @@
-"""Placeholder: reply trimming."""
+"""The part of a reply the sender wrote: quoted history and signatures removed.
+
+Each line gets a kind: empty, text, quote (``>``), header (the line that
+introduces quoted history: "On ... wrote:", "Op ... schreef ...:", an
+Outlook From/Sent block, "-----Original Message-----"), delimiter ("--",
+"_____") or device signature ("Sent from my iPhone"). The reply is what
+comes before the first header, delimiter or signature, and before a final
+block of quotes. Sign-offs with a name ("Met vriendelijke groet,\\nAnke")
+are kept: they say who wrote, and nothing marks where a sign-off ends.
+"""
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
+from mailgate.content import reply_patterns as p
+
+EMPTY, TEXT, QUOTE, HEADER, DELIMITER, SIGNATURE = "e", "t", "q", "h", "d", "s"
+# Supercite-style quotes ("C> text", from Emacs clients): history when they
+# close a reply, but too ambiguous to mark an interleaved reply.
+INITIALS_QUOTE = "c"
+CUTS = {HEADER, DELIMITER, SIGNATURE}
+
+# Trimming is line-based and linear, but a reply longer than this is not a
+# reply; we only look at its beginning for the cut.
+MAX_LINES = 20_000
+# How far below a From line Outlook's other header fields may start.
+HEADER_BLOCK_LINES = 5
+# How many lines Outlook's From/Sent/To/Subject block may take.
+MAX_FIELD_BLOCK_LINES = 12
+# How many lines a wrapped "On ... wrote:" header may run over.
+WRAPPED_HEADER_LINES = 6
+
+
+def _content(line: str) -> str:
+    """A line without quote marks, bold/underline markers and outer whitespace."""
+    return line.lstrip(" \t>").strip().strip("*_").strip()
+
+
+def _is_quote_header(text: str) -> bool:
+    """Whether ``text`` reads "On <date>, <name> wrote:" in some language."""
+    if len(text) > 400 or not (text.endswith((":", "：")) or "wrote" in text.lower()):
+        return False
+    if not p.QUOTE_HEADER.search(text):
+        return False
+    # "Here is what John wrote:" is text; a real header names a date or an address.
+    return any(char.isdigit() for char in text) or "@" in text or bool(
+        p.QUOTE_HEADER_LEAD.match(text)
+    )
+
+
+def _field_block(contents: list[str], index: int) -> int:
+    """Lines from a separator or From line to the end of its header fields.
+
+    The fields (From/Sent/To/Subject and their wrapped continuations) run
+    to the first blank line; a forward separator may be followed directly
+    by them.
+    """
+    end = index + 1
+    limit = min(len(contents), index + MAX_FIELD_BLOCK_LINES)
+    while end < limit and contents[end]:
+        end += 1
+    block = contents[index + 1 : end]
+    if end == index + 1 or not any(
+        p.HEADER_FROM.match(line) or p.HEADER_FIELD.match(line) for line in block
+    ):
+        return 1
+    return end - index
+
+
+def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
+    """How many lines the quote header starting at ``index`` spans, or 0 if none does.
+
+    ``colon_ahead`` says whether one of the next few lines ends in a colon,
+    which a header wrapped over several lines needs.
+    """
+    text = contents[index]
+    if not text:
+        return 0
+    if p.ORIGINAL_MESSAGE.match(text) or p.FORWARD_INTRO.match(text):
+        return _field_block(contents, index)
+    if _is_quote_header(text) or p.DATE_HEADER.match(text):
+        return 1
+    if p.HEADER_FROM.match(text):
+        following = contents[index + 1 : index + 1 + HEADER_BLOCK_LINES]
+        if any(p.HEADER_FIELD.match(line) for line in following):
+            return _field_block(contents, index)
+    if not colon_ahead:
+        return 0
+    if p.QUOTE_HEADER_LEAD.match(text) or text[:1].isdigit() or p.EMAIL.search(text):
+        # Clients wrap long headers, even with blank lines between the pieces:
+        # "On Mon, Aug 19, 2013, Some One <" / "x@y> wrote:".
+        joined = text
+        for extra in range(1, WRAPPED_HEADER_LINES):
+            if index + extra >= len(contents):
+                break
+            if not contents[index + extra]:
+                continue
+            if p.QUOTE_HEADER_LEAD.match(contents[index + extra]):
+                # A header starts on that line itself; this one is text above it.
+                break
+            joined = f"{joined} {contents[index + extra]}"
+            if _is_quote_header(joined) or (
+                p.DATE_HEADER.match(joined) and joined.endswith((":", "："))
+            ):
+                return extra + 1
+    return 0
+
+
+def _classify(lines: list[str]) -> list[str]:
+    """The kind of every line."""
+    contents = [_content(line) for line in lines]
+    colon_lines = [i for i, text in enumerate(contents) if text.endswith((":", "："))]
+    kinds: list[str] = []
+    in_code = False
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        stripped = line.strip()
+        if p.CODE_FENCE.match(line):
+            in_code = not in_code
+        if in_code or p.CODE_FENCE.match(line):
+            kinds.append(TEXT if stripped else EMPTY)
+            index += 1
+            continue
+        if not stripped:
+            kinds.append(EMPTY)
+            index += 1
+            continue
+        after = bisect_right(colon_lines, index)
+        colon_ahead = after < len(colon_lines) and colon_lines[after] < index + WRAPPED_HEADER_LINES
+        span = _header_span(contents, index, colon_ahead)
+        if span:
+            kinds.extend([HEADER] * span)
+            index += span
+            continue
+        if stripped.startswith(">"):
+            kinds.append(QUOTE)
+        elif p.INITIALS_QUOTE.match(line):
+            kinds.append(INITIALS_QUOTE)
+        elif p.DELIMITER.match(line) or p.SIGNATURE_DASHES.match(line):
+            kinds.append(DELIMITER)
+        elif p.DEVICE_SIGNATURE.search(stripped):
+            kinds.append(SIGNATURE)
+        else:
+            kinds.append(TEXT)
+        index += 1
+    return kinds[: len(lines)]
+
+
+def _strip_blank(lines: list[str]) -> list[str]:
+    """``lines`` without leading and trailing blank lines."""
+    start, end = 0, len(lines)
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    return lines[start:end]
+
+
+def _first_cut(kinds: list[str], dropped: set[int]) -> int:
+    """The index of the first line that starts history or signature.
+
+    A header followed by quotes and then more text is an interleaved reply
+    ("On ... wrote:", "> question", "answer"): the quotes stay as context,
+    the header line goes into ``dropped``.
+    """
+    index = 0
+    while index < len(kinds):
+        if kinds[index] not in CUTS:
+            index += 1
+            continue
+        if kinds[index] != HEADER:
+            return index
+        after = index
+        while after < len(kinds) and kinds[after] == HEADER:
+            after += 1
+        header_end = after
+        while after < len(kinds) and kinds[after] == EMPTY:
+            after += 1
+        if after >= len(kinds) or kinds[after] != QUOTE:
+            return index
+        while after < len(kinds) and kinds[after] in (QUOTE, EMPTY):
+            after += 1
+        if after >= len(kinds) or kinds[after] != TEXT:
+            return index
+        dropped.update(range(index, header_end))
+        index = after
+    return len(kinds)
+
+
+def _trim_lines(lines: list[str], depth: int = 0) -> list[str]:
+    lines = _strip_blank(lines)
+    if not lines:
+        return []
+    kinds = _classify(lines)
+    # Reply below the quote (or below a stray header): new text after them.
+    if kinds[0] == HEADER and depth < 3:
+        after = 0
+        while after < len(kinds) and kinds[after] in (HEADER, QUOTE, EMPTY):
+            after += 1
+        if after < len(kinds) and kinds[after] == TEXT:
+            return _trim_lines(lines[after:], depth + 1)
+    dropped: set[int] = set()
+    cut = _first_cut(kinds, dropped)
+    # A final block of quotes (and blank lines) below some text is history.
+    start = cut
+    while start > 0 and kinds[start - 1] in (QUOTE, INITIALS_QUOTE, EMPTY):
+        start -= 1
+    if 0 < start and TEXT in kinds[:start]:
+        cut = start
+    return _strip_blank([line for i, line in enumerate(lines[:cut]) if i not in dropped])
+
 
 def trim_reply(text: str) -> str:
-    """The part of ``text`` the sender wrote."""
-    return text.strip()
+    """The new text of a reply: ``text`` without quoted history and signature."""
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = normalised.split("\n")
+    if len(lines) > MAX_LINES:
+        lines = lines[:MAX_LINES]
+    return "\n".join(_trim_lines(lines)).strip()

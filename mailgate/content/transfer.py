@@ -14,8 +14,10 @@ def payload_bytes(part: Message) -> bytes:
     """The still-encoded body of a leaf part as bytes, as it was on the wire.
 
     compat32's BytesParser keeps 8-bit bytes as surrogate escapes in a str.
+    We read ``_payload`` because ``get_payload()`` decodes such a str with
+    the declared charset and replacement characters, losing the bytes.
     """
-    payload = part.get_payload()
+    payload = part._payload
     if isinstance(payload, str):
         return payload.encode("utf-8", "surrogateescape")
     if isinstance(payload, bytes):
@@ -65,9 +67,18 @@ def _decode_uu(raw: bytes, defects: list[str]) -> bytes:
     return bytes(out)
 
 
-def decode_transfer(part: Message, defects: list[str]) -> bytes:
-    """The decoded body bytes of a leaf part; never raises."""
-    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+def transfer_encoding(part: Message) -> str:
+    """The Content-Transfer-Encoding of a part, lower-cased, "" when absent."""
+    return str(part.get("content-transfer-encoding", "")).strip().lower()
+
+
+def decode_transfer(part: Message, defects: list[str], encoding: str | None = None) -> bytes:
+    """The decoded body bytes of a leaf part; never raises.
+
+    ``encoding`` is the part's Content-Transfer-Encoding when the caller has it already.
+    """
+    if encoding is None:
+        encoding = transfer_encoding(part)
     raw = payload_bytes(part)
     if encoding == "base64":
         return _decode_base64(raw, defects)

@@ -44,7 +44,9 @@ def envelope_sender(raw: bytes) -> str:
     return match.group(1).decode("ascii", "replace").lower() if match else ""
 
 
-def pipe_item(raw: bytes, sender: str | None, recipients: tuple[str, ...], default_rcpt: str) -> InboundItem:
+def pipe_item(
+    raw: bytes, sender: str | None, recipients: tuple[str, ...], default_rcpt: str
+) -> InboundItem:
     return InboundItem(
         raw=raw,
         envelope=Envelope(
@@ -58,8 +60,14 @@ def pipe_item(raw: bytes, sender: str | None, recipients: tuple[str, ...], defau
 
 def count_messages(path: Path) -> int:
     if path.is_dir():
-        return sum(1 for sub in ("new", "cur") if (path / sub).is_dir() for _ in (path / sub).iterdir())
-    return sum(1 for _ in mailbox.mbox(path, create=False).iterkeys())
+        return sum(
+            1 for sub in ("new", "cur") if (path / sub).is_dir() for _ in (path / sub).iterdir()
+        )
+    box = mailbox.mbox(path, create=False)
+    try:
+        return sum(1 for _ in box.iterkeys())
+    finally:
+        box.close()
 
 
 def read_mailbox(path: Path, default_rcpt: str) -> Iterator[InboundItem]:
@@ -69,20 +77,29 @@ def read_mailbox(path: Path, default_rcpt: str) -> Iterator[InboundItem]:
     interruption stores nothing twice.
     """
     box: mailbox.Mailbox = (  # type: ignore[type-arg]  # stdlib's generic is untyped in typeshed
-        mailbox.Maildir(path, factory=None, create=False) if path.is_dir() else mailbox.mbox(path, create=False)
+        mailbox.Maildir(path, factory=None, create=False)
+        if path.is_dir()
+        else mailbox.mbox(path, create=False)
     )
-    for key in box.iterkeys():
-        try:
-            raw = box.get_bytes(key)
-        except (OSError, KeyError):
-            continue
-        yield InboundItem(
-            raw=raw,
-            envelope=Envelope(
-                mail_from=envelope_sender(raw),
-                rcpt_tos=(default_rcpt,),
-                source="import",
-                received_at=datetime.now(UTC),
-            ),
-            source_key=hashlib.sha256(raw).hexdigest(),
-        )
+    try:
+        for key in box.iterkeys():
+            try:
+                raw = box.get_bytes(key)
+            except (OSError, KeyError):
+                continue
+            yield _import_item(raw, default_rcpt)
+    finally:
+        box.close()
+
+
+def _import_item(raw: bytes, default_rcpt: str) -> InboundItem:
+    return InboundItem(
+        raw=raw,
+        envelope=Envelope(
+            mail_from=envelope_sender(raw),
+            rcpt_tos=(default_rcpt,),
+            source="import",
+            received_at=datetime.now(UTC),
+        ),
+        source_key=hashlib.sha256(raw).hexdigest(),
+    )

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailgate.faults import crash_point
 from mailgate.outbox.transport import DeliveryResult, Transport
 from mailgate.store.db import transaction
 from mailgate.store.models import Event, Outbox
@@ -57,6 +58,16 @@ class OutboxWorker:
         self._idle_poll = idle_poll_seconds
         self.wake = threading.Event()
 
+    def __enter__(self) -> OutboxWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the transport (the relay connection is reused between batches)."""
+        self._transport.close()
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
@@ -67,7 +78,7 @@ class OutboxWorker:
             if worked == 0:
                 self.wake.wait(self._idle_poll)
                 self.wake.clear()
-        self._transport.close()
+        self.close()
 
     def deliver_due(self, now: datetime | None = None) -> int:
         """Send every due row once; returns how many were attempted."""
@@ -94,6 +105,7 @@ class OutboxWorker:
         results = []
         for row in rows:
             result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)
+            crash_point("outbox-sent")
             results.append((row, result))
         finished = datetime.now(UTC)
         with transaction(self._sessions) as session:

@@ -111,9 +111,16 @@ class SmtpTransport:
 
     def send(self, outbox_id: int, mail_from: str, rcpt: str, raw: bytes) -> DeliveryResult:
         for attempt in (1, 2):
-            try:
-                if self._client is None:
+            if self._client is None:
+                try:
                     self._client = self._connect()
+                except smtplib.SMTPResponseException as exc:
+                    self._reset()
+                    return DeliveryResult(False, False, f"relay refused the session: {exc.smtp_code} {_text(exc.smtp_error)}")
+                except (OSError, smtplib.SMTPException) as exc:
+                    self._reset()
+                    return DeliveryResult(False, False, f"cannot reach {self._host}:{self._port}: {exc}")
+            try:
                 refused = self._client.sendmail(mail_from, [rcpt], raw)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = exc.recipients.get(rcpt, (451, b"refused"))

@@ -14,7 +14,6 @@ from typing import Any
 
 from mailgate.rules.model import PRIORITIES
 from mailgate.rules.syntax import (
-    Pos,
     Source,
     describe_type,
     did_you_mean,
@@ -25,6 +24,7 @@ from mailgate.rules.syntax import (
     want_text,
     want_texts,
 )
+from mailgate.rules.yamlpos import Pos
 
 ACTION_KEYS: tuple[str, ...] = (
     "queue", "priority", "category", "tags", "assignee", "language", "sla", "ack",

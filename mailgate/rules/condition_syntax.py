@@ -16,7 +16,6 @@ from mailgate.rules.hours import BusinessHours
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.matchers import KINDS, TextMatcher, check_regex
 from mailgate.rules.syntax import (
-    Pos,
     Source,
     describe_type,
     did_you_mean,
@@ -26,15 +25,16 @@ from mailgate.rules.syntax import (
     want_map,
     want_texts,
 )
+from mailgate.rules.yamlpos import Pos
 
 STATUSES = ("new", "open", "pending", "resolved", "closed")
 
-# key -> (view attribute, lower-cased attribute or None, default match kind).
-# Addresses are lower-cased by the view already, so they need no second copy.
-_FIELDS: dict[str, tuple[str, str | None, str]] = {
-    "from": ("from_address", None, "glob"),
-    "from.domain": ("from_domain", None, "glob"),
-    "from.name": ("from_name", None, "contains"),
+# key -> (view attribute, lower-cased attribute, default match kind).
+# Addresses are lower-cased by the view already, so they are their own copy.
+_FIELDS: dict[str, tuple[str, str, str]] = {
+    "from": ("from_address", "from_address", "glob"),
+    "from.domain": ("from_domain", "from_domain", "glob"),
+    "from.name": ("from_name", "from_name_lower", "contains"),
     "subject": ("subject", "subject_lower", "contains"),
     "body": ("body", "body_lower", "contains"),
 }
@@ -114,9 +114,14 @@ def parse_size(src: Source, value: Any, pos: Pos, what: str) -> int | None:
 class ConditionParser:
     """Parses ``if:`` trees; knows the file's business-hours names."""
 
-    def __init__(self, src: Source, hours: dict[str, BusinessHours]) -> None:
+    def __init__(
+        self, src: Source, hours: dict[str, BusinessHours], hours_names: set[str] | None = None
+    ) -> None:
         self.src = src
         self.hours = hours
+        # Names of schedules that exist but are broken: their problems are
+        # reported already, so a reference to them is not a second problem.
+        self.hours_names = (hours_names or set()) | set(hours)
 
     def parse(self, node: Any, pos: Pos, what: str = "if") -> c.Condition | None:
         """A mapping of conditions, all of which must match."""
@@ -217,10 +222,13 @@ class ConditionParser:
         src = self.src
         if not want_map(src, value, value_at, "size"):
             return None
+        before = len(src.problems)
         bounds: dict[str, int | None] = {"over": None, "under": None}
         for key, item, _, at in entries(src, value, ("over", "under"), "size"):
             bounds[key] = parse_size(src, item, at, f"size.{key}")
         over, under = bounds["over"], bounds["under"]
+        if len(src.problems) > before:
+            return None
         if over is None and under is None:
             src.problem(value_at, "size needs over: and/or under:")
             return None
@@ -267,8 +275,9 @@ class ConditionParser:
             return None
         hours = self.hours.get(names[0])
         if hours is None:
-            self.src.problem(value_at, f'{key}: no business_hours named "{names[0]}"'
-                             f"{did_you_mean(names[0], self.hours)}")
+            if names[0] not in self.hours_names:
+                self.src.problem(value_at, f'{key}: no business_hours named "{names[0]}"'
+                                 f"{did_you_mean(names[0], self.hours_names)}")
             return None
         return c.HoursMatch(hours, within)
 

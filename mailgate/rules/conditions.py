@@ -10,10 +10,13 @@ same cached view, so they cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from mailgate.rules.hours import BusinessHours
 from mailgate.rules.matchers import TextMatcher, quote
 from mailgate.rules.view import MessageView
+
+ViewTest = Callable[[MessageView], bool]
 
 
 class Condition:
@@ -23,6 +26,10 @@ class Condition:
 
     def test(self, view: MessageView) -> bool:
         raise NotImplementedError
+
+    def fast(self) -> ViewTest:
+        """The same test as one prebuilt closure, for the hot loop."""
+        return self.test
 
     def explain(self, view: MessageView) -> str:
         raise NotImplementedError
@@ -46,6 +53,9 @@ class Always(Condition):
     def test(self, view: MessageView) -> bool:
         return True
 
+    def fast(self) -> ViewTest:
+        return lambda view: True
+
     def explain(self, view: MessageView) -> str:
         return "no conditions: matches every message"
 
@@ -53,14 +63,19 @@ class Always(Condition):
 class FieldMatch(Condition):
     """One text field (sender, subject, body...) against a ``TextMatcher``."""
 
-    __slots__ = ("attr", "key", "lower_attr", "matcher")
+    __slots__ = ("_test", "attr", "key", "matcher", "source")
 
-    def __init__(self, key: str, attr: str, lower_attr: str | None, matcher: TextMatcher) -> None:
-        self.key, self.attr, self.lower_attr, self.matcher = key, attr, lower_attr, matcher
+    def __init__(self, key: str, attr: str, lower_attr: str, matcher: TextMatcher) -> None:
+        self.key, self.attr, self.matcher = key, attr, matcher
+        # Case-insensitive matchers read the view's lower-cased copy.
+        self.source = attr if matcher.case_sensitive else lower_attr
+        self._test = matcher.over(attrgetter(self.source))
 
     def test(self, view: MessageView) -> bool:
-        lowered = getattr(view, self.lower_attr) if self.lower_attr else None
-        return self.matcher.matches(getattr(view, self.attr), lowered)
+        return self._test(view)
+
+    def fast(self) -> ViewTest:
+        return self._test
 
     def explain(self, view: MessageView) -> str:
         value = getattr(view, self.attr)
@@ -70,13 +85,18 @@ class FieldMatch(Condition):
 class AnyValueMatch(Condition):
     """A list of values (To, Cc, our recipients, plus tags): any one may match."""
 
-    __slots__ = ("attr", "key", "matcher")
+    __slots__ = ("_test", "attr", "key", "matcher")
 
     def __init__(self, key: str, attr: str, matcher: TextMatcher) -> None:
+        # These values (addresses, plus tags) are lower-cased by the view.
         self.key, self.attr, self.matcher = key, attr, matcher
+        self._test = matcher.over_any(attrgetter(attr))
 
     def test(self, view: MessageView) -> bool:
-        return self.matcher.matches_any(getattr(view, self.attr))
+        return self._test(view)
+
+    def fast(self) -> ViewTest:
+        return self._test
 
     def explain(self, view: MessageView) -> str:
         values: tuple[str, ...] = getattr(view, self.attr)
@@ -89,16 +109,25 @@ class AnyValueMatch(Condition):
 class HeaderMatch(Condition):
     """A header by name: present or absent, or any of its values matching."""
 
-    __slots__ = ("exists", "matcher", "name")
+    __slots__ = ("_test", "exists", "matcher", "name")
 
     def __init__(self, name: str, exists: bool | None, matcher: TextMatcher | None) -> None:
         self.name, self.exists, self.matcher = name, exists, matcher
+        self._test = self._build()
 
     def test(self, view: MessageView) -> bool:
-        values = view.headers.get(self.name.lower(), ())
+        return self._test(view)
+
+    def fast(self) -> ViewTest:
+        return self._test
+
+    def _build(self) -> ViewTest:
+        key = self.name.lower()
         if self.matcher is None:
-            return bool(values) == self.exists
-        return self.matcher.matches_any(values)
+            exists = self.exists
+            return lambda view: (key in view.headers) == exists
+        source = "headers" if self.matcher.case_sensitive else "headers_lower"
+        return self.matcher.over_any(lambda view: getattr(view, source).get(key, ()))
 
     def explain(self, view: MessageView) -> str:
         values = view.headers.get(self.name.lower(), [])
@@ -276,7 +305,13 @@ class AllOf(Condition):
 
     def __init__(self, children: list[Condition]) -> None:
         self.children = tuple(children)
-        self.tests: tuple[Callable[[MessageView], bool], ...] = tuple(c.test for c in children)
+        self.tests: tuple[ViewTest, ...] = tuple(c.fast() for c in children)
+
+    def fast(self) -> ViewTest:
+        if len(self.tests) == 2:
+            first, second = self.tests
+            return lambda view: first(view) and second(view)
+        return self.test
 
     def test(self, view: MessageView) -> bool:
         # A plain loop: all() with a generator costs twice as much per rule.
@@ -299,7 +334,13 @@ class AnyOf(Condition):
 
     def __init__(self, children: list[Condition]) -> None:
         self.children = tuple(children)
-        self.tests: tuple[Callable[[MessageView], bool], ...] = tuple(c.test for c in children)
+        self.tests: tuple[ViewTest, ...] = tuple(c.fast() for c in children)
+
+    def fast(self) -> ViewTest:
+        if len(self.tests) == 2:
+            first, second = self.tests
+            return lambda view: first(view) or second(view)
+        return self.test
 
     def test(self, view: MessageView) -> bool:
         for child_test in self.tests:  # noqa: SIM110 - hot path, as in AllOf
@@ -324,6 +365,10 @@ class Not(Condition):
 
     def test(self, view: MessageView) -> bool:
         return not self.child.test(view)
+
+    def fast(self) -> ViewTest:
+        child = self.child.fast()
+        return lambda view: not child(view)
 
     def explain(self, view: MessageView) -> str:
         return f"not ({self.child.explain(view)})"

@@ -15,6 +15,7 @@ from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.actions import Actions
 from mailgate.rules.conditions import Condition
 from mailgate.rules.hours import BusinessHours
+from mailgate.rules.index import RuleIndex
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.model import Action, Decision, Priority, RuleContext, RuleTrace
 from mailgate.rules.view import MessageView
@@ -72,24 +73,29 @@ class RuleSet:
     def __post_init__(self) -> None:
         # Precomputed (test, rule) pairs per kind of message: the hot loop
         # then does one call and one truth test per rule, nothing else.
+        # The index then narrows each message down to the rules that can match.
         def pairs(is_reply: bool) -> tuple[tuple[Callable[[MessageView], bool], Rule], ...]:
-            return tuple((r.condition.test, r) for r in self.rules if r.applies_to(is_reply))
+            return tuple((r.condition.fast(), r) for r in self.rules if r.applies_to(is_reply))
 
-        object.__setattr__(self, "_new", pairs(False))
-        object.__setattr__(self, "_reply", pairs(True))
+        for kind, is_reply in (("_new", False), ("_reply", True)):
+            candidates = pairs(is_reply)
+            object.__setattr__(self, kind, candidates)
+            index = RuleIndex([rule.condition for _, rule in candidates])
+            object.__setattr__(self, kind + "_index", index)
 
     def decide(
         self, message: ParsedMessage, envelope: Envelope, context: RuleContext
     ) -> Decision:
         """Route one message; never raises because of what the message contains."""
         view = MessageView(message, envelope, context)
-        candidates: tuple[tuple[Callable[[MessageView], bool], Rule], ...] = getattr(
-            self, "_reply" if context.is_reply else "_new"
-        )
+        kind = "_reply" if context.is_reply else "_new"
+        candidates: tuple[tuple[Callable[[MessageView], bool], Rule], ...] = getattr(self, kind)
+        index: RuleIndex = getattr(self, kind + "_index")
         matched: list[Rule] = []
         errors: dict[int, str] = {}
         try:
-            for test, rule in candidates:
+            for position in index.positions(view):
+                test, rule = candidates[position]
                 if test(view):
                     matched.append(rule)
                     if rule.stops:

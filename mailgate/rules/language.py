@@ -58,7 +58,7 @@ def _build_index() -> dict[str, str]:
 _INDEX = _build_index()
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 # Enough text to decide; more only costs time on long threads and logs.
-_SAMPLE = 2000
+_SAMPLE = 1200
 # Below this many hits, or without a clear lead, we would be guessing.
 _MIN_HITS = 2
 _MIN_SHARE = 0.5

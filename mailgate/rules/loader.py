@@ -7,12 +7,10 @@ while the old RuleSet keeps routing, and keep the old one if the new is bad.
 
 from __future__ import annotations
 
-import io
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from mailgate.rules import hours as hours_mod
@@ -23,7 +21,6 @@ from mailgate.rules.engine import Defaults, Rule, RuleSet
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.model import PRIORITIES, Problem, RulesError
 from mailgate.rules.syntax import (
-    Pos,
     Source,
     describe_type,
     entries,
@@ -35,6 +32,7 @@ from mailgate.rules.syntax import (
     want_text,
     want_texts,
 )
+from mailgate.rules.yamlpos import Pos, load_positioned
 
 TOP_KEYS = ("version", "defaults", "business_hours", "rules")
 DEFAULT_KEYS = ("queue", "priority", "language", "languages", "ack", "sla")
@@ -68,9 +66,8 @@ def load_rules_text(
 ) -> RuleSet:
     """Like ``load_rules`` for text already in memory (tests, docs examples)."""
     src = Source(file)
-    yaml = YAML(typ="rt")
     try:
-        document = yaml.load(io.StringIO(text))
+        document, duplicates = load_positioned(text)
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line, mark.column) if mark is not None else (0, 0)
@@ -79,6 +76,8 @@ def load_rules_text(
     except YAMLError as error:
         src.problem((0, 0), f"YAML: {error}")
         raise RulesError(src.problems) from error
+    for at, reason in duplicates:
+        src.problem(at, reason)
     ruleset = _build(src, document, known_queues, known_templates)
     if src.problems or ruleset is None:
         raise RulesError(sorted(src.problems, key=lambda p: (p.line, p.column)))
@@ -103,7 +102,9 @@ def _build(
             src.problem(at, f"version must be 1, got {describe_type(version)}")
     schedules = _business_hours(src, *parts.get("business_hours", (None, (0, 0))))
     defaults = _defaults(src, actions, *parts.get("defaults", (None, (0, 0))))
-    conditions = ConditionParser(src, schedules)
+    hours_node = parts.get("business_hours", (None,))[0]
+    hours_names = {str(name) for name in hours_node} if isinstance(hours_node, dict) else set()
+    conditions = ConditionParser(src, schedules, hours_names)
     rules = _rules(src, conditions, actions, *parts.get("rules", (None, (0, 0))))
     if defaults is None or rules is None:
         return None

@@ -1,6 +1,6 @@
 """Reading positioned YAML values and collecting every problem on the way.
 
-ruamel.yaml keeps the line and column of every key, value and list item
+``yamlpos`` keeps the line and column of every key, value and list item
 (0-based). Validation never stops at the first problem: each check records a
 ``Problem`` and returns None, and the caller carries on with the rest of the
 file, so an admin fixes everything in one round.
@@ -14,8 +14,7 @@ from datetime import date
 from typing import Any
 
 from mailgate.rules.model import Problem
-
-Pos = tuple[int, int]
+from mailgate.rules.yamlpos import Pos, PosList, PosMap
 
 
 class Source:
@@ -31,32 +30,25 @@ class Source:
 
 def node_pos(node: Any, fallback: Pos = (0, 0)) -> Pos:
     """Where a mapping or list itself starts."""
-    lc = getattr(node, "lc", None)
-    return (lc.line, lc.col) if lc is not None and lc.line is not None else fallback
+    return node.at if isinstance(node, PosMap | PosList) else fallback
 
 
 def key_pos(mapping: Any, key: object) -> Pos:
-    try:
-        line, col = mapping.lc.key(key)
-        return (line, col)
-    except (AttributeError, KeyError, TypeError):
-        return node_pos(mapping)
+    if isinstance(mapping, PosMap):
+        return mapping.key_at.get(key, mapping.at)
+    return (0, 0)
 
 
 def value_pos(mapping: Any, key: object) -> Pos:
-    try:
-        line, col = mapping.lc.value(key)
-        return (line, col)
-    except (AttributeError, KeyError, TypeError):
-        return key_pos(mapping, key)
+    if isinstance(mapping, PosMap):
+        return mapping.value_at.get(key, mapping.at)
+    return (0, 0)
 
 
 def item_pos(sequence: Any, index: int) -> Pos:
-    try:
-        line, col = sequence.lc.item(index)
-        return (line, col)
-    except (AttributeError, KeyError, TypeError, IndexError):
-        return node_pos(sequence)
+    if isinstance(sequence, PosList) and index < len(sequence.item_at):
+        return sequence.item_at[index]
+    return node_pos(sequence)
 
 
 def describe_type(value: object) -> str:
@@ -143,7 +135,12 @@ def want_texts(src: Source, value: object, pos: Pos, what: str) -> list[str] | N
 def want_choice(
     src: Source, value: object, pos: Pos, what: str, choices: Iterable[str]
 ) -> str | None:
-    options = set(choices)
+    ordered = list(choices)
+    options = set(ordered)
+    if not isinstance(value, str):
+        src.problem(pos, f"{what} must be one of {', '.join(ordered)}, "
+                    f"got {describe_type(value)}")
+        return None
     text = want_text(src, value, pos, what)
     if text is None:
         return None

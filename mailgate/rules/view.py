@@ -49,6 +49,10 @@ class MessageView:
         return self.message.sender.name if self.message.sender is not None else ""
 
     @cached_property
+    def from_name_lower(self) -> str:
+        return self.from_name.lower()
+
+    @cached_property
     def body(self) -> str:
         # What the sender wrote, not the quoted history: a requester quoting an
         # old "urgent" mail should not make a new reply urgent.
@@ -99,6 +103,11 @@ class MessageView:
         for name, value in self.message.headers:
             table.setdefault(name.lower(), []).append(value)
         return table
+
+    @cached_property
+    def headers_lower(self) -> dict[str, tuple[str, ...]]:
+        return {name: tuple(value.lower() for value in values)
+                for name, values in self.headers.items()}
 
     @cached_property
     def attachments(self) -> tuple[Attachment, ...]:

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailgate.faults import crash_point
 from mailgate.message import Envelope
 from mailgate.store.db import transaction
 from mailgate.store.models import Inbound
@@ -56,15 +57,19 @@ class InboundStore:
         """
         results: list[int | None] = []
         with transaction(self._sessions) as session:
-            keyed = [i.source_key for i in items if i.source_key is not None]
-            seen = self._existing(session, items[0].envelope.source, keyed) if keyed else set()
+            keyed: dict[str, list[str]] = {}
+            for item in items:
+                if item.source_key is not None:
+                    keyed.setdefault(item.envelope.source, []).append(item.source_key)
+            seen = {(source, key) for source, keys in keyed.items() for key in self._existing(session, source, keys)}
             rows: list[Inbound | None] = []
             for item in items:
-                if item.source_key is not None and item.source_key in seen:
+                identity = (item.envelope.source, item.source_key)
+                if item.source_key is not None and identity in seen:
                     rows.append(None)
                     continue
                 if item.source_key is not None:
-                    seen.add(item.source_key)
+                    seen.add(identity)
                 row = Inbound(
                     raw=item.raw,
                     size=len(item.raw),
@@ -153,17 +158,13 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[InboundItem, Future[int | None]]]) -> None:
-        # Items from different sources cannot share the source-key check.
-        by_source: dict[str, list[tuple[InboundItem, Future[int | None]]]] = {}
-        for entry in batch:
-            by_source.setdefault(entry[0].envelope.source, []).append(entry)
-        for entries in by_source.values():
-            try:
-                ids = self._store.accept([item for item, _ in entries])
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a 451/452 for each sender
-                log.error("inbound.commit_failed", error=str(exc), batch=len(entries))
-                for _, future in entries:
-                    future.set_exception(exc)
-                continue
-            for (_, future), row_id in zip(entries, ids, strict=True):
-                future.set_result(row_id)
+        try:
+            ids = self._store.accept([item for item, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a 451/452 for each sender
+            log.error("inbound.commit_failed", error=str(exc), batch=len(batch))
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        crash_point("inbound-committed")
+        for (_, future), row_id in zip(batch, ids, strict=True):
+            future.set_result(row_id)

@@ -7,7 +7,6 @@ own users (so their mailboxes never meet) and their own SQLite store.
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
@@ -37,9 +36,6 @@ FAST = {"idle_tick": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5, "auth_ret
 # Dovecot 2.3 without MOVE (RFC 6851), IDLE (RFC 2177) and UIDPLUS (RFC 4315),
 # like the older servers some helpdesks still have to read from.
 BASIC_CAPABILITIES = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE CHILDREN\n"
-
-_users = itertools.count(1)
-
 
 def make_message(subject: str, *, body_size: int = 600, sender: str = "anna@example.org") -> bytes:
     """A small, plausible customer mail with a unique Message-ID."""
@@ -127,9 +123,7 @@ class Mailbox:
 
 
 def new_mailbox(server: Dovecot) -> Mailbox:
-    user = f"user{next(_users)}"
-    password = f"pw-{user}-secret"
-    server.add_user(user, password)
+    user, password = server.take_user()
     # The first login creates the user's Maildir (INBOX).
     client = server.client(user, password)
     client.select_folder("INBOX")

@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "scripts" / "dovecot" / "dovecot.conf.in"
 ENSURE_INSTALLED = REPO / "scripts" / "dovecot" / "ensure-installed.sh"
 
+# Users in each Dovecot's passwd-file; one per test that asks for a mailbox.
+USERS = 40
+
 PASSWD_FILE_PASSDB = """passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u @BASE@/users
@@ -119,9 +122,15 @@ class Dovecot:
         shutil.copy(tls.server_key, self.base / "server.key")
         self.mail_root.mkdir()
         os.chown(self.mail_root, self._uid, self._gid)
+        # Dovecot looks at a changed passwd-file at most once a second, so
+        # users added between two quick logins may go unseen: make a pool
+        # of users up front and hand them out.
         users = self.base / "users"
-        users.touch()
+        users.write_text(
+            "".join(f"user{n}:{{PLAIN}}pw-user{n}-secret::::::\n" for n in range(1, USERS + 1))
+        )
         users.chmod(0o644)
+        self._next_user = 1
         if oauth2_introspection_url is None:
             passdb, mechanisms = PASSWD_FILE_PASSDB, "plain login"
         else:
@@ -155,11 +164,21 @@ class Dovecot:
     # -- process ------------------------------------------------------------
 
     def start(self) -> None:
-        done = subprocess.run(
-            ["dovecot", "-c", str(self.config)], capture_output=True, text=True, check=False
-        )
+        # The master daemonizes and its children inherit our stdout and
+        # stderr: with pipes, waiting for it would wait for Dovecot to exit.
+        errors = self.base / "startup.err"
+        with errors.open("wb") as stderr:
+            done = subprocess.run(
+                ["dovecot", "-c", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                check=False,
+            )
         if done.returncode != 0:
-            raise RuntimeError(f"dovecot did not start: {done.stderr.strip()}\n{self.log_tail()}")
+            raise RuntimeError(
+                f"dovecot did not start: {errors.read_text().strip()}\n{self.log_tail()}"
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
@@ -170,19 +189,40 @@ class Dovecot:
         raise RuntimeError(f"dovecot did not answer on port {self.imap_port}\n{self.log_tail()}")
 
     def stop(self) -> None:
+        """Stop the master and every process of this instance, as systemd would.
+
+        Dovecot's master leaves running imap processes behind when it gets
+        SIGTERM; a real restart (systemctl restart) ends the whole cgroup, so
+        a client really sees its connection go.
+        """
         pid_file = self.base / "run" / "master.pid"
         try:
-            pid = int(pid_file.read_text().strip())
+            master = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
+        pids = [master, *self._instance_pids()]
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.05)
+        for pid in pids:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def _instance_pids(self) -> list[int]:
+        # Dovecot titles its processes "<instance_name>/<service>".
+        prefix = f"mailgate-{self.imap_port}/".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes().startswith(b"dovecot-" + prefix):
+                    pids.append(int(entry.name))
+        return pids
 
     def restart(self) -> None:
         self.stop()
@@ -199,14 +239,21 @@ class Dovecot:
 
     # -- users and mail -----------------------------------------------------
 
-    def add_user(self, name: str, password: str) -> None:
-        # Dovecot notices the changed passwd-file on the next lookup.
-        with (self.base / "users").open("a") as users:
-            users.write(f"{name}:{{PLAIN}}{password}::::::\n")
+    def take_user(self) -> tuple[str, str]:
+        """A user nobody has used yet, and its password."""
+        if self._next_user > USERS:
+            raise RuntimeError(f"all {USERS} test users are taken; raise USERS")
+        name = f"user{self._next_user}"
+        self._next_user += 1
+        return name, f"pw-{name}-secret"
 
     def client(self, user: str, password: str) -> IMAPClient:
         client = IMAPClient("127.0.0.1", port=self.imap_port, ssl=False, timeout=10)
-        client.login(user, password)
+        try:
+            client.login(user, password)
+        except Exception as exc:
+            client.shutdown()
+            raise RuntimeError(f"test login as {user} failed: {exc}\n{self.log_tail()}") from exc
         return client
 
     def drop_into_maildir(self, user: str, raws: list[bytes]) -> None:
@@ -221,3 +268,12 @@ class Dovecot:
             tmp.write_bytes(raw)
             os.chown(tmp, self._uid, self._gid)
             tmp.rename(new / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    # A zombie has exited; only its parent's wait() is missing.
+    return state != "Z"

@@ -1,0 +1,89 @@
+"""What quoted history and signatures look like, line by line, in many languages.
+
+Each pattern is matched against one line with leading quote marks, bold
+markers and whitespace removed. Written from what mail clients produce
+(Outlook, Gmail, Apple Mail, Thunderbird, phones) in the languages our
+requesters write.
+"""
+
+from __future__ import annotations
+
+import re
+
+_I = re.IGNORECASE
+
+# "On <date>, <name> wrote:" and its translations end in a verb and a colon
+# (after the name in Dutch "schreef X:", German "schrieb am <date>:" and
+# Norwegian "skrev X:"). The verbs:
+_VERBS = (
+    r"wrote|writes|schrieb|schreef|het volgende geschreven|a écrit|a ecrit|escribió|escribio"
+    r"|ha scritto|scrisse|escreveu|napisał\(a\)|napisała|napisał|napisal|написал\(а\)|написала"
+    r"|написал|пише|писал|skrev|kirjoitti|írta|napsal|yazdı|写道|寫道|のメッセージ"
+)
+QUOTE_HEADER = re.compile(
+    rf"(?:^|\s)(?:{_VERBS})(?:\s.{{0,120}})?\s*[:：]\s*$|(?:^|\s)wrote\s*-+\s*$", _I
+)
+
+# Words that open a quote header, for headers wrapped over two or three lines.
+QUOTE_HEADER_LEAD = re.compile(
+    r"^(?:-+\s*)?(?:on|op|am|le|el|il|em|w dniu|dnia|den|på|at|\d{1,4}[-/. ])", _I
+)
+
+# Gmail's localised form starts with a numeric date and names the sender:
+# "2013/7/20 sam <info@example.com>" or "2016-10-24 15:36 GMT+02:00 Foo <x@y>:".
+DATE_HEADER = re.compile(
+    r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b(?:.{0,160}@.{0,80}"
+    r"|\s+\d{1,2}:\d{2}(?::\d{2})?\s+(?:GMT|UTC)[+-]\d{1,2}(?::?\d{2})?\s.{1,120})$"
+)
+
+# Separator lines that Outlook, Thunderbird and webmails put above the
+# original message or a forward.
+ORIGINAL_MESSAGE = re.compile(
+    r"^-*\s*(?:original message|originalnachricht|ursprüngliche nachricht|oorspronkelijk bericht"
+    r"|origineel bericht|oorspronkelijk e-mailbericht|message d'origine|message original"
+    r"|mensaje original|messaggio originale|mensagem original|ursprungligt meddelande"
+    r"|opprinnelig melding|oprindelig meddelelse|alkuperäinen viesti|wiadomość oryginalna"
+    r"|oryginalna wiadomość|исходное сообщение|původní zpráva|原始邮件|原始郵件|元のメッセージ"
+    r"|forwarded message|doorgestuurd bericht|weitergeleitete nachricht|message transféré"
+    r"|mensaje reenviado|messaggio inoltrato|mensagem encaminhada|vidarebefordrat meddelande"
+    r"|videresendt melding|przekazana wiadomość|пересылаемое сообщение)\s*-*\s*:?$",
+    _I,
+)
+FORWARD_INTRO = re.compile(
+    r"^(?:begin forwarded message|anfang der weitergeleiteten nachricht|begin doorgestuurd bericht"
+    r"|début du message réexpédié|inicio del mensaje reenviado|inizio messaggio inoltrato"
+    r"|início da mensagem reencaminhada|början på vidarebefordrat meddelande)\s*:$",
+    _I,
+)
+
+# Outlook's header block: a From line followed within a few lines by
+# Sent/Date/To/Subject lines, in the client's language.
+HEADER_FROM = re.compile(
+    r"^(?:from|van|von|de|da|från|fra|od|от|feladó|lähettäjä|发件人|寄件者|差出人)\s*[:：]", _I
+)
+HEADER_FIELD = re.compile(
+    r"^(?:sent|date|datum|verzonden|gesendet|envoyé|enviado|enviada|data|skickat|sendt|wysłano"
+    r"|отправлено|дата|发送时间|發送時間|送信日時|to|aan|an|à|a|para|till|til|do|кому|收件人|宛先"
+    r"|subject|onderwerp|betreff|objet|asunto|oggetto|assunto|ämne|emne|temat|тема|主题|主旨|件名"
+    r"|reply-to|risposta|cc|kopie|copie)\s*[:：]",
+    _I,
+)
+
+# Device and app signatures ("Sent from my iPhone") in many languages.
+DEVICE_SIGNATURE = re.compile(
+    r"^[(<]*(?:sent (?:from|via|with|using|on)|envoyé (?:de|depuis|avec|à partir)"
+    r"|verzonden (?:vanaf|met|van)|verstuurd (?:vanaf|met|van)|von meinem|gesendet (?:von|mit)"
+    r"|enviado (?:desde|do|de|con|com)|inviato da|skickat från|sendt fra|wysłane z"
+    r"|отправлено с|get outlook for|diese nachricht wurde von meinem|sent by"
+    r"|從我的|发自我的|來自我的)\b.{0,90}$"
+    r"|^.{0,40}(?:から送信|傳送|发送)$",
+    _I,
+)
+
+# A line of one repeated punctuation character ("--", "______", "*****"),
+# or Gmail's invisible tracking character U+1427 on its own.
+DELIMITER = re.compile(r"^\s*(?:([-_=*#~+])\1+|ᐧ)\s*$")
+SIGNATURE_DASHES = re.compile(r"^-- ?$")
+INITIALS_QUOTE = re.compile(r"^\s*[A-Za-z]{1,12}>")
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+CODE_FENCE = re.compile(r"^\s*(?:```|~~~)")

@@ -1,0 +1,293 @@
+"""Shared fixtures: real daemons, real databases, real SMTP peers.
+
+Nothing here mocks a socket: the daemon is the real ``mailgate run`` in a
+subprocess, the relay is an aiosmtpd server, PostgreSQL is the one on
+127.0.0.1:5432, Dovecot is started by tests/imap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+PG_ADMIN_URL = os.environ.get("MAILGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+HELPDESK = "helpdesk@example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_mail(
+    subject: str = "Printer on floor 3 is broken",
+    sender: str = "Alice Example <alice@example.org>",
+    to: str = HELPDESK,
+    message_id: str | None = None,
+    body: str = "Hello,\n\nthe printer on floor 3 jams on every page.\n\nAlice\n",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """A small, well-formed plain-text mail."""
+    lines = [
+        f"From: {sender}",
+        f"To: {to}",
+        f"Subject: {subject}",
+        f"Date: {formatdate(localtime=False)}",
+        f"Message-ID: {message_id or f'<{uuid.uuid4().hex}@example.org>'}",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+    ]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body.replace("\n", "\r\n")).encode()
+
+
+# -- databases -----------------------------------------------------------------
+
+
+def _pg_create() -> str:
+    import psycopg
+
+    name = f"mg_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def _pg_drop(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/mailgate.db"
+        return
+    name = _pg_create()
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _pg_drop(name)
+
+
+# -- configuration and runtime ---------------------------------------------------------
+
+
+def write_config(base: Path, **sections: Any) -> Path:
+    """A config file in ``base`` (SQLite there, Maildir outbox there, free SMTP port)."""
+    document: dict[str, Any] = {
+        "helpdesk": {"address": HELPDESK, "name": "Example IT Helpdesk"},
+        "database": {"url": f"sqlite:///{base}/mailgate.db"},
+        "listen": {"smtp": {"host": "127.0.0.1", "port": free_port()}},
+        "outbound": {"maildir": str(base / "outbox")},
+        "secrets": {"reply_key_file": str(base / "reply.key")},
+        "logging": {"format": "json", "level": "info"},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(document.get(key), dict):
+            document[key] = {**document[key], **value}
+        else:
+            document[key] = value
+    path = base / "mailgate.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def runtime_factory(tmp_path: Path) -> Iterator[Any]:
+    from mailgate.config import load
+    from mailgate.runtime import build
+
+    built: list[Any] = []
+
+    def factory(**sections: Any) -> Any:
+        runtime = build(load(write_config(tmp_path, **sections)))
+        built.append(runtime)
+        return runtime
+
+    yield factory
+    for runtime in built:
+        runtime.engine.dispose()
+
+
+# -- the daemon as a subprocess ------------------------------------------------------
+
+
+@dataclass
+class DaemonProcess:
+    config_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(yaml.safe_load(self.config_path.read_text()))
+
+    @property
+    def smtp_port(self) -> int:
+        return int(self.config["listen"]["smtp"]["port"])
+
+    @property
+    def outbox_dir(self) -> Path:
+        return Path(self.config["outbound"]["maildir"])
+
+    def start(self, timeout: float = 20.0) -> DaemonProcess:
+        if self.process is not None:
+            self.kill()  # a previous run, dead or alive: reap it and close its pipe
+        self.lines = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mailgate", "-c", str(self.config_path), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **self.env},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for("daemon.ready", timeout)
+        return self
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for raw in self.process.stderr:
+            try:
+                self.lines.append(json.loads(raw))
+            except ValueError:
+                self.lines.append({"event": "text", "text": raw.decode("utf-8", "replace")})
+
+    def wait_for(self, event: str, timeout: float = 10.0, count: int = 1) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in list(self.lines) if line.get("event") == event]
+            if len(found) >= count:
+                return found[count - 1]
+            if self.process is not None and self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        tail = "\n".join(str(line) for line in self.lines[-30:])
+        raise AssertionError(f"no {event!r} (x{count}) from the daemon within {timeout}s; log tail:\n{tail}")
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in list(self.lines) if line.get("event") == event]
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._close()
+
+    def send(self, raw: bytes, mail_from: str = "alice@example.org", rcpts: tuple[str, ...] = (HELPDESK,)) -> Any:
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
+            return client.sendmail(mail_from, list(rcpts), raw)
+
+    def acks(self) -> list[bytes]:
+        new = self.outbox_dir / "new"
+        return [p.read_bytes() for p in sorted(new.iterdir())] if new.is_dir() else []
+
+    def cli(self, *args: str, input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return run_cli(self.config_path, *args, input_bytes=input_bytes)
+
+
+def run_cli(config_path: Path, *args: str, input_bytes: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailgate", "-c", str(config_path), *args],
+        input=input_bytes,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[DaemonProcess] = []
+
+    def factory(config_path: Path | None = None, env: dict[str, str] | None = None, start: bool = True, **sections: Any) -> DaemonProcess:
+        path = config_path or write_config(tmp_path, **sections)
+        daemon = DaemonProcess(path, env=env or {})
+        started.append(daemon)
+        return daemon.start() if start else daemon
+
+    yield factory
+    for daemon in started:
+        daemon.kill()
+
+
+@pytest.fixture
+def daemon(daemon_factory: Any) -> DaemonProcess:
+    """A running ``mailgate run`` with SQLite and a Maildir outbox."""
+    return daemon_factory()  # type: ignore[no-any-return]
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def tickets_json(config_path: Path) -> list[dict[str, Any]]:
+    result = run_cli(config_path, "tickets", "list", "--json")
+    assert 0 == result.returncode, result.stderr.decode()
+    return list(json.loads(result.stdout))
+
+
+def ticket_json(config_path: Path, ticket_id: int | str) -> dict[str, Any]:
+    result = run_cli(config_path, "tickets", "show", str(ticket_id), "--json")
+    assert 0 == result.returncode, result.stderr.decode()
+    return dict(json.loads(result.stdout))
+
+
+@pytest.fixture
+def sink() -> Iterator[Any]:
+    """A real SMTP relay (aiosmtpd) on a free port with fault injection."""
+    from tests.smtp_sink import Sink
+
+    relay = Sink(free_port()).start()
+    yield relay
+    relay.stop()

@@ -1,0 +1,42 @@
+"""In-process pipeline driving for tests that need no listener."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+from sqlalchemy import select
+
+from mailgate.message import Envelope
+from mailgate.pipeline import Processor, Result
+from mailgate.store.inbound import InboundItem, InboundStore
+from mailgate.store.models import Outbox, Ticket
+
+
+def deliver(runtime: Any, raw: bytes, mail_from: str = "alice@example.org", rcpts: tuple[str, ...] = ("helpdesk@example.com",)) -> Result:
+    """Store one message durably and process it, as the daemon would."""
+    item = InboundItem(raw, Envelope(mail_from, rcpts, "smtp", datetime.now(UTC)))
+    (row_id,) = InboundStore(runtime.sessions).accept([item])
+    assert row_id is not None
+    (result,) = Processor(runtime).process_pending(only_ids=[row_id])
+    return result
+
+
+def outbox_mails(runtime: Any) -> list[Message]:
+    with runtime.sessions() as session:
+        return [message_from_bytes(row.raw) for row in session.scalars(select(Outbox).order_by(Outbox.id))]
+
+
+def ticket(runtime: Any, ticket_id: int) -> Ticket:
+    with runtime.sessions() as session:
+        found = session.get(Ticket, ticket_id)
+        assert found is not None
+        _ = found.articles
+        return found
+
+
+def ticket_count(runtime: Any) -> int:
+    with runtime.sessions() as session:
+        return len(list(session.scalars(select(Ticket.id))))

@@ -1,0 +1,93 @@
+"""kill -9 at any moment, restart, count: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import random
+import smtplib
+import threading
+import time
+from email import message_from_bytes
+from typing import Any
+
+import pytest
+
+from tests.conftest import HELPDESK, DaemonProcess, make_mail, tickets_json, wait_until
+
+
+def _acks_by_request(daemon: DaemonProcess) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for raw in daemon.acks():
+        key = str(message_from_bytes(raw)["In-Reply-To"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _send_until_accepted(daemon: DaemonProcess, raw: bytes, deadline: float) -> int:
+    """Send like an MTA: on any failure, wait and send the same message again."""
+    tries = 0
+    while time.monotonic() < deadline:
+        tries += 1
+        try:
+            with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=10) as client:
+                client.sendmail("alice@example.org", [HELPDESK], raw)
+            return tries
+        except (OSError, smtplib.SMTPException):
+            time.sleep(0.05)
+    raise AssertionError("message never accepted")
+
+
+@pytest.mark.parametrize("point", ["inbound-committed", "processed", "outbox-sent"])
+def test_kill_at_a_chosen_point_then_restart(daemon_factory: Any, point: str) -> None:
+    """SIGKILL right after a commit, before its effect is reported, loses and doubles nothing."""
+    daemon = daemon_factory(env={"MAILGATE_CRASH_AT": point}, start=True)
+    raw = make_mail(message_id=f"<crash-{point}@example.org>")
+    try:
+        daemon.send(raw)
+    except (smtplib.SMTPException, OSError):
+        pass  # killed before it could answer 250; the client will send again
+    wait_until(lambda: daemon.process is not None and daemon.process.poll() is not None, timeout=15)
+    assert -9 == daemon.process.returncode  # type: ignore[union-attr]
+
+    daemon.env = {}
+    daemon.start()
+    _send_until_accepted(daemon, raw, time.monotonic() + 20)  # the MTA retries
+    wait_until(lambda: daemon.acks(), timeout=15)
+    time.sleep(0.5)  # a second ack, if any, would be written by now
+    assert {f"<crash-{point}@example.org>": 1} == _acks_by_request(daemon)
+    tickets = tickets_json(daemon.config_path)
+    assert 1 == len(tickets)
+    assert 0 == daemon.stop()
+
+
+def test_random_sigkills_mid_stream(daemon_factory: Any) -> None:
+    """Three clients stream 90 requests while the daemon is killed -9 three times: one ticket and one ack each."""
+    daemon = daemon_factory(limits={"auto_replies_per_hour": 1000, "auto_replies_per_day": 1000})
+    ids = [f"<stream-{n}@example.org>" for n in range(90)]
+    deadline = time.monotonic() + 120
+    tries: list[int] = []
+
+    def client(chunk: list[str]) -> None:
+        for message_id in chunk:
+            raw = make_mail(message_id=message_id, subject=f"request {message_id}")
+            tries.append(_send_until_accepted(daemon, raw, deadline))
+
+    threads = [threading.Thread(target=client, args=(ids[n::3],)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    rng = random.Random(7)
+    for _ in range(3):
+        time.sleep(rng.uniform(0.3, 1.2))
+        daemon.kill()
+        daemon.start()
+    for thread in threads:
+        thread.join()
+    # The kills really interrupted the stream: some sends had to be retried.
+    assert sum(tries) > len(ids)
+
+    wait_until(lambda: len(_acks_by_request(daemon)) >= len(ids), timeout=60)
+    time.sleep(0.5)
+    acks = _acks_by_request(daemon)
+    assert {message_id: 1 for message_id in ids} == acks
+    tickets = tickets_json(daemon.config_path)
+    assert len(ids) == len(tickets)
+    assert 0 == daemon.stop()
