@@ -38,7 +38,8 @@ def build_rules(count: int = 1000) -> str:
         kind = index % 8
         lines.append(f"  - name: rule {index}")
         if kind == 0:
-            lines.append(f'    if: {{from.domain: ["*.customer{index}.com", "customer{index}.nl"]}}')
+            domains = f'["*.customer{index}.com", "customer{index}.nl"]'
+            lines.append(f"    if: {{from.domain: {domains}}}")
         elif kind == 1:
             lines.append(f'    if: {{subject: "{word} {index}"}}')
         elif kind == 2:

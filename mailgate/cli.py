@@ -33,12 +33,12 @@ class State:
             log_setup.setup(self._config.logging.format, self._config.logging.level)
         return self._config
 
-    def runtime(self, *, migrate: bool = True) -> Any:
+    def runtime(self, *, migrate: bool = True, rules: bool = True) -> Any:
         from mailgate.runtime import build
         from mailgate.rules import RulesError
 
         try:
-            return build(self.config, migrate=migrate)
+            return build(self.config, migrate=migrate, with_rules=rules)
         except RulesError as exc:
             fail("the rules file has problems:\n" + "\n".join(str(p) for p in exc.problems), code=2)
 
@@ -79,7 +79,34 @@ def run(state: State) -> None:
     """Run the daemon in the foreground (SIGTERM stops, SIGHUP reloads)."""
     from mailgate.daemon import run as run_daemon
 
-    sys.exit(run_daemon(state.runtime()))
+    sys.exit(run_daemon(state.runtime(), str(state.config_path.resolve())))
+
+
+@main.command(hidden=True)
+@pass_state
+def worker(state: State) -> None:
+    """The processing worker that `mailgate run` starts (internal)."""
+    import os
+    import socket
+
+    from mailgate.daemon import make_outbox_worker
+    from mailgate.worker import WAKE_FD_ENV, die_with_parent, run_worker
+
+    fd = os.environ.get(WAKE_FD_ENV)
+    if fd is None:
+        fail("this command is started by `mailgate run`, not by hand")
+    die_with_parent(int(os.environ.get("MAILGATE_PARENT_PID", os.getppid())))
+    runtime = state.runtime()
+    sys.exit(run_worker(runtime, socket.socket(fileno=int(fd)), make_outbox_worker(runtime)))
+
+
+@main.command()
+@pass_state
+def doctor(state: State) -> None:
+    """Check configuration, database, rules, relay and queues; say what to fix."""
+    from mailgate.doctor import run_doctor
+
+    sys.exit(run_doctor(state.config, sys.stdout))
 
 
 @main.group()
@@ -186,6 +213,60 @@ def import_(state: State, path: Path, no_progress: bool) -> None:
     click.echo(f"imported {stored} of {total} messages ({skipped} already imported): {summary or 'nothing new'}")
 
 
+# -- rules -------------------------------------------------------------------
+
+
+@main.group()
+def rules() -> None:
+    """Validate the rules file and try it on saved mails."""
+
+
+@rules.command("check")
+@pass_state
+def rules_check(state: State) -> None:
+    """Validate the rules file; print every problem as file:line:column: reason."""
+    from mailgate.rules.cli import run_check
+    from mailgate.runtime import make_templates
+
+    config = state.config
+    if config.rules is None:
+        click.echo("no rules file configured (key `rules:`); the default is one queue, priority normal")
+        return
+    templates = make_templates(config).names()
+    sys.exit(run_check(config.path(config.rules), None, templates, sys.stdout))
+
+
+@rules.command("test")
+@click.argument("mails", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
+    """Show what the rules would do with saved mails (.eml files or folders of them).
+
+    For one mail: every rule in order, whether it matched and which condition
+    decided, the resulting fields, and which acknowledgement would go out or
+    why none. For a folder: one line per mail.
+    """
+    from mailgate.rules import RuleContext
+    from mailgate.rules.cli import run_test
+    from mailgate.threading.subject import find_tags
+
+    config = state.config
+
+    def context(message: Any, envelope: Any) -> RuleContext:
+        # Without a database at hand, a mail that answers something is a reply.
+        is_reply = bool(message.in_reply_to or message.references or find_tags(message.subject, config.helpdesk.ref_prefix))
+        return RuleContext(
+            is_reply=is_reply,
+            our_addresses=config.our_addresses,
+            now=envelope.received_at,
+            trusted_authserv_ids=frozenset(config.trusted_authserv_ids),
+        )
+
+    rules_path = config.path(config.rules) if config.rules else None
+    sys.exit(run_test(rules_path, list(mails), as_json, context, sys.stdout))
+
+
 # -- tickets -----------------------------------------------------------------
 
 
@@ -207,7 +288,7 @@ def tickets_list(state: State, status: str | None, queue: str | None, limit: int
     from mailgate.store.models import Ticket
     from mailgate.store.tickets import ticket_dict
 
-    runtime = state.runtime()
+    runtime = state.runtime(rules=False)
     with runtime.sessions() as session:
         query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
         if status:
@@ -241,7 +322,7 @@ def tickets_show(state: State, ticket: str, as_json: bool) -> None:
     from mailgate.store.models import Event, Ticket
     from mailgate.store.tickets import article_dict, ticket_dict
 
-    runtime = state.runtime()
+    runtime = state.runtime(rules=False)
     with runtime.sessions() as session:
         found = _find_ticket(session, ticket, runtime.config.helpdesk.ref_prefix)
         if found is None:
@@ -292,7 +373,7 @@ def quarantine_list(state: State, as_json: bool) -> None:
 
     from mailgate.store.models import Inbound
 
-    runtime = state.runtime()
+    runtime = state.runtime(rules=False)
     with runtime.sessions() as session:
         rows = [
             {
@@ -324,7 +405,7 @@ def quarantine_show(state: State, inbound_id: int, raw: bool) -> None:
     from mailgate.ingest.files import header_block
     from mailgate.store.models import Inbound
 
-    runtime = state.runtime()
+    runtime = state.runtime(rules=False)
     with runtime.sessions() as session:
         row = session.get(Inbound, inbound_id)
         if row is None or row.state != "quarantined":
@@ -361,7 +442,7 @@ def quarantine_drop(state: State, inbound_id: int) -> None:
     from mailgate.store.db import transaction
     from mailgate.store.models import Inbound
 
-    runtime = state.runtime()
+    runtime = state.runtime(rules=False)
     with transaction(runtime.sessions) as session:
         row = session.get(Inbound, inbound_id)
         if row is None or row.state != "quarantined":
@@ -387,7 +468,7 @@ def outbox_list(state: State, wanted: str, limit: int, as_json: bool) -> None:
 
     from mailgate.store.models import Outbox
 
-    runtime = state.runtime()
+    runtime = state.runtime(rules=False)
     with runtime.sessions() as session:
         query = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
         if wanted != "all":
@@ -408,6 +489,52 @@ def outbox_list(state: State, wanted: str, limit: int, as_json: bool) -> None:
     else:
         table(["ID", "TICKET", "KIND", "TO", "STATE", "TRIES", "LAST ERROR"],
               [[r["id"], r["ticket_id"], r["kind"], r["rcpt"], r["state"], r["attempts"], r["last_error"] or ""] for r in rows])
+
+
+@main.group()
+def suppressions() -> None:
+    """Addresses that bounced hard and get no automatic mail."""
+
+
+@suppressions.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def suppressions_list(state: State, as_json: bool) -> None:
+    """List suppressed addresses with the bounce that put them there."""
+    from sqlalchemy import select
+
+    from mailgate.store.models import Suppression
+
+    runtime = state.runtime(rules=False)
+    with runtime.sessions() as session:
+        rows = [
+            {"address": r.address, "reason": r.reason, "created_at": r.created_at.isoformat()}
+            for r in session.scalars(select(Suppression).order_by(Suppression.created_at))
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        click.echo("no suppressed addresses")
+    else:
+        table(["ADDRESS", "SINCE", "REASON"], [[r["address"], _short_time(r["created_at"]), r["reason"]] for r in rows])
+
+
+@suppressions.command("clear")
+@click.argument("address")
+@pass_state
+def suppressions_clear(state: State, address: str) -> None:
+    """Mail ADDRESS again (after the requester fixed their mailbox)."""
+    from sqlalchemy import delete
+
+    from mailgate.store.db import transaction
+    from mailgate.store.models import Suppression
+
+    runtime = state.runtime(rules=False)
+    with transaction(runtime.sessions) as session:
+        removed = session.execute(delete(Suppression).where(Suppression.address == address.lower())).rowcount
+    if not removed:
+        fail(f"{address} is not suppressed (see `mailgate suppressions list`)")
+    click.echo(f"{address} will get automatic mail again")
 
 
 # -- output helpers ----------------------------------------------------------------

@@ -112,6 +112,14 @@ class ImapAccount(_Strict):
     batch_size: int = Field(default=100, ge=1, le=5000)
     max_message_bytes: int | None = None
     timeout: float = Field(default=30.0, gt=0)
+    # The recipient stored with each fetched message (default: username).
+    address: str | None = None
+    # IDLE is re-issued before the server's 30-minute limit (RFC 2177).
+    idle_renew_seconds: float = Field(default=1500.0, gt=0, le=1740)
+    # A message another instance stored is finished (flag/move) after this.
+    finish_grace_seconds: float = Field(default=30.0, ge=0)
+    # After an authentication failure, try again this much later.
+    auth_retry_seconds: float = Field(default=300.0, gt=0)
 
 
 class OutboundSmtp(_Strict):
@@ -145,6 +153,15 @@ class Limits(_Strict):
     max_attempts: int = Field(default=3, ge=1)
 
 
+class Processing(_Strict):
+    # Processing runs in this many child processes (0: threads of the
+    # daemon itself). More than one only helps on PostgreSQL.
+    workers: int = Field(default=1, ge=0, le=16)
+    # Messages per processing transaction: more is faster, fewer keeps the
+    # SQLite write lock (and so the SMTP answer) free sooner.
+    batch: int = Field(default=8, ge=1, le=500)
+
+
 class Logging(_Strict):
     format: Literal["auto", "console", "json"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -161,6 +178,7 @@ class Config(_Strict):
     templates: str | None = None
     secrets: Secrets = Secrets()
     limits: Limits = Limits()
+    processing: Processing = Processing()
     logging: Logging = Logging()
     trusted_authserv_ids: tuple[str, ...] = ()
     # Filled in by load(): the folder relative paths resolve against.

@@ -1,21 +1,25 @@
-"""``mailgate run``: listeners, processing and delivery in one process.
+"""``mailgate run``: listeners and intake here, processing in a worker.
 
-The asyncio loop on the main thread runs the SMTP/LMTP listeners and
-signal handling; the group committer, the processor, the outbox worker and
-each IMAP account run on threads of their own, woken by events rather than
-polling (a slow poll stays only as a safety net for rows written by other
-processes, such as ``mailgate ingest``).
+This process runs the SMTP/LMTP listeners on an asyncio loop, the group
+committer and the IMAP fetchers on threads. Processing (parse, thread,
+rules, templates) and delivery run in a child process (``mailgate worker``,
+see worker.py) on the other core, woken by a byte on a socket after each
+commit — pushed, not polled; a slow poll remains only as a safety net for
+rows written by other processes such as ``mailgate ingest``. With
+``processing.workers: 0`` they run as threads here instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import structlog
 
@@ -27,12 +31,12 @@ from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
 from mailgate.pipeline import Processor
 from mailgate.runtime import Runtime
 from mailgate.store.inbound import GroupCommitter, InboundStore
+from mailgate.worker import WAKE_FD_ENV
 
 log = structlog.get_logger(__name__)
 
 
 def make_transport(config: Config) -> Transport:
-    maildir = config.outbox_maildir
     smtp = config.outbound.smtp
     if smtp is not None:
         return SmtpTransport(
@@ -45,67 +49,161 @@ def make_transport(config: Config) -> Transport:
             timeout=smtp.timeout,
             local_hostname=config.helpdesk.domain,
         )
+    maildir = config.outbox_maildir
     assert maildir is not None
     return MaildirTransport(maildir)
 
 
-def retry_policy(config: Config) -> RetryPolicy:
-    outbound = config.outbound
-    return RetryPolicy(
+def make_outbox_worker(runtime: Runtime) -> OutboxWorker:
+    outbound = runtime.config.outbound
+    policy = RetryPolicy(
         first_seconds=outbound.retry_first_seconds,
         max_seconds=outbound.retry_max_seconds,
         give_up_after_seconds=outbound.give_up_after_seconds,
     )
+    return OutboxWorker(runtime.sessions, make_transport(runtime.config), policy)
+
+
+class WorkerProcess:
+    """One ``mailgate worker`` child, restarted with backoff if it dies."""
+
+    def __init__(self, config_path: str) -> None:
+        self._config_path = config_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    async def start(self) -> None:
+        """Spawn the worker and wait until it says it is ready.
+
+        Spawned from the event loop's own thread: Linux sends the parent-death
+        signal when the *thread* that forked exits, so a pool thread would do.
+        """
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, WAKE_FD_ENV: str(theirs.fileno()), "MAILGATE_PARENT_PID": str(os.getpid())}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "mailgate", "-c", self._config_path, "worker"],
+            pass_fds=(theirs.fileno(),),
+            env=env,
+        )
+        theirs.close()
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            ready = await asyncio.wait_for(loop.sock_recv(ours, 1), timeout=60)
+        except (OSError, TimeoutError):
+            ready = b""
+        with self._lock:
+            self._socket = ours
+        if ready != b"R":
+            log.error("worker.not_ready", pid=self._process.pid)
+
+    def wake(self) -> None:
+        with self._lock:
+            sock = self._socket
+        if sock is None:
+            return
+        try:
+            sock.send(b"w")
+        except (BlockingIOError, OSError):
+            # Full buffer: the worker has wake-ups pending already. Gone: the
+            # supervisor restarts it, and it looks for work when it starts.
+            pass
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            assert self._process is not None
+            self._process.send_signal(signum)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._process is None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.error("worker.kill_after_timeout", pid=self._process.pid)
+            self._process.kill()
+            self._process.wait()
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._process is None else self._process.returncode
 
 
 class Daemon:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, config_path: str) -> None:
         self.runtime = runtime
         self.stop_threads = threading.Event()
-        self.outbox = OutboxWorker(runtime.sessions, make_transport(runtime.config), retry_policy(runtime.config))
-        self.processor = Processor(runtime, on_outbox=self.outbox.wake.set)
-        self.store = InboundStore(runtime.sessions, on_accept=self.processor.wake.set)
+        self.workers = [WorkerProcess(config_path) for _ in range(runtime.config.processing.workers)]
+        self.store = InboundStore(runtime.sessions, on_accept=self._wake_processing)
         self.committer = GroupCommitter(self.store)
         self._threads: list[threading.Thread] = []
         self._servers: list[asyncio.base_events.Server] = []
+        self._local: Processor | None = None
+        self._local_outbox: OutboxWorker | None = None
         self.fetchers: list[object] = []
+
+    def _wake_processing(self) -> None:
+        for worker in self.workers:
+            worker.wake()
+        if self._local is not None:
+            self._local.wake.set()
 
     def _start_thread(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self.stop_threads,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
+    def _release_leases(self) -> None:
+        # On SQLite the worker(s) of this daemon are the only processors, so
+        # leases left by a dead one can be taken at once.
+        if self.runtime.engine.dialect.name == "sqlite":
+            Processor(self.runtime).release_leases()
+
     async def serve(self, stop: asyncio.Event) -> None:
         config = self.runtime.config
-        if self.runtime.engine.dialect.name == "sqlite":
-            self.processor.release_leases()
+        self._release_leases()
         self.committer.start()
-        self._start_thread("processor", self.processor.run)
-        self._start_thread("outbox", self.outbox.run)
+        if self.workers:
+            await asyncio.gather(*(worker.start() for worker in self.workers))
+        else:
+            self._local_outbox = make_outbox_worker(self.runtime)
+            self._local = Processor(self.runtime, batch=config.processing.batch, on_outbox=self._local_outbox.wake.set)
+            self._start_thread("processor", self._local.run)
+            self._start_thread("outbox", self._local_outbox.run)
         self._start_imap()
         await self._start_listeners()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
-        watchdog = asyncio.ensure_future(self._watchdog())
+        tasks = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._supervise())]
         systemd.notify("READY=1\nSTATUS=accepting mail")
-        log.info("daemon.ready", helpdesk=config.helpdesk.address, listeners=self.listening())
-        # Work left by a previous run (or by `mailgate ingest`) starts at once.
-        self.processor.wake.set()
-        self.outbox.wake.set()
+        log.info("daemon.ready", helpdesk=config.helpdesk.address, listeners=self.listening(), workers=len(self.workers))
         await stop.wait()
         systemd.notify("STOPPING=1")
         log.info("daemon.stopping")
-        watchdog.cancel()
+        for task in tasks:
+            task.cancel()
         for server in self._servers:
             server.close()
         for server in self._servers:
             await server.wait_closed()
         await asyncio.to_thread(self.committer.stop)
         self.stop_threads.set()
-        self.processor.wake.set()
-        self.outbox.wake.set()
+        if self._local is not None and self._local_outbox is not None:
+            self._local.wake.set()
+            self._local_outbox.wake.set()
+        await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in self.workers))
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 30)
         log.info("daemon.stopped")
@@ -154,18 +252,21 @@ class Daemon:
         config = self.runtime.config
         if not config.imap:
             return
-        from mailgate.ingest.imap import ImapFetcher, make_token_provider
+        from mailgate.ingest.imap import ImapFetcher
+        from mailgate.ingest.imap_credentials import make_password_provider, make_token_provider
 
         for account in config.imap:
-            def password(account=account) -> str:  # type: ignore[no-untyped-def]  # bound per account
-                return read_secret(config, account.password, account.password_file) or ""
-
             token = make_token_provider(account.oauth2, config.base_dir) if account.oauth2 else None
             fetcher = ImapFetcher(
                 account,
-                None if token else password,
+                None if token else make_password_provider(config, account),
                 self.store,
                 oauth2_token_provider=token,
+                address=account.address,
+                base_dir=config.base_dir,
+                idle_renew=account.idle_renew_seconds,
+                finish_grace=account.finish_grace_seconds,
+                auth_retry=account.auth_retry_seconds,
             )
             self.fetchers.append(fetcher)
             self._start_thread(f"imap-{account.name}", fetcher.run)
@@ -173,28 +274,44 @@ class Daemon:
     async def _reload(self) -> None:
         systemd.reloading()
         problems = await asyncio.to_thread(self.runtime.reload)
+        for worker in self.workers:
+            worker.signal(signal.SIGHUP)
         status = "rules reload refused: " + problems[0] if problems else "accepting mail"
         systemd.notify(f"READY=1\nSTATUS={status}")
+
+    async def _supervise(self) -> None:
+        """Restart a worker that died, with backoff; the work waits in the database."""
+        delays = {id(worker): 1.0 for worker in self.workers}
+        while True:
+            await asyncio.sleep(0.5)
+            for worker in self.workers:
+                if worker.alive():
+                    continue
+                log.error("worker.died", returncode=worker.returncode, restart_in=delays[id(worker)])
+                await asyncio.sleep(delays[id(worker)])
+                delays[id(worker)] = min(60.0, delays[id(worker)] * 2)
+                worker.restarts += 1
+                self._release_leases()
+                await worker.start()
+                self._wake_processing()
 
     async def _watchdog(self) -> None:
         interval = systemd.watchdog_interval()
         if interval is None:
             return
         while True:
-            # Ping only while the worker threads are alive: a wedged process
-            # gets restarted by systemd instead of silently holding mail.
-            if all(thread.is_alive() for thread in self._threads):
+            # Ping only while every part is alive: a wedged process is
+            # restarted by systemd instead of silently holding mail.
+            if all(t.is_alive() for t in self._threads) and all(w.alive() for w in self.workers):
                 systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
 
 
-def run(runtime: Runtime) -> int:
-    daemon = Daemon(runtime)
+def run(runtime: Runtime, config_path: str) -> int:
+    daemon = Daemon(runtime, config_path)
 
     async def main() -> None:
         await daemon.serve(asyncio.Event())
 
     asyncio.run(main())
     return 0
-
-

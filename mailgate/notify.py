@@ -9,20 +9,20 @@ does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from mailgate.guard.verp import verp_address
 from mailgate.message import Address
 from mailgate.outbox.compose import OutgoingMail, compose, new_message_id
 from mailgate.runtime import Runtime
-from mailgate.store.models import Article, Outbox, Ticket
+from mailgate.store.writes import TicketView, insert_article, insert_outbox, set_return_path
 from mailgate.threading.tokens import reply_address
 
 
-def ticket_context(runtime: Runtime, ticket: Ticket) -> dict[str, Any]:
+def ticket_context(runtime: Runtime, ticket: TicketView) -> dict[str, Any]:
     helpdesk = runtime.config.helpdesk
     return {
         "helpdesk": {"name": helpdesk.name, "address": helpdesk.address},
@@ -40,7 +40,7 @@ def ticket_context(runtime: Runtime, ticket: Ticket) -> dict[str, Any]:
 
 def render_to(
     runtime: Runtime,
-    ticket: Ticket,
+    ticket: TicketView,
     template: str,
     recipient: Address,
     *,
@@ -74,20 +74,21 @@ def render_to(
 
 
 def enqueue(
-    session: Session,
+    conn: Connection,
     runtime: Runtime,
-    ticket: Ticket,
+    ticket_id: int,
     mail: OutgoingMail,
     *,
     automatic: bool,
+    now: datetime,
     visibility: str = "public",
-) -> Article:
+) -> int:
     """Store ``mail`` as an outbound article and queue it, one row per recipient."""
-    now = datetime.now(UTC)
     raw = compose(mail, loop_value=runtime.config.helpdesk.address, now=now)
-    recipients = [a.email for a in (*mail.to, *mail.cc)]
-    article = Article(
-        ticket_id=ticket.id,
+    recipients = list(dict.fromkeys(a.email.lower() for a in (*mail.to, *mail.cc)))
+    article_id = insert_article(
+        conn,
+        ticket_id=ticket_id,
         direction="out",
         visibility=visibility,
         kind=mail.kind,
@@ -98,30 +99,28 @@ def enqueue(
         subject=mail.subject,
         body_text=mail.text,
         body_full=mail.text,
+        attachments=[],
+        threaded_by="",
         created_at=now,
     )
-    session.add(article)
-    session.flush()
-    rows = []
-    for rcpt in dict.fromkeys(recipients):
-        rows.append(
-            Outbox(
-                ticket_id=ticket.id,
-                article_id=article.id,
-                kind=mail.kind,
-                message_id=mail.message_id,
-                mail_from=runtime.config.helpdesk.address,
-                rcpt=rcpt.lower(),
-                raw=raw,
-                automatic=automatic,
-                created_at=now,
-                next_attempt_at=now,
-            )
+    helpdesk = runtime.config.helpdesk.address
+    for rcpt in recipients:
+        outbox_id = insert_outbox(
+            conn,
+            ticket_id=ticket_id,
+            article_id=article_id,
+            kind=mail.kind,
+            message_id=mail.message_id,
+            mail_from=helpdesk,
+            rcpt=rcpt,
+            raw=raw,
+            automatic=automatic,
+            state="queued",
+            attempts=0,
+            created_at=now,
+            next_attempt_at=now,
         )
-    session.add_all(rows)
-    session.flush()
-    for row in rows:
         # VERP (one return path per outbox row) tells us which mail to which
         # recipient bounced, without trusting anything the bounce says.
-        row.mail_from = verp_address(runtime.config.helpdesk.address, row.id, runtime.keys.signing)
-    return article
+        set_return_path(conn, outbox_id, verp_address(helpdesk, outbox_id, runtime.keys.signing))
+    return article_id

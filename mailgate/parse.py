@@ -185,7 +185,7 @@ def _parse(raw: bytes, max_attachment_bytes: int) -> ParsedMessage:
     body = extract_body(message, max_attachment_bytes, hint)
     defects.extend(body.defects)
     text = body.text
-    html = body.html
+    html = sanitise(body.html, defects) if body.html is not None else None
     return ParsedMessage(
         message_id=normalise_message_id(_raw_first(message, "message-id")),
         in_reply_to=parse_msgids(_raw_first(message, "in-reply-to")),
@@ -199,7 +199,7 @@ def _parse(raw: bytes, max_attachment_bytes: int) -> ParsedMessage:
         headers=headers,
         text=text,
         new_text=trim_reply(text),
-        html=sanitise(html) if html is not None else None,
+        html=html,
         attachments=tuple(body.attachments),
         size=len(raw),
         defects=_dedupe(defects),

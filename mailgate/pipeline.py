@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailgate import guard
+from mailgate.bounces import record_bounce, suppressed
 from mailgate.faults import crash_point
 from mailgate.guard.ratelimit import RateLimits, automatic_mail_allowed
 from mailgate.message import Envelope, ParsedMessage
@@ -31,15 +31,22 @@ from mailgate.parse import parse
 from mailgate.rules import Decision, RuleContext
 from mailgate.runtime import Runtime
 from mailgate.store.db import transaction
-from mailgate.store.models import Article, Inbound, Ticket
-from mailgate.store.tickets import (
-    SqlTicketLookup,
-    add_event,
-    add_participant,
-    article_with_key,
+from mailgate.store.models import Inbound
+from mailgate.store.writes import (
+    CoreTicketLookup,
+    TicketView,
+    add_participants,
     automatic_mail_counts,
+    existing_articles,
+    finish_inbound,
+    insert_article,
+    insert_event,
+    insert_ticket,
+    ticket_view,
+    touch_ticket,
+    update_ticket,
 )
-from mailgate.threading.resolve import ThreadDecision, resolve
+from mailgate.threading.resolve import resolve
 from mailgate.threading.subject import ticket_subject
 
 log = structlog.get_logger(__name__)
@@ -56,6 +63,29 @@ class Result:
     ticket_id: int | None = None
     article_id: int | None = None
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased inbound row, read in the claiming transaction."""
+
+    id: int
+    raw: bytes
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    source: str
+    received_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The pure part of processing, done outside the write transaction."""
+
+    message: ParsedMessage
+    envelope: Envelope
+    verdict: guard.GuardVerdict
+    dedupe_key: str
 
 
 def dedupe_key(message: ParsedMessage, raw: bytes) -> str:
@@ -105,16 +135,30 @@ class Processor:
         claimed = self._claim(only_ids)
         if not claimed:
             return []
+        # Parsing and the guard are pure and the slowest part: done before the
+        # write transaction, so the database is held only for the writes.
+        prepared = [(claim, self._prepare(claim)) for claim in claimed]
+        keys = [ready.dedupe_key for _, ready in prepared if isinstance(ready, Prepared)]
         results: list[Result] = []
         with transaction(self.runtime.sessions) as session:
-            for row in session.scalars(select(Inbound).where(Inbound.id.in_(claimed)).order_by(Inbound.id)):
-                results.append(self._process_row(session, row))
+            known = existing_articles(session.connection(), keys)
+            for claim, ready in prepared:
+                results.append(self._process_row(session, claim.id, claim, ready, known))
         crash_point("processed")
         if self._on_outbox is not None:
             self._on_outbox()
         return results
 
-    def _claim(self, only_ids: Sequence[int] | None) -> list[int]:
+    def _prepare(self, claim: Claim) -> Prepared | BaseException:
+        try:
+            message = parse(claim.raw)
+            envelope = Envelope(claim.mail_from, claim.rcpt_tos, claim.source, claim.received_at)
+            verdict = guard.check(message, envelope, self.runtime.own, claim.raw)
+        except Exception as exc:  # noqa: BLE001 - recorded on the row like any other failure
+            return exc
+        return Prepared(message, envelope, verdict, dedupe_key(message, claim.raw))
+
+    def _claim(self, only_ids: Sequence[int] | None) -> list[Claim]:
         now = datetime.now(UTC)
         limits = self.runtime.config.limits
         with transaction(self.runtime.sessions) as session:
@@ -145,48 +189,72 @@ class Processor:
                     log.error("process.quarantined", inbound_id=row_id, reason=why)
                     continue
                 claimed.append(row_id)
-            if claimed:
-                session.execute(
-                    update(Inbound)
-                    .where(Inbound.id.in_(claimed))
-                    .values(attempts=Inbound.attempts + 1, lease_until=now + self._lease)
+            if not claimed:
+                return []
+            session.execute(
+                update(Inbound)
+                .where(Inbound.id.in_(claimed))
+                .values(attempts=Inbound.attempts + 1, lease_until=now + self._lease)
+            )
+            found = session.execute(
+                select(
+                    Inbound.id, Inbound.raw, Inbound.mail_from, Inbound.rcpt_tos, Inbound.source,
+                    Inbound.received_at, Inbound.attempts,
                 )
-        return claimed
+                .where(Inbound.id.in_(claimed))
+                .order_by(Inbound.id)
+            ).all()
+        return [
+            Claim(row_id, raw, mail_from, tuple(rcpt_tos or ()), source, received_at, attempts)
+            for row_id, raw, mail_from, rcpt_tos, source, received_at, attempts in found
+        ]
 
-    def _process_row(self, session: Session, row: Inbound) -> Result:
+    def _process_row(
+        self, session: Session, row_id: int, claim: Claim, ready: Prepared | BaseException, known: dict[str, tuple[int, int]]
+    ) -> Result:
+        conn = session.connection()
         try:
-            with session.begin_nested():
-                result = self.handle(session, row)
+            if isinstance(ready, BaseException):
+                raise ready
+            with conn.begin_nested():
+                return self.handle(conn, row_id, claim, ready, known)
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the batch
             # The savepoint is gone; record why on the row and retry later.
-            backoff = timedelta(seconds=30 * max(1, row.attempts))
-            row.reason = f"attempt {row.attempts}: {type(exc).__name__}: {exc}"[:2000]
-            row.lease_until = datetime.now(UTC) + backoff
-            log.exception("process.failed", inbound_id=row.id, attempt=row.attempts)
-            return Result(row.id, "failed", reason=row.reason)
-        return result
+            attempts = claim.attempts + 1
+            reason = f"attempt {attempts}: {type(exc).__name__}: {exc}"[:2000]
+            conn.execute(
+                update(Inbound)
+                .where(Inbound.id == row_id)
+                .values(reason=reason, lease_until=datetime.now(UTC) + timedelta(seconds=30 * attempts))
+            )
+            log.exception("process.failed", inbound_id=row_id, attempt=attempts)
+            return Result(row_id, "failed", reason=reason)
 
     # -- one message -------------------------------------------------------
 
-    def handle(self, session: Session, row: Inbound) -> Result:
+    def handle(
+        self, conn: Connection, row_id: int, claim: Claim, ready: Prepared, known: dict[str, tuple[int, int]]
+    ) -> Result:
         runtime = self.runtime
         now = datetime.now(UTC)
-        message = parse(row.raw)
-        envelope = Envelope(row.mail_from, tuple(row.rcpt_tos or ()), row.source, row.received_at)
-        bound = log.bind(inbound_id=row.id, message_id=message.message_id)
-        verdict = guard.check(message, envelope, runtime.own, row.raw)
+        message, envelope, verdict = ready.message, ready.envelope, ready.verdict
+        bound = log.bind(inbound_id=row_id, message_id=message.message_id)
 
         if verdict.is_delivery_report:
-            return self._finish(row, "bounce", f"delivery report, not a request: {'; '.join(verdict.reasons)}", now)
-
-        key = dedupe_key(message, row.raw)
-        existing = article_with_key(session, key)
-        if existing is not None:
-            bound.info("process.duplicate", article_id=existing.id, ticket_id=existing.ticket_id)
-            return self._finish(
-                row, "duplicate", f"same message as article {existing.id} of ticket {existing.ticket_id}",
-                now, ticket_id=existing.ticket_id, article_id=existing.id,
+            # DSNs never become tickets; one about our own mail is recorded.
+            bounce = record_bounce(
+                conn, claim.raw, claim.rcpt_tos,
+                helpdesk_address=runtime.config.helpdesk.address, keys=runtime.keys.keys, now=now,
             )
+            bound.info("process.bounce", ticket_id=bounce.ticket_id, reason=bounce.reason)
+            return self._finish(conn, row_id, "bounce", bounce.reason, now, ticket_id=bounce.ticket_id)
+
+        existing = known.get(ready.dedupe_key)
+        if existing is not None:
+            article_id, ticket_id = existing
+            bound.info("process.duplicate", article_id=article_id, ticket_id=ticket_id)
+            reason = f"same message as article {article_id} of ticket {ticket_id}"
+            return self._finish(conn, row_id, "duplicate", reason, now, ticket_id=ticket_id, article_id=article_id)
 
         thread = resolve(
             message,
@@ -194,9 +262,9 @@ class Processor:
             helpdesk_address=runtime.config.helpdesk.address,
             ref_prefix=runtime.config.helpdesk.ref_prefix,
             keys=runtime.keys,
-            lookup=SqlTicketLookup(session),
+            lookup=CoreTicketLookup(conn),
         )
-        ticket = session.get(Ticket, thread.ticket_id) if thread.ticket_id is not None else None
+        ticket = ticket_view(conn, thread.ticket_id) if thread.ticket_id is not None else None
         decision = runtime.rules.decide(
             message,
             envelope,
@@ -204,7 +272,7 @@ class Processor:
                 is_reply=ticket is not None,
                 ticket_status=ticket.status if ticket is not None else None,
                 our_addresses=runtime.config.our_addresses,
-                now=row.received_at,
+                now=claim.received_at,
                 trusted_authserv_ids=frozenset(runtime.config.trusted_authserv_ids),
                 language=ticket.language if ticket is not None else None,
             ),
@@ -212,21 +280,23 @@ class Processor:
         if decision.action != "accept":
             state = {"drop": "dropped", "quarantine": "quarantined", "reject": "rejected"}[decision.action]
             bound.info("process.rule_action", action=decision.action, reason=decision.reason)
-            return self._finish(row, state, f"rule: {decision.reason}", now)
+            return self._finish(conn, row_id, state, f"rule: {decision.reason}", now)
 
+        is_new = ticket is None
         if ticket is None:
-            ticket = self._open_ticket(session, message, decision, now)
+            ticket = self._open_ticket(conn, message, decision, now)
         else:
-            self._apply_to_reply(session, ticket, decision, verdict, now)
+            self._apply_to_reply(conn, ticket, decision, verdict, now)
 
-        sender = message.sender.email if message.sender else row.mail_from.lower()
-        article = Article(
+        sender = message.sender.email if message.sender else claim.mail_from.lower()
+        article_id = insert_article(
+            conn,
             ticket_id=ticket.id,
-            inbound_id=row.id,
-            dedupe_key=key,
+            inbound_id=row_id,
+            dedupe_key=ready.dedupe_key,
             direction="in",
             visibility="internal" if decision.internal else "public",
-            kind="request" if thread.ticket_id is None else "reply",
+            kind="request" if is_new else "reply",
             sender=sender,
             sender_name=message.sender.name if message.sender else "",
             recipients=[a.email for a in (*message.to, *message.cc)],
@@ -236,39 +306,52 @@ class Processor:
             body_full=message.text,
             body_html=message.html,
             threaded_by=thread.threaded_by,
-            created_at=row.received_at,
+            attachments=[
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256,
+                 "content_id": a.content_id, "inline": a.inline}
+                for a in message.attachments
+            ],
+            created_at=claim.received_at,
         )
-        session.add(article)
-        session.flush()
-        self._record_people(session, ticket, message, sender, is_new=thread.ticket_id is None)
-        add_event(
-            session,
+        known[ready.dedupe_key] = (article_id, ticket.id)
+        ours = runtime.is_our_address
+        add_participants(
+            conn,
             ticket.id,
-            "created" if thread.ticket_id is None else "article_added",
-            article_id=article.id,
+            [(sender, "requester" if is_new else "cc")]
+            + [(a.email, "cc") for a in (*message.to, *message.cc) if a.email and not ours(a.email)],
+            new_ticket=is_new,
+        )
+        insert_event(
+            conn,
+            ticket.id,
+            "created" if is_new else "article_added",
+            now,
+            article_id=article_id,
             threading=list(thread.reasons),
             guard=verdict.kind,
             guard_reasons=list(verdict.reasons),
             rules=list(decision.matched_rules),
         )
-        if thread.ticket_id is None:
-            self._acknowledge(session, ticket, article, message, decision, verdict, now)
-        ticket.updated_at = now
+        if is_new:
+            self._acknowledge(conn, ticket, message, decision, verdict, now)
+        else:
+            touch_ticket(conn, ticket.id, now)
         bound.info(
             "process.stored",
             ticket=ticket.ref,
             ticket_id=ticket.id,
-            article_id=article.id,
+            article_id=article_id,
             threaded_by=thread.threaded_by,
             guard=verdict.kind,
         )
-        return self._finish(row, "done", "; ".join(thread.reasons), now, ticket_id=ticket.id, article_id=article.id)
+        return self._finish(conn, row_id, "done", "; ".join(thread.reasons), now, ticket_id=ticket.id, article_id=article_id)
 
-    def _open_ticket(self, session: Session, message: ParsedMessage, decision: Decision, now: datetime) -> Ticket:
+    def _open_ticket(self, conn: Connection, message: ParsedMessage, decision: Decision, now: datetime) -> TicketView:
         prefix = self.runtime.config.helpdesk.ref_prefix
-        ticket = Ticket(
-            # The reference needs the id; a unique placeholder fills the gap.
-            ref=f"new-{uuid.uuid4().hex}",
+        return insert_ticket(
+            conn,
+            prefix,
             subject=ticket_subject(message.subject, prefix)[:1000],
             status="new",
             priority=decision.priority,
@@ -282,40 +365,27 @@ class Processor:
             created_at=now,
             updated_at=now,
         )
-        session.add(ticket)
-        session.flush()
-        ticket.ref = f"{prefix}-{ticket.id}"
-        return ticket
 
     def _apply_to_reply(
-        self, session: Session, ticket: Ticket, decision: Decision, verdict: guard.GuardVerdict, now: datetime
+        self, conn: Connection, ticket: TicketView, decision: Decision, verdict: guard.GuardVerdict, now: datetime
     ) -> None:
+        changes: dict[str, object] = {}
         # A rule written for replies may change fields; defaults never do.
         for name in ("priority", "queue", "category", "assignee"):
             if name in decision.changed:
-                setattr(ticket, name, getattr(decision, name))
+                changes[name] = getattr(decision, name)
         if "tags" in decision.changed:
-            ticket.tags = sorted({*(ticket.tags or []), *decision.tags})
+            changes["tags"] = sorted({*ticket.tags, *decision.tags})
         if ticket.status in REOPENING_STATUSES and verdict.may_auto_reply:
-            add_event(session, ticket.id, "reopened", previous=ticket.status, reason="requester replied")
-            ticket.status = "open"
-            ticket.resolved_at = None
-            ticket.closed_at = None
-
-    def _record_people(
-        self, session: Session, ticket: Ticket, message: ParsedMessage, sender: str, *, is_new: bool
-    ) -> None:
-        ours = self.runtime.is_our_address
-        add_participant(session, ticket.id, sender, "requester" if is_new else "cc")
-        for address in (*message.to, *message.cc):
-            if address.email and not ours(address.email):
-                add_participant(session, ticket.id, address.email, "cc")
+            insert_event(conn, ticket.id, "reopened", now, previous=ticket.status, reason="requester replied")
+            changes.update(status="open", resolved_at=None, closed_at=None)
+        if changes:
+            update_ticket(conn, ticket.id, **changes)
 
     def _acknowledge(
         self,
-        session: Session,
-        ticket: Ticket,
-        article: Article,
+        conn: Connection,
+        ticket: TicketView,
         message: ParsedMessage,
         decision: Decision,
         verdict: guard.GuardVerdict,
@@ -328,16 +398,18 @@ class Processor:
             why_not = f"{verdict.kind}: {'; '.join(verdict.reasons)}"
         elif message.sender is None:
             why_not = "no sender address to answer"
+        elif (bounced := suppressed(conn, message.sender.email)) is not None:
+            why_not = f"address suppressed after a bounce ({bounced}); clear with `mailgate suppressions clear`"
         if why_not is None and message.sender is not None:
             limits = self.runtime.config.limits
-            hour, day = automatic_mail_counts(session, message.sender.email, now)
+            hour, day = automatic_mail_counts(conn, message.sender.email, now)
             rate = automatic_mail_allowed(
                 hour, day, RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day)
             )
             if not rate.allowed:
                 why_not = rate.reason
         if why_not is not None:
-            add_event(session, ticket.id, "ack_suppressed", reason=why_not)
+            insert_event(conn, ticket.id, "ack_suppressed", now, reason=why_not)
             log.info("process.ack_suppressed", ticket=ticket.ref, reason=why_not)
             return
         assert message.sender is not None and decision.ack_template is not None
@@ -351,19 +423,13 @@ class Processor:
             in_reply_to=message.message_id,
             references=references,
         )
-        enqueue(session, self.runtime, ticket, mail, automatic=True)
+        enqueue(conn, self.runtime, ticket.id, mail, automatic=True, now=now)
 
     @staticmethod
     def _finish(
-        row: Inbound, state: str, reason: str, now: datetime, *, ticket_id: int | None = None,
+        conn: Connection, row_id: int, state: str, reason: str, now: datetime, *, ticket_id: int | None = None,
         article_id: int | None = None,
     ) -> Result:
-        row.state = {"duplicate": "done", "bounce": "done"}.get(state, state)
-        row.reason = reason[:2000]
-        row.lease_until = None
-        row.processed_at = now
-        return Result(row.id, state, ticket_id, article_id, reason)
-
-
-def thread_summary(thread: ThreadDecision) -> str:
-    return f"{thread.threaded_by}: {'; '.join(thread.reasons)}"
+        stored_state = {"duplicate": "done", "bounce": "done"}.get(state, state)
+        finish_inbound(conn, row_id, stored_state, reason, now)
+        return Result(row_id, state, ticket_id, article_id, reason)

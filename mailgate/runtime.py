@@ -73,16 +73,19 @@ def make_rules(config: Config, templates: TemplateSet) -> RuleSet:
     return load_rules(Path(config.path(config.rules)), known_templates=templates.names())
 
 
-def build(config: Config, *, migrate: bool = True) -> Runtime:
+def build(config: Config, *, migrate: bool = True, with_rules: bool = True) -> Runtime:
+    """Everything a command needs; ``with_rules=False`` for read-only commands,
+    which must work even while an admin's rules file is broken."""
     engine = make_engine(config.database_url)
     if migrate:
         upgrade(engine)
     templates = make_templates(config)
+    rules = make_rules(config, templates) if with_rules else default_ruleset(language=config.helpdesk.language)
     return Runtime(
         config=config,
         engine=engine,
         sessions=session_factory(engine),
         keys=load_keys(config.path(config.secrets.reply_key_file)),
         templates=templates,
-        rules=make_rules(config, templates),
+        rules=rules,
     )

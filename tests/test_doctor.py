@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import sessionmaker
 
 from mailgate.config import Config, from_mapping
 from mailgate.doctor import run_doctor
@@ -73,8 +76,17 @@ def test_healthy_installation_passes(tmp_path: Path, relay: Sink) -> None:
     code, lines = doctor(config)
     assert 0 == code
     assert [] == [line for line in lines.values() if not line.startswith("OK  ")]
-    expected = {"configuration", "database", "inbound queue", "quarantine", "outbox", "reply key",
-                "rules", "outbound relay", "listen smtp"}
+    expected = {
+        "configuration",
+        "database",
+        "inbound queue",
+        "quarantine",
+        "outbox",
+        "reply key",
+        "rules",
+        "outbound relay",
+        "listen smtp",
+    }
     assert expected == set(lines)
     assert f"127.0.0.1:{relay.port} answers EHLO" in lines["outbound relay"]
 
@@ -95,9 +107,11 @@ def test_relay_refusing_ehlo_fails(tmp_path: Path, relay: Sink) -> None:
         fake.listen()
         port = fake.getsockname()[1]
         config = config.model_copy(
-            update={"outbound": config.outbound.model_copy(
-                update={"smtp": config.outbound.smtp.model_copy(update={"port": port})}  # type: ignore[union-attr]
-            )}
+            update={
+                "outbound": config.outbound.model_copy(
+                    update={"smtp": config.outbound.smtp.model_copy(update={"port": port})}  # type: ignore[union-attr]
+                )
+            }
         )
         # Greets, then refuses EHLO, like a relay that does not know our host.
         answer = _serve_once(fake, [b"220 relay ESMTP\r\n", b"554 5.7.1 go away\r\n"])
@@ -107,9 +121,7 @@ def test_relay_refusing_ehlo_fails(tmp_path: Path, relay: Sink) -> None:
     assert "554" in lines["outbound relay"]
 
 
-def _serve_once(server: socket.socket, replies: list[bytes]) -> Any:
-    import threading
-
+def _serve_once(server: socket.socket, replies: list[bytes]) -> threading.Thread:
     def serve() -> None:
         conn, _ = server.accept()
         with conn:
@@ -146,9 +158,6 @@ def test_database_without_schema_fails(tmp_path: Path, relay: Sink) -> None:
     """An SQLite file without mailgate's tables is a failure that says to upgrade."""
     config = make_config(tmp_path, relay.port)
     (tmp_path / "var").mkdir()
-    make_engine(config.database_url).dispose()
-    import sqlite3
-
     sqlite3.connect(tmp_path / "var" / "mailgate.db").close()
     code, lines = doctor(config)
     assert 1 == code
@@ -190,33 +199,49 @@ def test_queue_counts_and_stuck_work_warn(tmp_path: Path, relay: Sink) -> None:
     """Old pending mail, quarantined mail and failed outbox rows are counted and warned about."""
     config = installed(make_config(tmp_path, relay.port))
     engine = make_engine(config.database_url)
-    from sqlalchemy.orm import sessionmaker
-
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     with transaction(sessionmaker(engine)) as session:
         for state in ("pending", "pending", "quarantined", "done"):
             session.add(Inbound(raw=b"x", size=1, source="smtp", state=state, received_at=hour_ago))
         for state in ("queued", "failed", "sent"):
-            session.add(Outbox(kind="ack", message_id="<m@x>", mail_from=HELPDESK, rcpt="a@example.org",
-                               raw=b"x", state=state, created_at=hour_ago, last_error="451 later"))
+            session.add(
+                Outbox(
+                    kind="ack",
+                    message_id=f"<{state}@x>",
+                    mail_from=HELPDESK,
+                    rcpt="a@example.org",
+                    raw=b"x",
+                    state=state,
+                    created_at=hour_ago,
+                    last_error="451 later",
+                )
+            )
     engine.dispose()
     code, lines = doctor(config)
     assert 0 == code
     assert lines["inbound queue"].startswith("WARN  inbound queue: 2 pending, oldest 60 min old")
     assert lines["quarantine"].startswith("WARN  quarantine: 1 messages quarantined")
-    assert lines["outbox"].startswith("WARN  outbox: 1 queued (oldest 60 min old), 1 failed, 1 sent")
+    assert lines["outbox"].startswith(
+        "WARN  outbox: 1 queued (oldest 60 min old), 1 failed, 1 sent"
+    )
     assert "last error: 451 later" in lines["outbox"]
 
 
 def test_port_taken_by_another_program_warns(tmp_path: Path, relay: Sink) -> None:
     """A listen port held by some other SMTP server is a warning naming its greeting."""
     config = installed(make_config(tmp_path, relay.port))
-    config = config.model_copy(update={"listen": config.listen.model_copy(
-        update={"smtp": config.listen.smtp.model_copy(update={"port": relay.port})}  # type: ignore[union-attr]
-    )})
+    config = config.model_copy(
+        update={
+            "listen": config.listen.model_copy(
+                update={"smtp": config.listen.smtp.model_copy(update={"port": relay.port})}  # type: ignore[union-attr]
+            )
+        }
+    )
     code, lines = doctor(config)
     assert 0 == code
-    assert lines["listen smtp"].startswith(f"WARN  listen smtp: 127.0.0.1:{relay.port} is in use by another")
+    assert lines["listen smtp"].startswith(
+        f"WARN  listen smtp: 127.0.0.1:{relay.port} is in use by another"
+    )
 
 
 def test_port_held_by_running_daemon_is_ok(tmp_path: Path, relay: Sink) -> None:
@@ -226,8 +251,15 @@ def test_port_held_by_running_daemon_is_ok(tmp_path: Path, relay: Sink) -> None:
     (tmp_path / "mailgate.yaml").write_text(config.model_dump_json(exclude={"base_dir"}))
     with (tmp_path / "daemon.log").open("wb") as log:
         daemon = subprocess.Popen(
-            [str(Path(sys.executable).with_name("mailgate")), "-c", str(tmp_path / "mailgate.yaml"), "run"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).with_name("mailgate")),
+                "-c",
+                str(tmp_path / "mailgate.yaml"),
+                "run",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         _wait_for_smtp(port, daemon)
@@ -236,7 +268,9 @@ def test_port_held_by_running_daemon_is_ok(tmp_path: Path, relay: Sink) -> None:
         daemon.terminate()
         daemon.wait(30)
     assert 0 == code
-    assert lines["listen smtp"].startswith(f"OK    listen smtp: 127.0.0.1:{port} in use by a running mailgate")
+    assert lines["listen smtp"].startswith(
+        f"OK    listen smtp: 127.0.0.1:{port} in use by a running mailgate"
+    )
 
 
 def _wait_for_smtp(port: int, daemon: subprocess.Popen[bytes]) -> None:

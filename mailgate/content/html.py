@@ -10,6 +10,8 @@ from __future__ import annotations
 import html as html_entities
 import re
 
+import lxml.etree
+import lxml.html
 import nh3
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
@@ -29,10 +31,37 @@ _BLOCK_TAGS = re.compile(r"<\s*(br|/p|/div|/tr|/li|/h\d)\b[^>]*>", re.IGNORECASE
 _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 
-def sanitise(html: str) -> str:
+# Opening tags that can stay open for long: everything but void elements and
+# the ones parsers close implicitly. Their surplus over closing tags bounds
+# how deep the document nests.
+_NESTING_TAG = re.compile(
+    r"<(?!(?:br|img|meta|hr|input|link|wbr|col|area|base|source|track|embed|param|p|li|td|tr"
+    r"|th|option|dt|dd)\b)[a-zA-Z]",
+    re.IGNORECASE,
+)
+# nh3 (html5ever) takes quadratic time in nesting depth: 400 KB of unclosed
+# <div>s take seconds. Real mail nests a few dozen levels.
+MAX_UNCLOSED_TAGS = 1000
+
+
+def _flatten_deep(html: str, defects: list[str] | None) -> str:
+    """``html``, or its re-serialisation by libxml2 (which stops at 256 levels) if too deep."""
+    unclosed = len(_NESTING_TAG.findall(html)) - html.count("</")
+    if unclosed <= MAX_UNCLOSED_TAGS:
+        return html
+    if defects is not None:
+        defects.append("HTML nested too deeply, content below 255 levels dropped")
+    try:
+        document = lxml.html.document_fromstring(html)
+        return str(lxml.etree.tostring(document, encoding="unicode", method="html"))
+    except Exception:  # noqa: BLE001 - lxml refuses empty or binary documents
+        return html_entities.escape(_crude_text(html))
+
+
+def sanitise(html: str, defects: list[str] | None = None) -> str:
     """HTML safe to show in a browser: no scripts, handlers, forms or remote frames."""
     try:
-        return nh3.clean(html, url_schemes=_URL_SCHEMES)
+        return nh3.clean(_flatten_deep(html, defects), url_schemes=_URL_SCHEMES)
     except Exception:  # noqa: BLE001 - nh3 raises on its own limits; never show raw HTML
         return html_entities.escape(html_to_text(html))
 

@@ -9,20 +9,23 @@ The order of events is what keeps promises 1 and 2 (SPEC §2):
 4. only then flag \\Seen or MOVE on the server.
 
 A crash or a dropped connection between 3 and 4 leaves the message on the
-server but already stored: the next pass finds its key stored and just
+server but already stored: a later pass finds its key stored and just
 finishes step 4. A second instance on the same mailbox stores nothing twice
-because the store refuses a key it already has. A recreated folder gets a
-new UIDVALIDITY (RFC 9051 §2.3.1.1), so its messages get new keys and are
-stored again; the pipeline later recognises them by Message-ID, so nothing
-is lost and no second ticket is made.
+because the store refuses a key it already has. Only the instance whose
+commit stored a message moves it at once; a message stored by someone else
+is left to them for ``finish_grace`` seconds, because two clients moving one
+message at the same moment can leave two copies in the target folder
+(Dovecot's MOVE is a copy plus an expunge, and both copies may land first).
+
+A recreated folder gets a new UIDVALIDITY (RFC 9051 §2.3.1.1), so its
+messages get new keys and are stored again; the pipeline later recognises
+them by Message-ID, so nothing is lost and no second ticket is made.
 """
 
 from __future__ import annotations
 
 import random
 import re
-import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,12 +35,25 @@ from pathlib import Path
 
 import structlog
 
-from mailgate.config import Config, ImapAccount, OAuth2, read_secret
+from mailgate.config import ImapAccount
+from mailgate.ingest.imap_credentials import (
+    TokenUnavailable,
+    make_password_provider,
+    make_token_provider,
+)
 from mailgate.ingest.imap_session import AuthenticationFailed, MailboxSession
 from mailgate.message import Envelope
 from mailgate.store.inbound import InboundItem, InboundStore
 
 log = structlog.get_logger(__name__)
+
+__all__ = [
+    "AccountStatus",
+    "ImapFetcher",
+    "TokenUnavailable",
+    "make_password_provider",
+    "make_token_provider",
+]
 
 # RFC 2177 §3: servers may drop an IDLE after 30 minutes (Dovecot and most
 # others at 29-30); renewing at 25 leaves room for slow clocks and NATs.
@@ -60,67 +76,6 @@ class AccountStatus:
     last_success_at: datetime | None = None
 
 
-class TokenUnavailable(Exception):
-    """The OAuth2 access token could not be read or produced."""
-
-
-def make_token_provider(oauth2: OAuth2, base_dir: Path) -> Callable[[], str]:
-    """An access token from ``token_file`` or from ``token_command``'s stdout.
-
-    It is read again on every login, so an external helper (a cron job, a
-    systemd timer, the command itself) can refresh the short-lived token.
-    """
-    if oauth2.token_command:
-        argv = shlex.split(oauth2.token_command)
-
-        def from_command() -> str:
-            try:
-                done = subprocess.run(
-                    argv, cwd=base_dir, capture_output=True, timeout=60, check=False
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise TokenUnavailable(f"token command failed: {exc}") from None
-            token = done.stdout.decode("utf-8", "replace").strip()
-            if done.returncode != 0 or not token:
-                # stderr only: stdout may hold a (partial) token.
-                why = done.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
-                raise TokenUnavailable(
-                    f"token command exited {done.returncode}" + (f": {why[0]}" if why else "")
-                )
-            return token
-
-        return from_command
-    if oauth2.token_file:
-        path = Path(oauth2.token_file)
-        path = path if path.is_absolute() else base_dir / path
-
-        def from_file() -> str:
-            try:
-                token = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise TokenUnavailable(f"cannot read {path}: {exc.strerror}") from None
-            if not token:
-                raise TokenUnavailable(f"{path} is empty")
-            return token
-
-        return from_file
-    raise ValueError("oauth2 needs token_file or token_command")
-
-
-def make_password_provider(config: Config, account: ImapAccount) -> Callable[[], str] | None:
-    """The account's password, re-read on each login (so rotation needs no restart)."""
-    if account.password is None and account.password_file is None:
-        return None
-
-    def password() -> str:
-        secret = read_secret(config, account.password, account.password_file)
-        if not secret:
-            raise AuthenticationFailed("the configured password is empty")
-        return secret
-
-    return password
-
-
 class ImapFetcher:
     """Fetches one account's folder into the inbound store until stopped."""
 
@@ -138,6 +93,7 @@ class ImapFetcher:
         backoff_initial: float = 1.0,
         backoff_max: float = 300.0,
         auth_retry: float = 300.0,
+        finish_grace: float = 30.0,
         after_store: Callable[[Sequence[int | None]], None] | None = None,
     ) -> None:
         self._account = account
@@ -151,6 +107,7 @@ class ImapFetcher:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._auth_retry = auth_retry
+        self._finish_grace = finish_grace
         # Called right after each commit, before the server is touched: the
         # crash tests kill the process here.
         self._after_store = after_store
@@ -162,6 +119,10 @@ class ImapFetcher:
         # UIDs we quarantined (for servers that refuse our keyword).
         self._checkpoint: int | None = None
         self._quarantined: set[int] = set()
+        # UIDs stored by someone else (or by us before a crash) but still
+        # in the folder, with when we first saw them so.
+        self._unfinished: dict[int, float] = {}
+        self._failures = 0
 
     # -- public -----------------------------------------------------------
 
@@ -171,12 +132,10 @@ class ImapFetcher:
 
     def run(self, stop: threading.Event) -> None:
         """Fetch until ``stop`` is set; reconnects forever and never raises."""
-        failures = 0
         while not stop.is_set():
             self._set(state="connecting")
             try:
                 self._session(stop)
-                failures = 0
             except AuthenticationFailed as exc:
                 # Named clearly: the admin has to fix a password or token.
                 # Retried slowly so a locked-out account is not hammered
@@ -194,14 +153,14 @@ class ImapFetcher:
             except Exception as exc:
                 # Any other failure (network, TLS, server, database) means:
                 # drop the connection, nothing flagged, reconnect later.
-                failures += 1
+                self._failures += 1
                 delay = self._jitter(
-                    min(self._backoff_max, self._backoff_initial * 2 ** (failures - 1))
+                    min(self._backoff_max, self._backoff_initial * 2 ** (self._failures - 1))
                 )
                 self._log.warning(
                     "imap.disconnected",
                     error=f"{type(exc).__name__}: {exc}",
-                    attempt=failures,
+                    attempt=self._failures,
                     retry_in=round(delay, 2),
                 )
                 self._set(state="backoff", last_error=f"{type(exc).__name__}: {exc}")
@@ -218,6 +177,8 @@ class ImapFetcher:
             oauth2_token=self._token,
             base_dir=self._base_dir,
         )
+        # Connected and logged in: the next failure starts the backoff anew.
+        self._failures = 0
         polite = False
         try:
             folder = session.folder
@@ -235,6 +196,7 @@ class ImapFetcher:
                 # mode all are candidates, in flag mode all unread ones.
                 self._checkpoint = None
                 self._quarantined = set()
+                self._unfinished = {}
             use_idle = self._account.idle and folder.can_idle
             self._log.info(
                 "imap.connected",
@@ -252,7 +214,12 @@ class ImapFetcher:
             # fetched even when a human reads it before we do (flag mode).
             horizon = folder.uidnext - 1 if self._checkpoint is None and folder.uidnext else None
             while not stop.is_set():
-                self._sync(session, stop)
+                # Passes repeat until one finds nothing to do: mail that
+                # arrived while we were busy may have been announced (EXISTS)
+                # in the answer to one of our own commands, and IDLE would
+                # not announce it a second time (RFC 2177 §3).
+                while self._sync(session, stop) and not stop.is_set():
+                    pass
                 if horizon is not None:
                     self._checkpoint = max(self._checkpoint or 0, horizon)
                     horizon = None
@@ -260,34 +227,46 @@ class ImapFetcher:
                     break
                 if use_idle:
                     self._set(state="idle")
-                    session.wait_idle(stop, renew_after=self._idle_renew, tick=self._idle_tick)
+                    news = session.wait_idle(
+                        stop, renew_after=self._next_pass_in(), tick=self._idle_tick
+                    )
+                    if not news and not stop.is_set():
+                        # Nothing new: IDLE is re-issued after a pass (RFC 2177 §3).
+                        self._log.debug("imap.idle_renewed")
                 else:
                     self._set(state="polling")
-                    if stop.wait(self._account.poll_interval):
+                    if stop.wait(min(self._account.poll_interval, self._next_pass_in())):
                         break
                     session.noop()
             polite = True
         finally:
             session.close(polite=polite)
 
-    def _sync(self, session: MailboxSession, stop: threading.Event) -> None:
-        """Store and finish every waiting message, one batch at a time."""
+    def _sync(self, session: MailboxSession, stop: threading.Event) -> bool:
+        """Store and finish every waiting message, one batch at a time.
+
+        Returns True when the pass stored or finished anything.
+        """
         uidvalidity = session.folder.uidvalidity
         uids = [
             u for u in session.candidates(after_uid=self._checkpoint) if u not in self._quarantined
         ]
+        waiting = set(uids)
+        self._unfinished = {u: t for u, t in self._unfinished.items() if u in waiting}
         if not uids:
             self._set(backlog=0, last_success_at=_now())
-            return
+            return False
         self._set(state="fetching", backlog=len(uids))
         started = time.monotonic()
         done = 0
+        acted = False
         batch_size = self._account.batch_size
         for start in range(0, len(uids), batch_size):
             if stop.is_set():
-                return
+                return acted
             batch = uids[start : start + batch_size]
-            stored = self._store_batch(session, uidvalidity, batch)
+            stored, touched = self._store_batch(session, uidvalidity, batch)
+            acted = acted or touched
             done += len(batch)
             self._checkpoint = max(self._checkpoint or 0, batch[-1])
             self._set(
@@ -305,13 +284,19 @@ class ImapFetcher:
                     total=len(uids),
                     per_second=round(done / elapsed, 1) if elapsed > 0 else None,
                 )
+        return acted
 
-    def _store_batch(self, session: MailboxSession, uidvalidity: int, batch: list[int]) -> int:
-        """Store the batch durably, then flag/move it; returns rows added."""
+    def _store_batch(
+        self, session: MailboxSession, uidvalidity: int, batch: list[int]
+    ) -> tuple[int, bool]:
+        """Store the batch durably, then flag/move it.
+
+        Returns the rows added and whether anything was stored or finished.
+        """
         keys = {uid: f"{uidvalidity}:{uid}" for uid in batch}
         known = self._store.known_keys(self._source, keys.values())
         missing = [uid for uid in batch if keys[uid] not in known]
-        finish = [uid for uid in batch if keys[uid] in known]
+        finish = self._due([uid for uid in batch if keys[uid] in known])
         too_large: list[int] = []
         added = 0
         if missing:
@@ -336,7 +321,10 @@ class ImapFetcher:
                 added = sum(1 for row in ids if row is not None)
                 if self._after_store is not None:
                     self._after_store(ids)
-                finish += [uid for uid, _ in items if uid not in too_large]
+                ours = [uid for (uid, _), row in zip(items, ids, strict=True) if row is not None]
+                theirs = [uid for (uid, _), row in zip(items, ids, strict=True) if row is None]
+                finish += [uid for uid in ours if uid not in too_large]
+                finish += self._due(theirs)
             # A UID that vanished between SEARCH and FETCH was expunged by
             # someone else (a second instance moved it): nothing to do.
         session.finish(sorted(finish))
@@ -345,7 +333,26 @@ class ImapFetcher:
             self._quarantined.update(too_large)
         if added:
             self._log.info("imap.stored", count=added, quarantined=len(too_large))
-        return added
+        return added, bool(missing or finish)
+
+    def _due(self, stored_elsewhere: list[int]) -> list[int]:
+        """Which already-stored UIDs have waited ``finish_grace`` for their owner."""
+        now = time.monotonic()
+        due = []
+        for uid in stored_elsewhere:
+            first_seen = self._unfinished.setdefault(uid, now)
+            if now - first_seen >= self._finish_grace:
+                due.append(uid)
+                del self._unfinished[uid]
+        return due
+
+    def _next_pass_in(self) -> float:
+        """Seconds until the next pass must run, whatever the server says."""
+        if not self._unfinished:
+            return self._idle_renew
+        oldest = min(self._unfinished.values())
+        due_in = oldest + self._finish_grace - time.monotonic()
+        return max(0.05, min(self._idle_renew, due_in))
 
     def _item(self, raw: bytes, key: str, quarantine_reason: str | None = None) -> InboundItem:
         envelope = Envelope(

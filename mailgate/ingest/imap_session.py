@@ -195,9 +195,9 @@ class MailboxSession:
         except IMAPClientError:
             # Another client (a second mailgate, a human) expunged some of
             # these UIDs and we have not been told yet: servers may answer
-            # NO for the whole command (RFC 9051 §6.4.5, Dovecot does). A
-            # NOOP delivers the pending EXPUNGEs; then the UID FETCH
-            # simply skips the missing ones.
+            # NO [EXPUNGEISSUED] for the whole command (RFC 5530; Dovecot
+            # does). A NOOP delivers the pending EXPUNGEs; then the UID
+            # FETCH simply skips the missing ones.
             self._client.noop()
             response = self._client.fetch(list(uids), items)
         wanted = set(uids)
@@ -211,16 +211,28 @@ class MailboxSession:
         """Move the stored messages to ``move_to``, or flag them \\Seen."""
         if not uids:
             return
+        try:
+            self._finish(list(uids))
+        except IMAPClientError:
+            # Another client expunged some of them ([EXPUNGEISSUED], RFC
+            # 5530): a second mailgate finished them first. Once NOOP has
+            # delivered the EXPUNGEs, UID commands skip the missing UIDs.
+            self._client.noop()
+            self._finish(list(uids))
+
+    def _finish(self, uids: list[int]) -> None:
         target = self._account.move_to
         if target is None:
-            self._client.add_flags(list(uids), [SEEN], silent=True)
+            self._client.add_flags(uids, [SEEN], silent=True)
         elif self.folder.can_move:
             # RFC 6851 MOVE is atomic: the message is in exactly one folder
             # at every moment, even if we crash mid-command.
-            self._client.move(list(uids), target)
+            self._client.move(uids, target)
         else:
-            self._client.copy(list(uids), target)
-            self._client.add_flags(list(uids), [DELETED], silent=True)
+            # A crash after COPY leaves a second copy in the target folder
+            # (never a lost message); the next pass copies it again.
+            self._client.copy(uids, target)
+            self._client.add_flags(uids, [DELETED], silent=True)
             self.expunge(uids)
 
     def expunge(self, uids: Sequence[int]) -> None:
@@ -262,6 +274,12 @@ class MailboxSession:
                     if len(response) > 0 and response[0] == b"BYE":
                         raise ConnectionLost(_text(response))
                     if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
+                        news = True
+                    # An untagged NO or BAD is a warning (RFC 9051 §7.1.2);
+                    # Dovecot sends one when the selected folder was deleted
+                    # and recreated under us, then waits for our next
+                    # command to disconnect. Leave IDLE so that it comes.
+                    if len(response) > 0 and response[0] in (b"NO", b"BAD"):
                         news = True
                 if news:
                     break

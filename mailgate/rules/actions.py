@@ -33,7 +33,7 @@ ACTION_KEYS: tuple[str, ...] = (
 # Words that mean "send no acknowledgement" besides YAML's false and null.
 NO_ACK = frozenset({"none", "no"})
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class ActionParser:
                 found[key] = want_choice(src, value, at, key, PRIORITIES)
             elif key == "language":
                 found[key] = language = want_text(src, value, at, key)
-                if language and not _LANGUAGE.match(language):
+                if language and not LANGUAGE_CODE.match(language):
                     src.problem(at, f'language must be a code like "en" or "nl", got "{language}"')
             elif key in ("tags", "notify"):
                 found[key] = tuple(want_texts(src, value, at, key) or ())

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.engine import RuleSet, default_ruleset
+from mailgate.rules.expect import apply_given, load_expectation, mismatches, sidecar
 from mailgate.rules.loader import load_rules
 from mailgate.rules.model import Decision, RuleContext, RulesError
 
@@ -85,7 +87,7 @@ def run_test(
         print("no mail files found (a folder is searched for *.eml)", file=out)
         return 1
     status = 0
-    results: list[tuple[Path, ParsedMessage, Decision]] = []
+    results: list[Result] = []
     for path in files:
         try:
             raw = path.read_bytes()
@@ -93,25 +95,54 @@ def run_test(
             print(f"{path}: cannot read: {error.strerror}", file=out)
             status = 1
             continue
-        message = parse(raw)
-        envelope = envelope_for_file(message)
-        decision = ruleset.decide(message, envelope, context_factory(message, envelope))
-        results.append((path, message, decision))
+        results.append(_route(ruleset, path, parse(raw), context_factory))
+    if any(result.failures for result in results):
+        status = 1
     detailed = len(mail_paths) == 1 and not mail_paths[0].is_dir()
     if as_json:
-        payload = [{"file": str(path), **decision.as_dict()} for path, _, decision in results]
+        payload = [result.as_dict() for result in results]
         json.dump(payload[0] if detailed and payload else payload, out, indent=2)
         out.write("\n")
     elif detailed and results:
-        _print_detail(ruleset, *results[0], out)
+        _print_detail(ruleset, results[0], out)
     else:
         _print_table(results, out)
     return status
 
 
-def _print_detail(
-    ruleset: RuleSet, path: Path, message: ParsedMessage, decision: Decision, out: TextIO
-) -> None:
+@dataclass(frozen=True)
+class Result:
+    """One mail's decision, and how it compares with its .expect.yaml if any."""
+
+    path: Path
+    message: ParsedMessage
+    decision: Decision
+    checked: bool
+    failures: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"file": str(self.path), **self.decision.as_dict()}
+        if self.checked:
+            data["expectation_failures"] = list(self.failures)
+        return data
+
+
+def _route(
+    ruleset: RuleSet, path: Path, message: ParsedMessage, context_factory: ContextFactory
+) -> Result:
+    envelope = envelope_for_file(message)
+    context = context_factory(message, envelope)
+    expectation_path = sidecar(path)
+    if not expectation_path.exists():
+        return Result(path, message, ruleset.decide(message, envelope, context), False, ())
+    expectation = load_expectation(expectation_path)
+    context = apply_given(context, expectation.given)
+    decision = ruleset.decide(message, envelope, context)
+    return Result(path, message, decision, True, tuple(mismatches(decision, expectation)))
+
+
+def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
+    path, message, decision = result.path, result.message, result.decision
     sender = message.sender.email if message.sender is not None else "(no sender)"
     print(f"mail:    {path}", file=out)
     print(f"from:    {sender}", file=out)
@@ -132,6 +163,11 @@ def _print_detail(
     ack = f'template "{decision.ack_template}"' if decision.ack_template else "none"
     print(f"\nacknowledgement: {ack} ({decision.ack_reason})", file=out)
     print(f"reason: {decision.reason}", file=out)
+    if result.checked:
+        print(f"\nexpected ({sidecar(path).name}): "
+              + ("all as expected" if not result.failures else "DIFFERENT"), file=out)
+        for failure in result.failures:
+            print(f"  {failure}", file=out)
 
 
 def _show(value: object) -> str:
@@ -144,21 +180,26 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _print_table(results: list[tuple[Path, ParsedMessage, Decision]], out: TextIO) -> None:
-    header = ("file", "action", "queue", "priority", "category", "ack", "matched rules")
+def _print_table(results: list[Result], out: TextIO) -> None:
+    header = ("file", "action", "queue", "priority", "category", "ack", "expected",
+              "matched rules")
     rows = [header] + [
         (
-            path.name,
-            decision.action,
-            decision.queue,
-            decision.priority,
-            decision.category or "-",
-            decision.ack_template or "-",
-            ", ".join(decision.matched_rules) or "-",
+            result.path.name,
+            result.decision.action,
+            result.decision.queue,
+            result.decision.priority,
+            result.decision.category or "-",
+            result.decision.ack_template or "-",
+            ("FAIL" if result.failures else "ok") if result.checked else "-",
+            ", ".join(result.decision.matched_rules) or "-",
         )
-        for path, _, decision in results
+        for result in results
     ]
     widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]), file=out)
+        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
+    for result in results:
+        for failure in result.failures:
+            print(f"{result.path}: {failure}", file=out)

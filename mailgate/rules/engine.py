@@ -13,7 +13,7 @@ from typing import cast
 
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.actions import Actions
-from mailgate.rules.conditions import Condition
+from mailgate.rules.conditions import Condition, ViewTest
 from mailgate.rules.hours import BusinessHours
 from mailgate.rules.index import RuleIndex
 from mailgate.rules.language import SUPPORTED
@@ -62,6 +62,23 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class Lane:
+    """The rules for one kind of message (new or reply), ready for the hot loop.
+
+    Each rule's test is prebuilt, so the loop does one call and one truth
+    test per rule; the index narrows each message to the rules that can match.
+    """
+
+    pairs: tuple[tuple[ViewTest, Rule], ...]
+    index: RuleIndex
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...], is_reply: bool) -> Lane:
+        pairs = tuple((rule.condition.fast(), rule) for rule in rules if rule.applies_to(is_reply))
+        return cls(pairs, RuleIndex([rule.condition for _, rule in pairs]))
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """A loaded, validated rules file, ready to route messages."""
 
@@ -69,33 +86,26 @@ class RuleSet:
     defaults: Defaults = field(default_factory=Defaults)
     business_hours: dict[str, BusinessHours] = field(default_factory=dict)
     source: str = "(built-in defaults)"
+    new_lane: Lane = field(init=False, repr=False, compare=False)
+    reply_lane: Lane = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Precomputed (test, rule) pairs per kind of message: the hot loop
-        # then does one call and one truth test per rule, nothing else.
-        # The index then narrows each message down to the rules that can match.
-        def pairs(is_reply: bool) -> tuple[tuple[Callable[[MessageView], bool], Rule], ...]:
-            return tuple((r.condition.fast(), r) for r in self.rules if r.applies_to(is_reply))
-
-        for kind, is_reply in (("_new", False), ("_reply", True)):
-            candidates = pairs(is_reply)
-            object.__setattr__(self, kind, candidates)
-            index = RuleIndex([rule.condition for _, rule in candidates])
-            object.__setattr__(self, kind + "_index", index)
+        # Frozen dataclasses set derived fields through object.__setattr__.
+        object.__setattr__(self, "new_lane", Lane.of(self.rules, False))
+        object.__setattr__(self, "reply_lane", Lane.of(self.rules, True))
 
     def decide(
         self, message: ParsedMessage, envelope: Envelope, context: RuleContext
     ) -> Decision:
         """Route one message; never raises because of what the message contains."""
         view = MessageView(message, envelope, context)
-        kind = "_reply" if context.is_reply else "_new"
-        candidates: tuple[tuple[Callable[[MessageView], bool], Rule], ...] = getattr(self, kind)
-        index: RuleIndex = getattr(self, kind + "_index")
+        lane = self.reply_lane if context.is_reply else self.new_lane
+        pairs = lane.pairs
         matched: list[Rule] = []
         errors: dict[int, str] = {}
         try:
-            for position in index.positions(view):
-                test, rule = candidates[position]
+            for position in lane.index.positions(view):
+                test, rule = pairs[position]
                 if test(view):
                     matched.append(rule)
                     if rule.stops:
@@ -103,17 +113,17 @@ class RuleSet:
         except Exception:
             # A bug in a condition must not lose or bounce the message: start
             # again rule by rule, counting a failing rule as "no match".
-            matched = self._careful(view, candidates, errors)
+            matched = self._careful(view, pairs, errors)
         return self._decision(view, matched, errors)
 
     def _careful(
         self,
         view: MessageView,
-        candidates: tuple[tuple[Callable[[MessageView], bool], Rule], ...],
+        pairs: tuple[tuple[ViewTest, Rule], ...],
         errors: dict[int, str],
     ) -> list[Rule]:
         matched: list[Rule] = []
-        for test, rule in candidates:
+        for test, rule in pairs:
             try:
                 ok = test(view)
             except Exception as error:

@@ -14,7 +14,7 @@ from typing import Any
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from mailgate.rules import hours as hours_mod
-from mailgate.rules.actions import ActionParser, Actions
+from mailgate.rules.actions import LANGUAGE_CODE, ActionParser, Actions
 from mailgate.rules.condition_syntax import ConditionParser
 from mailgate.rules.conditions import Always, Condition
 from mailgate.rules.engine import Defaults, Rule, RuleSet
@@ -71,9 +71,13 @@ def load_rules_text(
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line, mark.column) if mark is not None else (0, 0)
-        src.problem((line, column), f"YAML: {error.problem or error.context}")
+        hint = ""
+        lines = text.splitlines()
+        if line < len(lines) and "\t" in lines[line]:
+            hint = " (YAML does not allow tabs for indentation; use spaces)"
+        src.problem((line, column), f"YAML: {error.problem or error.context}{hint}")
         raise RulesError(src.problems) from error
-    except YAMLError as error:
+    except (YAMLError, ValueError) as error:
         src.problem((0, 0), f"YAML: {error}")
         raise RulesError(src.problems) from error
     for at, reason in duplicates:
@@ -113,10 +117,7 @@ def _build(
 
 def _defaults(src: Source, actions: ActionParser, node: Any, pos: Pos) -> Defaults | None:
     if node is None:
-        # Without a defaults section the queue must still be one that exists.
-        if actions.known_queues is not None and "general" not in actions.known_queues:
-            src.problem(pos, 'no defaults: section, and the built-in default queue "general" '
-                        "is not a known queue; add defaults: {queue: ...}")
+        _check_builtin_defaults(src, actions, {}, pos)
         return Defaults()
     if not want_map(src, node, pos, "defaults"):
         return None
@@ -130,6 +131,9 @@ def _defaults(src: Source, actions: ActionParser, node: Any, pos: Pos) -> Defaul
             found[key] = want_choice(src, value, at, "defaults.priority", PRIORITIES)
         elif key == "language":
             found[key] = want_text(src, value, at, "defaults.language")
+            if found[key] and not LANGUAGE_CODE.match(found[key]):
+                src.problem(at, f'defaults.language must be a code like "en" or "nl", '
+                            f'got "{found[key]}"')
         elif key == "languages":
             codes = want_texts(src, value, at, "defaults.languages") or []
             found[key] = frozenset(code.lower() for code in codes)
@@ -142,7 +146,24 @@ def _defaults(src: Source, actions: ActionParser, node: Any, pos: Pos) -> Defaul
             found[key] = want_text(src, value, at, "defaults.sla")
     if any(value is None for key, value in found.items() if key != "ack_template"):
         return None
+    _check_builtin_defaults(src, actions, found, pos)
     return Defaults(**found)
+
+
+def _check_builtin_defaults(
+    src: Source, actions: ActionParser, written: dict[str, Any], pos: Pos
+) -> None:
+    """The built-in queue and template must exist too when the file relies on them."""
+    builtin = Defaults()
+    if "queue" not in written and actions.known_queues is not None \
+            and builtin.queue not in actions.known_queues:
+        src.problem(pos, f'the default queue "{builtin.queue}" is not a known queue; '
+                    "set defaults: {queue: ...}")
+    template = builtin.ack_template
+    if "ack_template" not in written and template and actions.known_templates is not None \
+            and template not in actions.known_templates:
+        src.problem(pos, f'the default acknowledgement template "{template}" is not a known '
+                    "template; set defaults: {ack: ...} (or ack: false)")
 
 
 def _business_hours(src: Source, node: Any, pos: Pos) -> dict[str, hours_mod.BusinessHours]:

@@ -40,7 +40,7 @@ class MessageView:
         self.context = context
         sender = message.sender.email if message.sender is not None else envelope.mail_from
         self.from_address = (sender or "").strip().lower()
-        self.from_domain = self.from_address.rpartition("@")[2]
+        self.from_domain = self.from_address.rpartition("@")[2] if "@" in self.from_address else ""
         self.subject = message.subject or ""
         self.subject_lower = self.subject.lower()
 
@@ -84,7 +84,7 @@ class MessageView:
         for index, address in enumerate(candidates):
             base, tag = split_plus(address)
             from_envelope = index < len(self.envelope.rcpt_tos)
-            if (from_envelope and not ours) or base in ours or address in ours:
+            if from_envelope or base in ours or address in ours:
                 seen.setdefault(address, (base, tag))
         return tuple(seen.values())
 
@@ -101,7 +101,8 @@ class MessageView:
     def headers(self) -> dict[str, list[str]]:
         table: dict[str, list[str]] = {}
         for name, value in self.message.headers:
-            table.setdefault(name.lower(), []).append(value)
+            # Folding leaves stray spaces; "equals" should not trip over them.
+            table.setdefault(name.lower(), []).append(value.strip())
         return table
 
     @cached_property

@@ -55,18 +55,19 @@ class _Builder:
         if isinstance(node, MappingNode):
             mapping = PosMap(_pos(node))
             self.built[id(node)] = mapping
+            merged: list[tuple[Node, Node]] = []
             for key_node, value_node in node.value:
-                key = self.build(key_node)
-                if not isinstance(key, str | int | float | bool) and key is not None:
-                    key = str(key)
-                if key in mapping:
-                    line = mapping.key_at[key][0] + 1
-                    self.duplicates.append(
-                        (_pos(key_node), f'duplicate key "{key}" (first at line {line})'))
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    # "<<: *defaults" copies keys the mapping does not set itself.
+                    sources = value_node.value if isinstance(value_node, SequenceNode) \
+                        else [value_node]
+                    merged.extend(pair for source in sources if isinstance(source, MappingNode)
+                                  for pair in source.value)
                     continue
-                mapping[key] = self.build(value_node)
-                mapping.key_at[key] = _pos(key_node)
-                mapping.value_at[key] = _pos(value_node)
+                self._add(mapping, key_node, value_node)
+            for key_node, value_node in merged:
+                if self.build(key_node) not in mapping:
+                    self._add(mapping, key_node, value_node)
             return mapping
         if isinstance(node, SequenceNode):
             sequence = PosList(_pos(node))
@@ -78,6 +79,19 @@ class _Builder:
         value = self.constructor.construct_object(node, deep=True)
         self.built[id(node)] = value
         return value
+
+    def _add(self, mapping: PosMap, key_node: Node, value_node: Node) -> None:
+        key = self.build(key_node)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            key = str(key)
+        if key in mapping:
+            line = mapping.key_at[key][0] + 1
+            reason = f'duplicate key "{key}" (first at line {line})'
+            self.duplicates.append((_pos(key_node), reason))
+            return
+        mapping[key] = self.build(value_node)
+        mapping.key_at[key] = _pos(key_node)
+        mapping.value_at[key] = _pos(value_node)
 
 
 def load_positioned(text: str) -> tuple[Any, list[tuple[Pos, str]]]:

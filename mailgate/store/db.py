@@ -11,8 +11,9 @@ timeout does not help there.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,26 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# SQLite has one writer at a time. Threads of one process queue on a Python
+# lock (woken the moment it is free) instead of in SQLite's busy handler,
+# which sleeps in growing steps and made the SMTP answer wait tens of
+# milliseconds behind each processing batch.
+_WRITE_LOCKS: dict[int, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(sessions: sessionmaker[Session]) -> threading.Lock | nullcontext[None]:
+    engine = sessions.kw.get("bind")
+    if engine is None or engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(id(engine), threading.Lock())
+
+
 @contextmanager
 def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
-    with sessions() as session, session.begin():
+    with _write_lock(sessions), sessions() as session, session.begin():
         yield session
 
 

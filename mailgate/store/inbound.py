@@ -109,7 +109,7 @@ class InboundStore:
 
     def known_keys(self, source: str, keys: Iterable[str]) -> set[str]:
         """Which of these source keys (e.g. IMAP "UIDVALIDITY:UID") are stored."""
-        with self._sessions() as session:
+        with transaction(self._sessions) as session:
             return self._existing(session, source, keys)
 
 

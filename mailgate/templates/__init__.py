@@ -43,6 +43,9 @@ class TemplateSet:
             autoescape=lambda name: name is not None and name.endswith(".html"),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            # Templates are reloaded by building a new TemplateSet on SIGHUP,
+            # not by a stat() of every file on every mail.
+            auto_reload=False,
             trim_blocks=True,
             lstrip_blocks=True,
         )

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,18 @@ from mailgate.store.models import Inbound
 from tests.imap.dovecot import Dovecot, TlsFiles, make_tls_files
 
 # Fast knobs so that reconnects and retries happen within a test's patience.
-FAST = {"idle_tick": 0.2, "backoff_initial": 0.05, "backoff_max": 0.5, "auth_retry": 0.5}
+FAST = {
+    "idle_tick": 0.2,
+    "backoff_initial": 0.05,
+    "backoff_max": 0.5,
+    "auth_retry": 0.5,
+    "finish_grace": 0.5,
+}
 
 # Dovecot 2.3 without MOVE (RFC 6851), IDLE (RFC 2177) and UIDPLUS (RFC 4315),
 # like the older servers some helpdesks still have to read from.
 BASIC_CAPABILITIES = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE CHILDREN\n"
+
 
 def make_message(subject: str, *, body_size: int = 600, sender: str = "anna@example.org") -> bytes:
     """A small, plausible customer mail with a unique Message-ID."""

@@ -181,10 +181,12 @@ class Dovecot:
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as sock:
-                    if sock.recv(100).startswith(b"* OK"):
-                        return
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as sock,
+            ):
+                if sock.recv(100).startswith(b"* OK"):
+                    return
             time.sleep(0.05)
         raise RuntimeError(f"dovecot did not answer on port {self.imap_port}\n{self.log_tail()}")
 

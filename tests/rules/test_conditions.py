@@ -15,7 +15,8 @@ def verdict(condition: str, mail: ParsedMessage, ctx: RuleContext | None = None,
             rcpt: tuple[str, ...] = ("helpdesk@example.com",), when: str = "any",
             extra: str = "") -> tuple[bool, str]:
     """Whether a one-rule file with ``if: CONDITION`` matches, and the trace reason."""
-    text = f"{extra}rules:\n  - name: r\n    when: {when}\n    if: {condition}\n    then: {{tags: [t]}}\n"
+    text = (f"{extra}rules:\n  - name: r\n    when: {when}\n"
+            f"    if: {condition}\n    then: {{tags: [t]}}\n")
     ruleset = load_rules_text(text)
     decision = ruleset.decide(mail, envelope(rcpt), ctx or context())
     return decision.trace[0].matched, decision.trace[0].reason
@@ -203,8 +204,9 @@ HOURS = ("business_hours:\n  office:\n    timezone: Europe/Amsterdam\n"
 def test_hours_conditions_follow_the_office_clock(moment: datetime, within: bool) -> None:
     """within_hours and outside_hours use the schedule's own time zone."""
     ctx = context(now=moment)
-    assert (within, not within) == (verdict("{within_hours: office}", message(), ctx, extra=HOURS)[0],
-                                    verdict("{outside_hours: office}", message(), ctx, extra=HOURS)[0])
+    inside = verdict("{within_hours: office}", message(), ctx, extra=HOURS)[0]
+    outside = verdict("{outside_hours: office}", message(), ctx, extra=HOURS)[0]
+    assert (within, not within) == (inside, outside)
 
 
 def test_hours_explanation_shows_local_time() -> None:

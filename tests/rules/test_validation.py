@@ -12,7 +12,7 @@ from mailgate.rules import Problem, RulesError, load_rules, load_rules_text
 def problems(text: str, **known: set[str]) -> list[str]:
     """The problems load_rules_text reports, as check prints them."""
     with pytest.raises(RulesError) as caught:
-        load_rules_text(text, "r.yaml", **known)  # type: ignore[arg-type]  # test helper
+        load_rules_text(text, "r.yaml", **known)
     return [str(problem) for problem in caught.value.problems]
 
 
@@ -150,3 +150,19 @@ def test_reloading_a_good_file_returns_an_independent_ruleset(tmp_path: Path) ->
     with pytest.raises(RulesError):
         load_rules(path)
     assert "old" == first.defaults.queue
+
+
+def test_built_in_defaults_are_checked_against_known_names() -> None:
+    """Relying on the built-in "general" and "ack" needs them to exist."""
+    assert [
+        'r.yaml:1:1: the default queue "general" is not a known queue; set defaults: {queue: ...}',
+        'r.yaml:1:1: the default acknowledgement template "ack" is not a known template; set '
+        "defaults: {ack: ...} (or ack: false)",
+    ] == problems("rules: []\n", known_queues={"support"}, known_templates={"welcome"})
+
+
+def test_defaults_ack_false_needs_no_template() -> None:
+    """ack: false in defaults means no template has to exist."""
+    ruleset = load_rules_text("defaults: {queue: support, ack: false}\n",
+                              known_queues={"support"}, known_templates=set())
+    assert None is ruleset.defaults.ack_template

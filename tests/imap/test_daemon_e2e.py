@@ -1,0 +1,48 @@
+"""IMAP through the whole daemon: a mail appended to the mailbox is acknowledged."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from email import message_from_bytes
+from typing import Any
+
+import pytest
+
+from tests.conftest import tickets_json, wait_until
+from tests.imap.conftest import Mailbox, make_message
+
+
+@pytest.mark.dovecot
+def test_appended_mail_is_acknowledged_within_two_seconds(daemon_factory: Any, mailbox: Mailbox) -> None:
+    """With IDLE, APPEND -> ticket -> acknowledgement takes under 2 s (median of 5), and the mail is moved."""
+    daemon = daemon_factory(
+        imap=[
+            {
+                "name": "support",
+                "host": "127.0.0.1",
+                "port": mailbox.server.imap_port,
+                "security": "none",
+                "username": mailbox.user,
+                "password": mailbox.password,
+                "move_to": "Processed",
+                "address": "helpdesk@example.com",
+            }
+        ]
+    )
+    daemon.wait_for("imap.connected", timeout=15)
+    latencies = []
+    for n in range(5):
+        started = time.monotonic()
+        mailbox.append(make_message(f"imap e2e {n}", sender=f"user{n}@example.org"))
+        wait_until(lambda n=n: len(daemon.acks()) > n, timeout=15, interval=0.01)
+        latencies.append(time.monotonic() - started)
+    median = statistics.median(latencies)
+    print(f"\nIMAP append -> acknowledgement: median {median * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    assert median < 2.0
+    assert 5 == len(tickets_json(daemon.config_path))
+    subjects = sorted(str(message_from_bytes(raw)["Subject"]) for raw in daemon.acks())
+    assert "[HD-1] imap e2e 0" == subjects[0]
+    wait_until(lambda: 5 == mailbox.count("Processed"), timeout=10)
+    assert 0 == mailbox.count("INBOX")
+    assert 0 == daemon.stop()
