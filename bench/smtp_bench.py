@@ -18,7 +18,7 @@ Replies get no acknowledgement, so only new requests count end to end.
 
     .venv/bin/python bench/smtp_bench.py [--messages 2000] [--connections 4]
         [--rate R] [--reply-share 0.2] [--steady-rate 100] [--steady-seconds 20]
-        [--profile] [--keep]
+        [--profile] [--keep] [--log-level info] [--daemon-command CMD]
 
 ``--profile`` samples the daemon with ``py-spy record`` (``pip install
 py-spy``) during the burst and prints the hottest functions; the raw
@@ -125,7 +125,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def write_config(folder: Path, smtp_port: int, sink_port: int) -> Path:
+def write_config(folder: Path, smtp_port: int, sink_port: int, log_level: str = "warning") -> Path:
     config = folder / "mailgate.yaml"
     config.write_text(
         f"""\
@@ -146,7 +146,7 @@ limits:
   auto_replies_per_day: 1000000
 logging:
   format: json
-  level: warning
+  level: {log_level}
 """,
         encoding="utf-8",
     )
@@ -226,6 +226,7 @@ class Phase:
     send_ended: float = 0.0
     # CPU seconds (user + system) the daemon used from the first send to the last ack.
     daemon_cpu: float = 0.0
+    daemon_processes: int = 1
 
 
 class Traffic:
@@ -378,14 +379,36 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[rank - 1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc), or 0."""
+def _proc_stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
-        return 0.0
-    # Fields 14 and 15 of proc(5), counted after the command name.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+
+
+def cpu_seconds(pid: int) -> tuple[float, int]:
+    """User + system CPU seconds of a process and its descendants (Linux /proc).
+
+    ``mailgate run`` may start worker processes; their time counts too. A
+    child that ended during the phase is missed, which a stable daemon
+    does not do. Returns (seconds, number of processes).
+    """
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    family, grew = {pid}, True
+    while grew:
+        kin = {child for child, parent in parents.items() if parent in family} - family
+        family |= kin
+        grew = bool(kin)
+    ticks = 0
+    for member in family:
+        fields = _proc_stat(member)
+        if fields is not None:
+            # Fields 14 and 15 of proc(5) (utime, stime), counted after the name.
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK"), len(family)
 
 
 def run_phase(
@@ -399,10 +422,11 @@ def run_phase(
     sink: AckSink,
     patience: float,
 ) -> None:
-    cpu_before = cpu_seconds(daemon_pid)
+    cpu_before, _ = cpu_seconds(daemon_pid)
     send_phase(phase, traffic, port, count, connections, rate)
     wait_for_acks(sink, phase, patience)
-    phase.daemon_cpu = cpu_seconds(daemon_pid) - cpu_before
+    cpu_after, phase.daemon_processes = cpu_seconds(daemon_pid)
+    phase.daemon_cpu = cpu_after - cpu_before
 
 
 def check_alive(daemon: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -458,7 +482,7 @@ def report(phase: Phase, sink: AckSink) -> dict[str, float]:
         print(
             f"daemon CPU:  {phase.daemon_cpu:.1f} s, "
             f"{1000 * phase.daemon_cpu / max(phase.sent, 1):.1f} ms per mail "
-            f"(one Python process: the GIL caps it near one core)"
+            f"({phase.daemon_processes} process{'es' if phase.daemon_processes > 1 else ''})"
         )
     if len(arrivals) < len(phase.requests):
         print(f"MISSING: {len(phase.requests) - len(arrivals)} requests got no acknowledgement")
@@ -482,6 +506,7 @@ def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes] | None:
             "--rate",
             "200",
             "--threads",
+            "--subprocesses",
             "--nonblocking",
             "--format",
             "raw",
@@ -508,6 +533,14 @@ def stop_profiler(profiler: subprocess.Popen[bytes], output: Path, top: int = 25
     summarize_profile(output, top)
 
 
+def _context_label(frame: str) -> str:
+    """'process 12:"/venv/bin/python -m mailgate -c x.yaml worker"' -> 'worker 12'."""
+    if frame.startswith("process "):
+        pid, _, command = frame[len("process ") :].partition(":")
+        return f"{command.strip(chr(34)).split()[-1] if command.strip() else 'process'} {pid}"
+    return frame.split(": ", 1)[-1]
+
+
 def summarize_profile(collapsed: Path, top: int) -> None:
     """Print per-thread shares, then the hottest frames by own and total time."""
     own: Counter[str] = Counter()
@@ -521,15 +554,22 @@ def summarize_profile(collapsed: Path, top: int) -> None:
         count = int(count_text)
         samples += count
         frames = stack.split(";")
-        threads[frames[0]] += count
-        own[frames[-1]] += count
-        for frame in set(frames[1:]):
+        # With --subprocesses and --threads, stacks start with "process PID:"cmdline""
+        # frames (the daemon, then a worker) and a "thread (TID): name" frame.
+        context = 0
+        while context < len(frames) and frames[context].startswith(("process ", "thread (")):
+            context += 1
+        threads[" / ".join(_context_label(frame) for frame in frames[:context]) or "?"] += count
+        code = frames[context:]
+        if code:
+            own[code[-1]] += count
+        for frame in set(code):
             total[frame] += count
     if not samples:
         print("--profile: no samples")
         return
     print(f"\n== profile: {samples} samples, collapsed stacks in {collapsed}")
-    print("busy share per thread:")
+    print("busy share per process / thread:")
     for name, count in threads.most_common(8):
         print(f"  {100 * count / samples:5.1f}%  {name}")
     print(f"top {top} by own time:")
@@ -572,6 +612,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="sample the daemon with py-spy during the burst"
     )
     parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="the daemon's logging.level (default warning: logging must not dominate)",
+    )
+    parser.add_argument(
         "--daemon-command",
         help="how to start mailgate, e.g. '/opt/mailgate/venv/bin/mailgate' to measure an "
         "installed build (default: this environment's mailgate); '-c CONFIG run' is appended",
@@ -590,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
     smtp_port = free_port()
-    config = write_config(folder, smtp_port, controller.port)
+    config = write_config(folder, smtp_port, controller.port, args.log_level)
     log_path = folder / "daemon.log"
     try:
         daemon = start_daemon(config, log_path, args.daemon_command)

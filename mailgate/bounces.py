@@ -12,14 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, select
+from typing import cast
+
+from sqlalchemy import Connection, Table, bindparam, select
 
 from mailgate.guard.dsn import DeliveryReport, parse_dsn
 from mailgate.guard.verp import parse_verp
 from mailgate.store.models import Suppression
 from mailgate.store.writes import OUTBOX, insert_event
 
-SUPPRESSIONS = Suppression.__table__
+SUPPRESSIONS = cast(Table, Suppression.__table__)
 _OUTBOX_BY_ID = select(OUTBOX.c.id, OUTBOX.c.ticket_id, OUTBOX.c.rcpt).where(OUTBOX.c.id == bindparam("b_id"))
 _OUTBOX_BY_MESSAGE_ID = select(OUTBOX.c.id, OUTBOX.c.ticket_id, OUTBOX.c.rcpt).where(
     OUTBOX.c.message_id == bindparam("b_mid")
@@ -63,13 +65,23 @@ def record_bounce(
     _, ticket_id, rcpt = matched
     status, diagnostic, hard = _verdict_for(report, rcpt)
     insert_event(
-        conn, ticket_id, "bounce", now, outbox_id=matched[0], rcpt=rcpt, status=status, diagnostic=diagnostic, hard=hard
+        conn,
+        ticket_id,
+        "bounce",
+        now,
+        outbox_id=matched[0],
+        rcpt=rcpt,
+        status=status,
+        diagnostic=diagnostic,
+        hard=hard,
     )
     if hard and suppressed(conn, rcpt) is None:
         reason = f"hard bounce {status or ''} on {now.date().isoformat()}: {diagnostic}".strip()[:1000]
         conn.execute(SUPPRESSIONS.insert(), {"address": rcpt, "reason": reason, "created_at": now})
     kind = "hard" if hard else "soft"
-    return BounceOutcome(ticket_id, f"{kind} bounce of outbox {matched[0]} to {rcpt} ({status or 'no status'})")
+    return BounceOutcome(
+        ticket_id, f"{kind} bounce of outbox {matched[0]} to {rcpt} ({status or 'no status'})"
+    )
 
 
 def _verdict_for(report: DeliveryReport | None, rcpt: str) -> tuple[str, str, bool]:

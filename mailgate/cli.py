@@ -263,8 +263,16 @@ def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
             trusted_authserv_ids=frozenset(config.trusted_authserv_ids),
         )
 
+    from mailgate import guard
+
+    own = guard.OwnIdentity(config.our_addresses, config.helpdesk.domain, config.helpdesk.address)
+
+    def guard_check(message: Any, envelope: Any, raw: bytes) -> tuple[str, bool, tuple[str, ...]]:
+        verdict = guard.check(message, envelope, own, raw)
+        return verdict.kind, verdict.may_auto_reply, verdict.reasons
+
     rules_path = config.path(config.rules) if config.rules else None
-    sys.exit(run_test(rules_path, list(mails), as_json, context, sys.stdout))
+    sys.exit(run_test(rules_path, list(mails), as_json, context, sys.stdout, guard_check))
 
 
 # -- tickets -----------------------------------------------------------------

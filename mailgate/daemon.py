@@ -12,6 +12,7 @@ rows written by other processes such as ``mailgate ingest``. With
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ from mailgate.ingest.smtp import IngestHandler, make_protocol_factory
 from mailgate.outbox.deliver import OutboxWorker, RetryPolicy
 from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
 from mailgate.pipeline import Processor
+from mailgate.reload import FileWatcher, watched_paths
 from mailgate.runtime import Runtime
 from mailgate.store.inbound import GroupCommitter, InboundStore
 from mailgate.worker import WAKE_FD_ENV
@@ -81,7 +83,11 @@ class WorkerProcess:
         signal when the *thread* that forked exits, so a pool thread would do.
         """
         ours, theirs = socket.socketpair()
-        env = {**os.environ, WAKE_FD_ENV: str(theirs.fileno()), "MAILGATE_PARENT_PID": str(os.getpid())}
+        env = {
+            **os.environ,
+            WAKE_FD_ENV: str(theirs.fileno()),
+            "MAILGATE_PARENT_PID": str(os.getpid()),
+        }
         self._process = subprocess.Popen(
             [sys.executable, "-m", "mailgate", "-c", self._config_path, "worker"],
             pass_fds=(theirs.fileno(),),
@@ -104,12 +110,10 @@ class WorkerProcess:
             sock = self._socket
         if sock is None:
             return
-        try:
+        # A full buffer means the worker has wake-ups pending already; a
+        # closed socket means it died, and the supervisor restarts it.
+        with contextlib.suppress(OSError):
             sock.send(b"w")
-        except (BlockingIOError, OSError):
-            # Full buffer: the worker has wake-ups pending already. Gone: the
-            # supervisor restarts it, and it looks for work when it starts.
-            pass
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -177,10 +181,15 @@ class Daemon:
             await asyncio.gather(*(worker.start() for worker in self.workers))
         else:
             self._local_outbox = make_outbox_worker(self.runtime)
-            self._local = Processor(self.runtime, batch=config.processing.batch, on_outbox=self._local_outbox.wake.set)
+            self._local = Processor(
+                self.runtime, batch=config.processing.batch, on_outbox=self._local_outbox.wake.set
+            )
             self._start_thread("processor", self._local.run)
             self._start_thread("outbox", self._local_outbox.run)
         self._start_imap()
+        # The worker watches the files for the rules it applies; this process
+        # watches them for what it uses itself (our addresses, from agents).
+        self._start_thread("reload-watch", FileWatcher(watched_paths(config), self.runtime.reload).run)
         await self._start_listeners()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -188,7 +197,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
         tasks = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._supervise())]
         systemd.notify("READY=1\nSTATUS=accepting mail")
-        log.info("daemon.ready", helpdesk=config.helpdesk.address, listeners=self.listening(), workers=len(self.workers))
+        log.info(
+            "daemon.ready",
+            helpdesk=config.helpdesk.address,
+            listeners=self.listening(),
+            workers=len(self.workers),
+        )
         await stop.wait()
         systemd.notify("STOPPING=1")
         log.info("daemon.stopping")
@@ -223,9 +237,17 @@ class Daemon:
         limit = config.listen.max_message_bytes
         if config.listen.smtp is not None:
             handler = IngestHandler(self.committer, self.runtime.is_our_address, lmtp=False)
-            factory = make_protocol_factory(handler, lmtp=False, hostname=hostname, max_message_bytes=limit, tls_context=self._tls())
+            factory = make_protocol_factory(
+                handler,
+                lmtp=False,
+                hostname=hostname,
+                max_message_bytes=limit,
+                tls_context=self._tls(),
+            )
             self._servers.append(
-                await loop.create_server(factory, config.listen.smtp.host, config.listen.smtp.port, reuse_address=True)
+                await loop.create_server(
+                    factory, config.listen.smtp.host, config.listen.smtp.port, reuse_address=True
+                )
             )
         lmtp = config.listen.lmtp
         if lmtp is not None:
@@ -237,7 +259,13 @@ class Daemon:
                 self._servers.append(await loop.create_unix_server(factory, str(path)))
             else:
                 self._servers.append(
-                    await loop.create_server(factory, lmtp.host, lmtp.port or 24, family=socket.AF_INET, reuse_address=True)
+                    await loop.create_server(
+                        factory,
+                        lmtp.host,
+                        lmtp.port or 24,
+                        family=socket.AF_INET,
+                        reuse_address=True,
+                    )
                 )
 
     def _tls(self) -> ssl.SSLContext | None:
@@ -245,7 +273,10 @@ class Daemon:
         if smtp is None or smtp.tls_cert is None:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.runtime.config.path(smtp.tls_cert), self.runtime.config.path(smtp.tls_key or smtp.tls_cert))
+        context.load_cert_chain(
+            self.runtime.config.path(smtp.tls_cert),
+            self.runtime.config.path(smtp.tls_key or smtp.tls_cert),
+        )
         return context
 
     def _start_imap(self) -> None:

@@ -49,23 +49,34 @@ def render_to(
     in_reply_to: str | None = None,
     references: tuple[str, ...] = (),
     auto_submitted: str | None = "auto-replied",
+    language: str | None = None,
+    from_name: str | None = None,
+    cc: tuple[Address, ...] = (),
+    reply_base: str | None = None,
 ) -> OutgoingMail:
-    """One templated mail to one recipient, with a reply address bound to them."""
+    """One templated mail to one recipient, with a reply address bound to them.
+
+    ``language`` overrides the ticket's (an agent reads their own language);
+    ``from_name`` replaces the helpdesk's display name (a relayed agent reply:
+    "Alice via IT Helpdesk") while the address stays the helpdesk's.
+    """
     context = {**ticket_context(runtime, ticket), **(extra or {})}
     rendered = runtime.templates.render(
-        template, context, language=ticket.language, queue=ticket.queue
+        template, context, language=language or ticket.language,
+        queue=runtime.directory.template_folder(ticket.queue),
     )
     helpdesk = runtime.config.helpdesk
     return OutgoingMail(
         kind=kind,
         message_id=new_message_id(helpdesk.domain, ticket.id),
-        from_name=helpdesk.name,
+        from_name=from_name or helpdesk.name,
         from_address=helpdesk.address,
         to=(recipient,),
+        cc=cc,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
-        reply_to=reply_address(helpdesk.address, runtime.keys, ticket.id, recipient.email),
+        reply_to=reply_address(reply_base or helpdesk.address, runtime.keys, ticket.id, recipient.email),
         in_reply_to=in_reply_to,
         references=references,
         auto_submitted=auto_submitted,

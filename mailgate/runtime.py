@@ -1,6 +1,6 @@
 """Everything a running mailgate shares, built once from the configuration.
 
-Reloadable parts (rules, templates) are replaced whole on SIGHUP: a stage
+Reloadable parts (rules, agents, templates) are replaced whole on SIGHUP: a stage
 reads ``runtime.rules`` once per message, so a message is never routed by a
 half-loaded file.
 """
@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailgate.agents.directory import Directory, load_directory
 from mailgate.config import Config
 from mailgate.guard import OwnIdentity
 from mailgate.rules import RuleSet, default_ruleset, load_rules
@@ -32,11 +33,15 @@ class Runtime:
     keys: ReplyKeys
     templates: TemplateSet
     rules: RuleSet
+    directory: Directory = field(default_factory=Directory)
     own: OwnIdentity = field(init=False)
 
     def __post_init__(self) -> None:
+        self._identify()
+
+    def _identify(self) -> None:
         self.own = OwnIdentity(
-            addresses=self.config.our_addresses,
+            addresses=self.config.our_addresses | self.directory.addresses,
             message_id_domain=self.config.helpdesk.domain,
             loop_header_value=self.config.helpdesk.address,
         )
@@ -46,19 +51,23 @@ class Runtime:
         if self.config.helpdesk.accept_any_recipient:
             return True
         local, _, domain = address.lower().strip("<>").rpartition("@")
-        base = local.split("+", 1)[0]
-        return f"{base}@{domain}" in self.config.our_addresses
+        base = f"{local.split('+', 1)[0]}@{domain}"
+        return base in self.config.our_addresses or base in self.directory.addresses or (
+            f"{local}@{domain}" in self.directory.addresses
+        )
 
     def reload(self) -> list[str]:
-        """Load rules and templates anew; keep the running ones on any problem."""
+        """Load rules, agents and templates anew; keep the running ones on any problem."""
         try:
             templates = make_templates(self.config)
             rules = make_rules(self.config, templates)
+            directory = make_directory(self.config)
         except Exception as exc:  # noqa: BLE001 - any broken file must leave the last good rules running
             problems = [str(p) for p in getattr(exc, "problems", [])] or [str(exc)]
             log.error("reload.refused", problems=problems)
             return problems
-        self.templates, self.rules = templates, rules
+        self.templates, self.rules, self.directory = templates, rules, directory
+        self._identify()
         log.info("reload.applied")
         return []
 
@@ -71,6 +80,12 @@ def make_rules(config: Config, templates: TemplateSet) -> RuleSet:
     if config.rules is None:
         return default_ruleset(language=config.helpdesk.language)
     return load_rules(Path(config.path(config.rules)), known_templates=templates.names())
+
+
+def make_directory(config: Config) -> Directory:
+    if config.agents is None:
+        return Directory()
+    return load_directory(config.path(config.agents), helpdesk_address=config.helpdesk.address)
 
 
 def build(config: Config, *, migrate: bool = True, with_rules: bool = True) -> Runtime:
@@ -88,4 +103,5 @@ def build(config: Config, *, migrate: bool = True, with_rules: bool = True) -> R
         keys=load_keys(config.path(config.secrets.reply_key_file)),
         templates=templates,
         rules=rules,
+        directory=make_directory(config) if with_rules else Directory(),
     )

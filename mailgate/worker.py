@@ -21,6 +21,7 @@ import structlog
 from mailgate import faults
 from mailgate.outbox.deliver import OutboxWorker
 from mailgate.pipeline import Processor
+from mailgate.reload import FileWatcher, watched_paths
 from mailgate.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -61,8 +62,10 @@ def run_worker(runtime: Runtime, wake: socket.socket, outbox: OutboxWorker) -> i
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, lambda *_: runtime.reload())
+    watcher = FileWatcher(watched_paths(runtime.config), runtime.reload)
     threads = [
         threading.Thread(target=processor.run, args=(stop,), name="processor", daemon=True),
+        threading.Thread(target=watcher.run, args=(stop,), name="reload-watch", daemon=True),
         threading.Thread(target=outbox.run, args=(stop,), name="outbox", daemon=True),
         threading.Thread(target=read_wakeups, name="wake", daemon=True),
     ]
@@ -74,7 +77,7 @@ def run_worker(runtime: Runtime, wake: socket.socket, outbox: OutboxWorker) -> i
         pass
     processor.wake.set()
     outbox.wake.set()
-    for thread in threads[:2]:
+    for thread in threads[:3]:
         thread.join(timeout=30)
     log.info("worker.stopped")
     return 0

@@ -218,7 +218,9 @@ class DaemonProcess:
             self.process.wait(timeout=10)
         self._close()
 
-    def send(self, raw: bytes, mail_from: str = "alice@example.org", rcpts: tuple[str, ...] = (HELPDESK,)) -> Any:
+    def send(
+        self, raw: bytes, mail_from: str = "alice@example.org", rcpts: tuple[str, ...] = (HELPDESK,)
+    ) -> Any:
         with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
             return client.sendmail(mail_from, list(rcpts), raw)
 
@@ -230,7 +232,12 @@ class DaemonProcess:
         return run_cli(self.config_path, *args, input_bytes=input_bytes)
 
 
-def run_cli(config_path: Path, *args: str, input_bytes: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    config_path: Path,
+    *args: str,
+    input_bytes: bytes | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "mailgate", "-c", str(config_path), *args],
         input=input_bytes,
@@ -244,7 +251,12 @@ def run_cli(config_path: Path, *args: str, input_bytes: bytes | None = None, env
 def daemon_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[DaemonProcess] = []
 
-    def factory(config_path: Path | None = None, env: dict[str, str] | None = None, start: bool = True, **sections: Any) -> DaemonProcess:
+    def factory(
+        config_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+        **sections: Any,
+    ) -> DaemonProcess:
         path = config_path or write_config(tmp_path, **sections)
         daemon = DaemonProcess(path, env=env or {})
         started.append(daemon)

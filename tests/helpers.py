@@ -15,7 +15,12 @@ from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Outbox, Ticket
 
 
-def deliver(runtime: Any, raw: bytes, mail_from: str = "alice@example.org", rcpts: tuple[str, ...] = ("helpdesk@example.com",)) -> Result:
+def deliver(
+    runtime: Any,
+    raw: bytes,
+    mail_from: str = "alice@example.org",
+    rcpts: tuple[str, ...] = ("helpdesk@example.com",),
+) -> Result:
     """Store one message durably and process it, as the daemon would."""
     item = InboundItem(raw, Envelope(mail_from, rcpts, "smtp", datetime.now(UTC)))
     (row_id,) = InboundStore(runtime.sessions).accept([item])

@@ -39,7 +39,9 @@ class SinkHandler:
             return self.faults.popleft()[1]
         return None
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         fault = self._fault("rcpt")
         if fault:
             return fault
@@ -51,7 +53,13 @@ class SinkHandler:
         if fault:
             return fault
         with self.arrived:
-            self.messages.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""))
+            self.messages.append(
+                Received(
+                    envelope.mail_from or "",
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or b"",
+                )
+            )
             self.arrived.notify_all()
         return "250 2.0.0 queued"
 

@@ -51,13 +51,21 @@ def test_hard_bounce_is_recorded_and_suppresses_the_address(runtime_factory: Any
         assert event.detail["hard"] is True
         assert ["ghost@example.org"] == [s.address for s in session.scalars(select(Suppression))]
 
-    deliver(runtime, make_mail(sender="ghost@example.org", subject="again"), mail_from="ghost@example.org")
+    deliver(
+        runtime,
+        make_mail(sender="ghost@example.org", subject="again"),
+        mail_from="ghost@example.org",
+    )
     assert 1 == len(outbox_mails(runtime))  # no acknowledgement to a dead address
     config_path = runtime.config.base_dir / "mailgate.yaml"
     listed = json.loads(run_cli(config_path, "suppressions", "list", "--json").stdout)
     assert ["ghost@example.org"] == [row["address"] for row in listed]
     assert 0 == run_cli(config_path, "suppressions", "clear", "ghost@example.org").returncode
-    deliver(runtime, make_mail(sender="ghost@example.org", subject="third"), mail_from="ghost@example.org")
+    deliver(
+        runtime,
+        make_mail(sender="ghost@example.org", subject="third"),
+        mail_from="ghost@example.org",
+    )
     assert 2 == len(outbox_mails(runtime))
 
 

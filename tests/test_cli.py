@@ -36,7 +36,9 @@ def test_ingest_oversized_is_refused_for_good(tmp_path: Path) -> None:
 
 def test_ingest_when_the_database_is_down_says_try_again(tmp_path: Path) -> None:
     """An unreachable database exits 75 so the MTA keeps the message and retries."""
-    path = write_config(tmp_path, database={"url": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"})
+    path = write_config(
+        tmp_path, database={"url": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"}
+    )
     result = run_cli(path, "ingest", input_bytes=make_mail())
     assert 75 == result.returncode
     assert b"try again later" in result.stderr
@@ -62,7 +64,10 @@ def test_tickets_list_filters_and_prints_a_table(config_path: Path) -> None:
     table = run_cli(config_path, "tickets", "list").stdout.decode()
     assert table.splitlines()[0].split()[:3] == ["REF", "STATUS", "PRIORITY"]
     assert "VPN down" in table
-    assert b"no tickets with status closed" in run_cli(config_path, "tickets", "list", "--status", "closed").stdout
+    assert (
+        b"no tickets with status closed"
+        in run_cli(config_path, "tickets", "list", "--status", "closed").stdout
+    )
     missing = run_cli(config_path, "tickets", "show", "HD-999")
     assert 1 == missing.returncode
     assert b"no ticket HD-999" in missing.stderr
@@ -75,7 +80,13 @@ def test_import_is_counted_and_idempotent(tmp_path: Path, kind: str) -> None:
     box_path = tmp_path / ("in.mbox" if kind == "mbox" else "Maildir")
     box: mailbox.Mailbox = mailbox.mbox(box_path) if kind == "mbox" else mailbox.Maildir(box_path)  # type: ignore[type-arg]
     for n in range(25):
-        box.add(make_mail(message_id=f"<imp{n}@example.org>", sender=f"user{n}@example.org", subject=f"import {n}"))
+        box.add(
+            make_mail(
+                message_id=f"<imp{n}@example.org>",
+                sender=f"user{n}@example.org",
+                subject=f"import {n}",
+            )
+        )
     box.close()
     first = run_cli(path, "import", str(box_path))
     second = run_cli(path, "import", str(box_path))
@@ -89,7 +100,14 @@ def test_import_is_counted_and_idempotent(tmp_path: Path, kind: str) -> None:
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     """Unknown keys and wrong types are refused with the key's path."""
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"helpdesk": {"address": "helpdesk@example.com"}, "listen": {"smtp": {"port": "many"}, "smpt": 1}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "helpdesk": {"address": "helpdesk@example.com"},
+                "listen": {"smtp": {"port": "many"}, "smpt": 1},
+            }
+        )
+    )
     result = run_cli(path, "tickets", "list")
     assert 2 == result.returncode
     assert b"listen.smtp.port" in result.stderr
@@ -113,7 +131,19 @@ def test_only_the_address_is_required(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "reply.key").exists()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["ingest"], ["import"], ["tickets", "list"], ["tickets", "show"], ["quarantine", "list"], ["outbox", "list"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["run"],
+        ["ingest"],
+        ["import"],
+        ["tickets", "list"],
+        ["tickets", "show"],
+        ["quarantine", "list"],
+        ["outbox", "list"],
+    ],
+)
 def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     """`--help` works for every command, without a configuration file."""
     from click.testing import CliRunner
@@ -128,9 +158,7 @@ def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
 def test_quarantine_list_retry_and_drop(tmp_path: Path) -> None:
     """A message the rules quarantine is listed with its reason, can be replayed after a fix, or dropped."""
     rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        "rules:\n  - name: hold scans\n    if: {subject: scan}\n    then: {quarantine: true}\n"
-    )
+    rules.write_text("rules:\n  - name: hold scans\n    if: {subject: scan}\n    then: {quarantine: true}\n")
     path = write_config(tmp_path, rules=str(rules))
     run_cli(path, "ingest", input_bytes=make_mail(subject="scan 1", message_id="<q1@example.org>"))
     run_cli(path, "ingest", input_bytes=make_mail(subject="scan 2", message_id="<q2@example.org>"))

@@ -221,9 +221,7 @@ def test_queue_counts_and_stuck_work_warn(tmp_path: Path, relay: Sink) -> None:
     assert 0 == code
     assert lines["inbound queue"].startswith("WARN  inbound queue: 2 pending, oldest 60 min old")
     assert lines["quarantine"].startswith("WARN  quarantine: 1 messages quarantined")
-    assert lines["outbox"].startswith(
-        "WARN  outbox: 1 queued (oldest 60 min old), 1 failed, 1 sent"
-    )
+    assert lines["outbox"].startswith("WARN  outbox: 1 queued (oldest 60 min old), 1 failed, 1 sent")
     assert "last error: 451 later" in lines["outbox"]
 
 
@@ -239,9 +237,7 @@ def test_port_taken_by_another_program_warns(tmp_path: Path, relay: Sink) -> Non
     )
     code, lines = doctor(config)
     assert 0 == code
-    assert lines["listen smtp"].startswith(
-        f"WARN  listen smtp: 127.0.0.1:{relay.port} is in use by another"
-    )
+    assert lines["listen smtp"].startswith(f"WARN  listen smtp: 127.0.0.1:{relay.port} is in use by another")
 
 
 def test_port_held_by_running_daemon_is_ok(tmp_path: Path, relay: Sink) -> None:

@@ -16,7 +16,11 @@ from tests.helpers import deliver
 
 
 def _worker(runtime: Any, port: int, policy: RetryPolicy | None = None) -> OutboxWorker:
-    return OutboxWorker(runtime.sessions, SmtpTransport("127.0.0.1", port, timeout=5), policy or RetryPolicy(first_seconds=60))
+    return OutboxWorker(
+        runtime.sessions,
+        SmtpTransport("127.0.0.1", port, timeout=5),
+        policy or RetryPolicy(first_seconds=60),
+    )
 
 
 def _rows(runtime: Any) -> list[Outbox]:
@@ -35,7 +39,6 @@ def test_temporary_failure_retries_with_the_same_message_id(runtime_factory: Any
     deliver(runtime, make_mail())
     sink.faults.append(("rcpt", "451 4.3.0 try again later"))
     with _worker(runtime, sink.port) as worker:
-
         assert 1 == worker.deliver_due()
         (row,) = _rows(runtime)
         assert "queued" == row.state
@@ -85,7 +88,12 @@ def test_relay_down_defers_and_gives_up_after_the_deadline(runtime_factory: Any)
         assert "queued" == row.state and "cannot reach" in (row.last_error or "")
 
         with runtime.sessions.begin() as session:
-            session.execute(update(Outbox).values(created_at=datetime.now(UTC) - timedelta(hours=2), next_attempt_at=datetime.now(UTC)))
+            session.execute(
+                update(Outbox).values(
+                    created_at=datetime.now(UTC) - timedelta(hours=2),
+                    next_attempt_at=datetime.now(UTC),
+                )
+            )
         worker.deliver_due()
         (row,) = _rows(runtime)
         assert "failed" == row.state

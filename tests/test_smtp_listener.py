@@ -18,7 +18,15 @@ from sqlalchemy import event, text
 from mailgate.ingest.smtp import IngestHandler
 from mailgate.store.db import make_engine, session_factory, upgrade
 from mailgate.store.inbound import GroupCommitter, InboundStore
-from tests.conftest import HELPDESK, DaemonProcess, free_port, make_mail, ticket_json, tickets_json, wait_until
+from tests.conftest import (
+    HELPDESK,
+    DaemonProcess,
+    free_port,
+    make_mail,
+    ticket_json,
+    tickets_json,
+    wait_until,
+)
 
 
 def test_new_request_gets_ticket_and_acknowledgement(daemon: DaemonProcess) -> None:
@@ -30,7 +38,16 @@ def test_new_request_gets_ticket_and_acknowledgement(daemon: DaemonProcess) -> N
     (ticket,) = tickets_json(daemon.config_path)
     assert "HD-1" == ticket["ref"]
     assert "Printer on floor 3 is broken" == ticket["subject"]
-    assert {"id", "ref", "subject", "status", "priority", "queue", "requester", "created_at"} <= ticket.keys()
+    assert {
+        "id",
+        "ref",
+        "subject",
+        "status",
+        "priority",
+        "queue",
+        "requester",
+        "created_at",
+    } <= ticket.keys()
     assert "alice@example.org" == ticket["requester"]
     assert "[HD-1] Printer on floor 3 is broken" == ack["Subject"]
     assert "auto-replied" == ack["Auto-Submitted"]
@@ -54,7 +71,16 @@ def test_ack_is_recorded_as_an_outbound_article(daemon: DaemonProcess) -> None:
     assert "ack" == outbound["kind"]
     assert outbound["message_id"].endswith("@example.com>")
     for article in shown["articles"]:
-        assert {"direction", "visibility", "sender", "recipients", "message_id", "subject", "body_text", "created_at"} <= article.keys()
+        assert {
+            "direction",
+            "visibility",
+            "sender",
+            "recipients",
+            "message_id",
+            "subject",
+            "body_text",
+            "created_at",
+        } <= article.keys()
 
 
 def test_foreign_recipient_refused_with_550(daemon: DaemonProcess) -> None:
@@ -199,7 +225,7 @@ def test_full_disk_answers_452(tmp_path: Path) -> None:
 def test_answer_waits_for_the_commit(tmp_path: Path) -> None:
     """A 250 is only sent once the row is committed: a second connection sees it at once."""
     with _Listener(tmp_path / "ok.db") as listener:
-        code, reply = listener.send(make_mail(message_id="<durable@example.org>"))
+        code, _reply = listener.send(make_mail(message_id="<durable@example.org>"))
         with listener.engine.connect() as connection:
             stored = connection.execute(text("SELECT count(*) FROM inbound")).scalar_one()
     assert 250 == code

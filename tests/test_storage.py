@@ -10,7 +10,14 @@ from sqlalchemy import func, inspect, select
 
 from mailgate.message import Envelope
 from mailgate.pipeline import Processor
-from mailgate.store.db import HEAD_REVISION, current_revision, head_revision, make_engine, session_factory, upgrade
+from mailgate.store.db import (
+    HEAD_REVISION,
+    current_revision,
+    head_revision,
+    make_engine,
+    session_factory,
+    upgrade,
+)
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Article, Base, Inbound, Outbox, Ticket
 from tests.conftest import make_mail
@@ -42,7 +49,9 @@ def test_migrations_match_the_models(db_url: str) -> None:
 
 
 def _item(source: str, key: str | None, raw: bytes = b"Subject: x\r\n\r\nbody\r\n") -> InboundItem:
-    return InboundItem(raw, Envelope("a@example.org", ("helpdesk@example.com",), source, datetime.now(UTC)), key)
+    return InboundItem(
+        raw, Envelope("a@example.org", ("helpdesk@example.com",), source, datetime.now(UTC)), key
+    )
 
 
 def test_inbound_source_keys_store_once(db_url: str) -> None:
@@ -86,8 +95,10 @@ def test_two_processors_on_one_postgresql_never_double(runtime_factory: Any) -> 
         other = runtime_factory(database={"url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"})
         store = InboundStore(runtime.sessions)
         items = [
-            InboundItem(make_mail(message_id=f"<race{n}@example.org>", sender=f"user{n}@example.org"),
-                        Envelope(f"user{n}@example.org", ("helpdesk@example.com",), "smtp", datetime.now(UTC)))
+            InboundItem(
+                make_mail(message_id=f"<race{n}@example.org>", sender=f"user{n}@example.org"),
+                Envelope(f"user{n}@example.org", ("helpdesk@example.com",), "smtp", datetime.now(UTC)),
+            )
             for n in range(60)
         ]
         store.accept(items)

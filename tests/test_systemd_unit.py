@@ -78,9 +78,7 @@ def test_unit_runs_as_the_sysusers_user(service: list[tuple[str, str]]) -> None:
     assert "mailgate" == one(service, "Group")
     assert [] == values(service, "DynamicUser")
     entries = [
-        line.split()
-        for line in SYSUSERS.read_text().splitlines()
-        if line and not line.startswith("#")
+        line.split() for line in SYSUSERS.read_text().splitlines() if line and not line.startswith("#")
     ]
     assert ["u", "mailgate"] == entries[0][:2]
 
@@ -126,9 +124,7 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
     unit = tmp_path / "mailgate.service"
     unit.write_text(UNIT.read_text().replace("/usr/bin/mailgate", str(MAILGATE)))
-    result = subprocess.run(
-        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert (0, "") == (result.returncode, result.stderr.strip())
 
 

@@ -19,12 +19,22 @@ from tests.helpers import deliver, outbox_mails
 
 CONTEXT = {
     "helpdesk": {"name": "IT", "address": "helpdesk@example.com"},
-    "ticket": {"ref": "HD-9", "subject": "Printer", "priority": "high", "status": "new", "queue": "general", "category": None},
+    "ticket": {
+        "ref": "HD-9",
+        "subject": "Printer",
+        "priority": "high",
+        "status": "new",
+        "queue": "general",
+        "category": None,
+    },
     "requester": {"name": "Jan", "email": "jan@example.org"},
 }
 
 
-@pytest.mark.parametrize(("language", "phrase"), [("en", "Thank you for contacting IT"), ("nl", "Bedankt voor uw bericht aan IT")])
+@pytest.mark.parametrize(
+    ("language", "phrase"),
+    [("en", "Thank you for contacting IT"), ("nl", "Bedankt voor uw bericht aan IT")],
+)
 def test_shipped_acknowledgement_in_each_language(language: str, phrase: str) -> None:
     """The acknowledgement exists in English and Dutch, text and HTML, with the reference."""
     rendered = TemplateSet().render("ack", CONTEXT, language=language)
@@ -48,7 +58,10 @@ def test_template_code_in_a_subject_is_data() -> None:
 
 def test_html_part_escapes_markup_from_the_requester() -> None:
     """A name or subject with HTML is escaped in the HTML part."""
-    context = {**CONTEXT, "requester": {"name": "<script>alert(1)</script>", "email": "x@example.org"}}
+    context = {
+        **CONTEXT,
+        "requester": {"name": "<script>alert(1)</script>", "email": "x@example.org"},
+    }
     rendered = TemplateSet().render("ack", context, language="en")
     assert rendered.html is not None
     assert "<script>" not in rendered.html
@@ -59,7 +72,8 @@ def test_override_templates_run_in_the_sandbox(tmp_path: Path) -> None:
     """An admin template that reaches for Python internals is stopped by the sandbox."""
     (tmp_path / "en").mkdir()
     (tmp_path / "en" / "ack.txt").write_text(
-        "{% block subject %}x{% endblock %}{% block body %}{{ ticket.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}{% endblock %}"
+        "{% block subject %}x{% endblock %}{% block body %}"
+        "{{ ticket.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}{% endblock %}"
     )
     with pytest.raises(SecurityError):
         TemplateSet(tmp_path).render("ack", CONTEXT, language="en")
@@ -68,13 +82,22 @@ def test_override_templates_run_in_the_sandbox(tmp_path: Path) -> None:
 def test_per_queue_override_wins(tmp_path: Path) -> None:
     """<templates>/<queue>/<lang>/NAME.txt overrides the shipped one for that queue only."""
     (tmp_path / "network" / "en").mkdir(parents=True)
-    (tmp_path / "network" / "en" / "ack.txt").write_text("{% block subject %}NET {{ ticket.ref }}{% endblock %}{% block body %}hi{% endblock %}")
+    (tmp_path / "network" / "en" / "ack.txt").write_text(
+        "{% block subject %}NET {{ ticket.ref }}{% endblock %}{% block body %}hi{% endblock %}"
+    )
     templates = TemplateSet(tmp_path)
     assert "NET HD-9" == templates.render("ack", CONTEXT, language="en", queue="network").subject
     assert "[HD-9] Printer" == templates.render("ack", CONTEXT, language="en", queue="general").subject
 
 
-@pytest.mark.parametrize("evil", ["Printer\r\nBcc: victim@example.net", "Printer\nContent-Type: text/html", "Printer\r\n\r\n<b>body</b>"])
+@pytest.mark.parametrize(
+    "evil",
+    [
+        "Printer\r\nBcc: victim@example.net",
+        "Printer\nContent-Type: text/html",
+        "Printer\r\n\r\n<b>body</b>",
+    ],
+)
 def test_no_header_injection_through_subject_or_name(evil: str) -> None:
     """CR/LF in a subject or display name cannot add a header or start the body."""
     mail = OutgoingMail(
@@ -97,7 +120,11 @@ def test_requester_name_with_crlf_through_the_whole_pipeline(runtime_factory: An
     """An encoded From name hiding CR/LF and a Bcc comes out as one harmless To header."""
     runtime = runtime_factory()
     sender = "=?utf-8?q?Jan=0D=0ABcc=3A_victim=40example=2Enet?= <jan@example.org>"
-    deliver(runtime, make_mail(sender=sender, subject="=?utf-8?q?help=0D=0ABcc=3A_x=40y=2Ez?="), mail_from="jan@example.org")
+    deliver(
+        runtime,
+        make_mail(sender=sender, subject="=?utf-8?q?help=0D=0ABcc=3A_x=40y=2Ez?="),
+        mail_from="jan@example.org",
+    )
     (ack,) = outbox_mails(runtime)
     assert ack["Bcc"] is None
     assert "jan@example.org" == parseaddr(str(ack["To"]))[1]

@@ -16,11 +16,35 @@ from tests.helpers import deliver, outbox_mails, ticket, ticket_count
 @pytest.mark.parametrize(
     "subject",
     [
-        "Re: Printer", "RE: Printer", "Aw: Printer", "AW: Printer", "Antw: Printer", "Antwort: Printer",
-        "SV: Printer", "VS: Printer", "Vs: Printer", "Ref: Printer", "Réf: Printer", "Rif: Printer",
-        "R: Printer", "Fwd: Printer", "Fw: Printer", "FW: Printer", "Doorst: Printer", "WG: Printer",
-        "TR: Printer", "回复: Printer", "答复：Printer", "転送: Printer", "Re[2]: Printer", "Re(3): Printer",
-        "Re : Printer", "RE: AW: Antw: Printer", "Odp: Printer", "RV: Printer", "Enc: Printer",
+        "Re: Printer",
+        "RE: Printer",
+        "Aw: Printer",
+        "AW: Printer",
+        "Antw: Printer",
+        "Antwort: Printer",
+        "SV: Printer",
+        "VS: Printer",
+        "Vs: Printer",
+        "Ref: Printer",
+        "Réf: Printer",
+        "Rif: Printer",
+        "R: Printer",
+        "Fwd: Printer",
+        "Fw: Printer",
+        "FW: Printer",
+        "Doorst: Printer",
+        "WG: Printer",
+        "TR: Printer",
+        "回复: Printer",
+        "答复：Printer",
+        "転送: Printer",
+        "Re[2]: Printer",
+        "Re(3): Printer",
+        "Re : Printer",
+        "RE: AW: Antw: Printer",
+        "Odp: Printer",
+        "RV: Printer",
+        "Enc: Printer",
     ],
 )
 def test_reply_and_forward_prefixes_are_stripped(subject: str) -> None:
@@ -28,7 +52,9 @@ def test_reply_and_forward_prefixes_are_stripped(subject: str) -> None:
     assert "Printer" == strip_prefixes(subject)
 
 
-@pytest.mark.parametrize("subject", ["Ready: go", "Rechnung: Mai", "Printer", "Reorder toner", "[EXTERNAL] Re: x"])
+@pytest.mark.parametrize(
+    "subject", ["Ready: go", "Rechnung: Mai", "Printer", "Reorder toner", "[EXTERNAL] Re: x"]
+)
 def test_words_that_only_look_like_prefixes_stay(subject: str) -> None:
     """A subject that merely starts like a prefix is left as written."""
     assert subject == strip_prefixes(subject)
@@ -100,7 +126,11 @@ def test_reply_by_references_to_the_request(runtime_factory: Any) -> None:
     """References naming the original request thread the reply, even from a new participant."""
     runtime = runtime_factory()
     ticket_id, _ = _first_ticket(runtime)
-    reply = make_mail(sender="Bob <bob@example.org>", subject="me too", headers={"References": "<zzz@x> <req@example.org>"})
+    reply = make_mail(
+        sender="Bob <bob@example.org>",
+        subject="me too",
+        headers={"References": "<zzz@x> <req@example.org>"},
+    )
     assert ticket_id == deliver(runtime, reply, mail_from="bob@example.org").ticket_id
     assert "references" == ticket(runtime, ticket_id).articles[-1].threaded_by
 
@@ -142,7 +172,9 @@ def test_forged_token_for_another_ticket(runtime_factory: Any) -> None:
     runtime = runtime_factory()
     ticket_id, _ = _first_ticket(runtime)
     address = f"helpdesk+t{ticket_id}-aaaaaaaaaaaaaaaa@example.com"
-    result = deliver(runtime, make_mail(sender="alice@example.org", subject="x", to=address), rcpts=(address,))
+    result = deliver(
+        runtime, make_mail(sender="alice@example.org", subject="x", to=address), rcpts=(address,)
+    )
     assert ticket_id != result.ticket_id
 
 

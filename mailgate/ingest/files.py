@@ -44,9 +44,7 @@ def envelope_sender(raw: bytes) -> str:
     return match.group(1).decode("ascii", "replace").lower() if match else ""
 
 
-def pipe_item(
-    raw: bytes, sender: str | None, recipients: tuple[str, ...], default_rcpt: str
-) -> InboundItem:
+def pipe_item(raw: bytes, sender: str | None, recipients: tuple[str, ...], default_rcpt: str) -> InboundItem:
     return InboundItem(
         raw=raw,
         envelope=Envelope(
@@ -60,9 +58,7 @@ def pipe_item(
 
 def count_messages(path: Path) -> int:
     if path.is_dir():
-        return sum(
-            1 for sub in ("new", "cur") if (path / sub).is_dir() for _ in (path / sub).iterdir()
-        )
+        return sum(1 for sub in ("new", "cur") if (path / sub).is_dir() for _ in (path / sub).iterdir())
     box = mailbox.mbox(path, create=False)
     try:
         return sum(1 for _ in box.iterkeys())
@@ -76,7 +72,7 @@ def read_mailbox(path: Path, default_rcpt: str) -> Iterator[InboundItem]:
     The key makes an import idempotent: running it again after an
     interruption stores nothing twice.
     """
-    box: mailbox.Mailbox = (  # type: ignore[type-arg]  # stdlib's generic is untyped in typeshed
+    box: mailbox.Mailbox[mailbox.Message] = (
         mailbox.Maildir(path, factory=None, create=False)
         if path.is_dir()
         else mailbox.mbox(path, create=False)

@@ -15,7 +15,8 @@ from typing import Any
 
 import structlog
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from mailgate.errors import Outcome, storage_outcome
 from mailgate.message import Envelope
@@ -66,7 +67,7 @@ class IngestHandler:
         )
         try:
             row_id = await asyncio.wrap_future(self._committer.submit(item))
-        except Exception as exc:  # noqa: BLE001 - any failure must become a 4xx, never 5xx
+        except Exception as exc:
             outcome = storage_outcome(exc)
             log.error("smtp.store_failed", source=source, error=str(exc), reply=outcome.smtp)
             return self._per_recipient(envelope, outcome.smtp)

@@ -87,7 +87,7 @@ def _qp(text: str) -> bytes:
 
 def _text_part(body: str, subtype: str) -> bytes:
     return (
-        f"Content-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode("ascii") + _qp(body)
 

@@ -72,7 +72,7 @@ class OutboxWorker:
         while not stop.is_set():
             try:
                 worked = self.deliver_due()
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive a database hiccup
+            except Exception as exc:
                 log.error("outbox.loop_error", error=str(exc))
                 worked = 0
             if worked == 0:
@@ -99,9 +99,7 @@ class OutboxWorker:
             if not rows:
                 return 0
             ids = [row.id for row in rows]
-            session.execute(
-                update(Outbox).where(Outbox.id.in_(ids)).values(lease_until=now + self._lease)
-            )
+            session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(lease_until=now + self._lease))
         results = []
         for row in rows:
             result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)
@@ -123,7 +121,11 @@ class OutboxWorker:
         else:
             too_old = (now - row.created_at).total_seconds() > self._policy.give_up_after_seconds
             if result.permanent or too_old:
-                reason = result.detail if result.permanent else f"gave up after {attempts} attempts: {result.detail}"
+                reason = (
+                    result.detail
+                    if result.permanent
+                    else f"gave up after {attempts} attempts: {result.detail}"
+                )
                 values.update(state="failed", last_error=reason)
                 bound.warning("outbox.failed", error=reason)
                 session.add(

@@ -6,9 +6,9 @@ permanent one (record on the ticket, do not retry).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import smtplib
-import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +96,10 @@ class SmtpTransport:
         client: smtplib.SMTP
         if self._security == "tls":
             client = smtplib.SMTP_SSL(
-                self._host, self._port, timeout=self._timeout, context=self._context(),
+                self._host,
+                self._port,
+                timeout=self._timeout,
+                context=self._context(),
                 local_hostname=self._local_hostname,
             )
         else:
@@ -116,7 +119,11 @@ class SmtpTransport:
                     self._client = self._connect()
                 except smtplib.SMTPResponseException as exc:
                     self._reset()
-                    return DeliveryResult(False, False, f"relay refused the session: {exc.smtp_code} {_text(exc.smtp_error)}")
+                    return DeliveryResult(
+                        False,
+                        False,
+                        f"relay refused the session: {exc.smtp_code} {_text(exc.smtp_error)}",
+                    )
                 except (OSError, smtplib.SMTPException) as exc:
                     self._reset()
                     return DeliveryResult(False, False, f"cannot reach {self._host}:{self._port}: {exc}")
@@ -127,14 +134,16 @@ class SmtpTransport:
                 return DeliveryResult(False, 500 <= code < 600, f"{code} {_text(text)}")
             except smtplib.SMTPResponseException as exc:
                 self._reset()
-                return DeliveryResult(False, 500 <= exc.smtp_code < 600, f"{exc.smtp_code} {_text(exc.smtp_error)}")
+                return DeliveryResult(
+                    False, 500 <= exc.smtp_code < 600, f"{exc.smtp_code} {_text(exc.smtp_error)}"
+                )
             except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
                 # A reused connection may have timed out at the relay: try once afresh.
                 self._reset()
                 if attempt == 2:
                     return DeliveryResult(False, False, f"connection lost: {exc}")
                 continue
-            except (OSError, socket.timeout, smtplib.SMTPException) as exc:
+            except (TimeoutError, OSError, smtplib.SMTPException) as exc:
                 self._reset()
                 return DeliveryResult(False, False, f"cannot reach {self._host}:{self._port}: {exc}")
             if refused:
@@ -146,17 +155,13 @@ class SmtpTransport:
     def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with contextlib.suppress(OSError):
                 client.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         if self._client is not None:
-            try:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._client.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
         self._reset()
 
 

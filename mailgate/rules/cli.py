@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +20,10 @@ from mailgate.rules.loader import load_rules
 from mailgate.rules.model import Decision, RuleContext, RulesError
 
 ContextFactory = Callable[[ParsedMessage, Envelope], RuleContext]
+# The guard stage, when the caller has one: (message, envelope, raw) ->
+# (kind, may_auto_reply, reasons). It decides whether an acknowledgement
+# can go out at all, whatever the rules chose.
+GuardCheck = Callable[[ParsedMessage, Envelope, bytes], tuple[str, bool, tuple[str, ...]]]
 
 
 def run_check(
@@ -72,6 +76,7 @@ def run_test(
     as_json: bool,
     context_factory: ContextFactory,
     out: TextIO,
+    guard_check: GuardCheck | None = None,
 ) -> int:
     """Show what the rules would do with saved mails; 1 on any problem."""
     from mailgate.parse import parse  # Imported late: the parse stage is heavy.
@@ -95,7 +100,12 @@ def run_test(
             print(f"{path}: cannot read: {error.strerror}", file=out)
             status = 1
             continue
-        results.append(_route(ruleset, path, parse(raw), context_factory))
+        result = _route(ruleset, path, parse(raw), context_factory)
+        if guard_check is not None:
+            result = replace(
+                result, guard=guard_check(result.message, envelope_for_file(result.message), raw)
+            )
+        results.append(result)
     if any(result.failures for result in results):
         status = 1
     detailed = len(mail_paths) == 1 and not mail_paths[0].is_dir()
@@ -119,17 +129,34 @@ class Result:
     decision: Decision
     checked: bool
     failures: tuple[str, ...]
+    guard: tuple[str, bool, tuple[str, ...]] | None = None
+
+    @property
+    def acknowledgement(self) -> tuple[str | None, str]:
+        """The template that would go out (or None) and why."""
+        if self.decision.ack_template is None or self.decision.action != "accept":
+            return None, self.decision.ack_reason
+        if self.guard is not None and not self.guard[1]:
+            kind, _, reasons = self.guard
+            return None, f"the guard says {kind}: {'; '.join(reasons)}"
+        return self.decision.ack_template, self.decision.ack_reason
 
     def as_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"file": str(self.path), **self.decision.as_dict()}
+        template, why = self.acknowledgement
+        data["acknowledgement"] = {"template": template, "reason": why}
+        if self.guard is not None:
+            data["guard"] = {
+                "kind": self.guard[0],
+                "may_auto_reply": self.guard[1],
+                "reasons": list(self.guard[2]),
+            }
         if self.checked:
             data["expectation_failures"] = list(self.failures)
         return data
 
 
-def _route(
-    ruleset: RuleSet, path: Path, message: ParsedMessage, context_factory: ContextFactory
-) -> Result:
+def _route(ruleset: RuleSet, path: Path, message: ParsedMessage, context_factory: ContextFactory) -> Result:
     envelope = envelope_for_file(message)
     context = context_factory(message, envelope)
     expectation_path = sidecar(path)
@@ -157,15 +184,33 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
         print("  (no rules evaluated)", file=out)
     print("", file=out)
     fields = decision.as_dict()
-    for name in ("action", "queue", "priority", "category", "tags", "assignee", "language",
-                 "sla", "notify", "internal", "reject_template"):
+    for name in (
+        "action",
+        "queue",
+        "priority",
+        "category",
+        "tags",
+        "assignee",
+        "language",
+        "sla",
+        "notify",
+        "internal",
+        "reject_template",
+    ):
         print(f"  {name:<16} {_show(fields[name])}", file=out)
-    ack = f'template "{decision.ack_template}"' if decision.ack_template else "none"
-    print(f"\nacknowledgement: {ack} ({decision.ack_reason})", file=out)
+    if result.guard is not None:
+        kind, _may_reply, reasons = result.guard
+        print(f"\nguard:           {kind}" + (f" ({'; '.join(reasons)})" if reasons else ""), file=out)
+    template, why = result.acknowledgement
+    ack = f'template "{template}"' if template else "none"
+    print(f"{'' if result.guard is not None else chr(10)}acknowledgement: {ack} ({why})", file=out)
     print(f"reason: {decision.reason}", file=out)
     if result.checked:
-        print(f"\nexpected ({sidecar(path).name}): "
-              + ("all as expected" if not result.failures else "DIFFERENT"), file=out)
+        print(
+            f"\nexpected ({sidecar(path).name}): "
+            + ("all as expected" if not result.failures else "DIFFERENT"),
+            file=out,
+        )
         for failure in result.failures:
             print(f"  {failure}", file=out)
 
@@ -181,8 +226,7 @@ def _show(value: object) -> str:
 
 
 def _print_table(results: list[Result], out: TextIO) -> None:
-    header = ("file", "action", "queue", "priority", "category", "ack", "expected",
-              "matched rules")
+    header = ("file", "action", "queue", "priority", "category", "ack", "expected", "matched rules")
     rows = [header] + [
         (
             result.path.name,
@@ -190,7 +234,7 @@ def _print_table(results: list[Result], out: TextIO) -> None:
             result.decision.queue,
             result.decision.priority,
             result.decision.category or "-",
-            result.decision.ack_template or "-",
+            result.acknowledgement[0] or "-",
             ("FAIL" if result.failures else "ok") if result.checked else "-",
             ", ".join(result.decision.matched_rules) or "-",
         )

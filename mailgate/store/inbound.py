@@ -42,9 +42,7 @@ class InboundItem:
 class InboundStore:
     """Commits raw messages; calls ``on_accept`` after each commit."""
 
-    def __init__(
-        self, sessions: sessionmaker[Session], on_accept: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], on_accept: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
         self._on_accept = on_accept
 
@@ -61,7 +59,11 @@ class InboundStore:
             for item in items:
                 if item.source_key is not None:
                     keyed.setdefault(item.envelope.source, []).append(item.source_key)
-            seen = {(source, key) for source, keys in keyed.items() for key in self._existing(session, source, keys)}
+            seen: set[tuple[str, str | None]] = {
+                (source, key)
+                for source, keys in keyed.items()
+                for key in self._existing(session, source, keys)
+            }
             rows: list[Inbound | None] = []
             for item in items:
                 identity = (item.envelope.source, item.source_key)
@@ -99,9 +101,7 @@ class InboundStore:
             found.update(
                 key
                 for key in session.scalars(
-                    select(Inbound.source_key).where(
-                        Inbound.source == source, Inbound.source_key.in_(chunk)
-                    )
+                    select(Inbound.source_key).where(Inbound.source == source, Inbound.source_key.in_(chunk))
                 )
                 if key is not None
             )
@@ -160,7 +160,7 @@ class GroupCommitter:
     def _commit(self, batch: list[tuple[InboundItem, Future[int | None]]]) -> None:
         try:
             ids = self._store.accept([item for item, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a 451/452 for each sender
+        except Exception as exc:
             log.error("inbound.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
                 future.set_exception(exc)

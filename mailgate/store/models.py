@@ -111,6 +111,11 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The requester's satisfaction answer to the resolution mail (1-5).
+    csat_rating: Mapped[int | None] = mapped_column(Integer)
+    csat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # A reply to a closed ticket in a "new_ticket" queue opens a ticket linked here.
+    linked_ticket_id: Mapped[int | None] = mapped_column(Integer)
 
     articles: Mapped[list[Article]] = relationship(
         back_populates="ticket", order_by="Article.id", lazy="selectin"

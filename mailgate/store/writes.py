@@ -14,18 +14,19 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, case, func, select
+from sqlalchemy import Connection, Table, bindparam, case, func, select
 
 from mailgate.store.models import Article, Event, Inbound, Outbox, Participant, Ticket
 
-TICKETS = Ticket.__table__
-ARTICLES = Article.__table__
-EVENTS = Event.__table__
-PARTICIPANTS = Participant.__table__
-OUTBOX = Outbox.__table__
-INBOUND = Inbound.__table__
+# Declarative models type __table__ as FromClause; these are Tables.
+TICKETS = cast(Table, Ticket.__table__)
+ARTICLES = cast(Table, Article.__table__)
+EVENTS = cast(Table, Event.__table__)
+PARTICIPANTS = cast(Table, Participant.__table__)
+OUTBOX = cast(Table, Outbox.__table__)
+INBOUND = cast(Table, Inbound.__table__)
 
 
 @dataclass(frozen=True)
@@ -47,18 +48,30 @@ class TicketView:
 
 
 _TICKET_VIEW = select(
-    TICKETS.c.id, TICKETS.c.ref, TICKETS.c.subject, TICKETS.c.status, TICKETS.c.priority,
-    TICKETS.c.queue, TICKETS.c.category, TICKETS.c.language, TICKETS.c.requester,
-    TICKETS.c.requester_name, TICKETS.c.assignee, TICKETS.c.tags,
+    TICKETS.c.id,
+    TICKETS.c.ref,
+    TICKETS.c.subject,
+    TICKETS.c.status,
+    TICKETS.c.priority,
+    TICKETS.c.queue,
+    TICKETS.c.category,
+    TICKETS.c.language,
+    TICKETS.c.requester,
+    TICKETS.c.requester_name,
+    TICKETS.c.assignee,
+    TICKETS.c.tags,
 ).where(TICKETS.c.id == bindparam("b_id"))
 _INSERT_TICKET = TICKETS.insert().returning(TICKETS.c.id)
 _SET_REF = TICKETS.update().where(TICKETS.c.id == bindparam("b_id")).values(ref=bindparam("b_ref"))
-_TOUCH_TICKET = TICKETS.update().where(TICKETS.c.id == bindparam("b_id")).values(updated_at=bindparam("b_now"))
+_TOUCH_TICKET = (
+    TICKETS.update().where(TICKETS.c.id == bindparam("b_id")).values(updated_at=bindparam("b_now"))
+)
 _INSERT_ARTICLE = ARTICLES.insert().returning(ARTICLES.c.id)
 _INSERT_EVENT = EVENTS.insert()
 _INSERT_PARTICIPANT = PARTICIPANTS.insert()
 _KNOWN_PARTICIPANTS = select(PARTICIPANTS.c.address).where(
-    PARTICIPANTS.c.ticket_id == bindparam("b_id"), PARTICIPANTS.c.address.in_(bindparam("b_addresses", expanding=True))
+    PARTICIPANTS.c.ticket_id == bindparam("b_id"),
+    PARTICIPANTS.c.address.in_(bindparam("b_addresses", expanding=True)),
 )
 _IS_PARTICIPANT = select(PARTICIPANTS.c.id).where(
     PARTICIPANTS.c.ticket_id == bindparam("b_id"), PARTICIPANTS.c.address == bindparam("b_address")
@@ -81,10 +94,17 @@ _AUTOMATIC_COUNTS = select(
 _FINISH_INBOUND = (
     INBOUND.update()
     .where(INBOUND.c.id == bindparam("b_id"))
-    .values(state=bindparam("b_state"), reason=bindparam("b_reason"), lease_until=None, processed_at=bindparam("b_now"))
+    .values(
+        state=bindparam("b_state"),
+        reason=bindparam("b_reason"),
+        lease_until=None,
+        processed_at=bindparam("b_now"),
+    )
 )
 _INSERT_OUTBOX = OUTBOX.insert().returning(OUTBOX.c.id)
-_SET_RETURN_PATH = OUTBOX.update().where(OUTBOX.c.id == bindparam("b_id")).values(mail_from=bindparam("b_mail_from"))
+_SET_RETURN_PATH = (
+    OUTBOX.update().where(OUTBOX.c.id == bindparam("b_id")).values(mail_from=bindparam("b_mail_from"))
+)
 
 
 def ticket_view(conn: Connection, ticket_id: int) -> TicketView | None:
@@ -106,10 +126,17 @@ def insert_ticket(conn: Connection, prefix: str, **values: Any) -> TicketView:
     ref = f"{prefix}-{ticket_id}"
     conn.execute(_SET_REF, {"b_id": ticket_id, "b_ref": ref})
     return TicketView(
-        id=ticket_id, ref=ref, subject=values["subject"], status=values["status"],
-        priority=values["priority"], queue=values["queue"], category=values["category"],
-        language=values["language"], requester=values["requester"],
-        requester_name=values.get("requester_name", ""), assignee=values["assignee"],
+        id=ticket_id,
+        ref=ref,
+        subject=values["subject"],
+        status=values["status"],
+        priority=values["priority"],
+        queue=values["queue"],
+        category=values["category"],
+        language=values["language"],
+        requester=values["requester"],
+        requester_name=values.get("requester_name", ""),
+        assignee=values["assignee"],
         tags=tuple(values["tags"]),
     )
 
@@ -127,11 +154,17 @@ def insert_article(conn: Connection, **values: Any) -> int:
     return int(conn.execute(_INSERT_ARTICLE, values).scalar_one())
 
 
-def insert_event(conn: Connection, ticket_id: int | None, kind: str, created_at: datetime, **detail: Any) -> None:
-    conn.execute(_INSERT_EVENT, {"ticket_id": ticket_id, "kind": kind, "detail": detail, "created_at": created_at})
+def insert_event(
+    conn: Connection, ticket_id: int | None, kind: str, created_at: datetime, **detail: Any
+) -> None:
+    conn.execute(
+        _INSERT_EVENT, {"ticket_id": ticket_id, "kind": kind, "detail": detail, "created_at": created_at}
+    )
 
 
-def add_participants(conn: Connection, ticket_id: int, people: Iterable[tuple[str, str]], *, new_ticket: bool) -> None:
+def add_participants(
+    conn: Connection, ticket_id: int, people: Iterable[tuple[str, str]], *, new_ticket: bool
+) -> None:
     """Record (address, role) pairs once each; a new ticket needs no lookup first."""
     wanted: dict[str, str] = {}
     for address, role in people:
@@ -140,10 +173,15 @@ def add_participants(conn: Connection, ticket_id: int, people: Iterable[tuple[st
     if not wanted:
         return
     if not new_ticket:
-        known = set(conn.execute(_KNOWN_PARTICIPANTS, {"b_id": ticket_id, "b_addresses": list(wanted)}).scalars())
+        known = set(
+            conn.execute(_KNOWN_PARTICIPANTS, {"b_id": ticket_id, "b_addresses": list(wanted)}).scalars()
+        )
         wanted = {a: r for a, r in wanted.items() if a not in known}
     if wanted:
-        conn.execute(_INSERT_PARTICIPANT, [{"ticket_id": ticket_id, "address": a, "role": r} for a, r in wanted.items()])
+        conn.execute(
+            _INSERT_PARTICIPANT,
+            [{"ticket_id": ticket_id, "address": a, "role": r} for a, r in wanted.items()],
+        )
 
 
 def existing_articles(conn: Connection, dedupe_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -156,13 +194,19 @@ def existing_articles(conn: Connection, dedupe_keys: Sequence[str]) -> dict[str,
 
 def automatic_mail_counts(conn: Connection, rcpt: str, now: datetime) -> tuple[int, int]:
     """Automatic mails queued to ``rcpt`` in the last hour and the last day (one query)."""
-    params = {"b_rcpt": rcpt.lower(), "b_hour_ago": now - timedelta(hours=1), "b_day_ago": now - timedelta(days=1)}
+    params = {
+        "b_rcpt": rcpt.lower(),
+        "b_hour_ago": now - timedelta(hours=1),
+        "b_day_ago": now - timedelta(days=1),
+    }
     hour, day = conn.execute(_AUTOMATIC_COUNTS, params).one()
     return int(hour), int(day)
 
 
 def finish_inbound(conn: Connection, inbound_id: int, state: str, reason: str, now: datetime) -> None:
-    conn.execute(_FINISH_INBOUND, {"b_id": inbound_id, "b_state": state, "b_reason": reason[:2000], "b_now": now})
+    conn.execute(
+        _FINISH_INBOUND, {"b_id": inbound_id, "b_state": state, "b_reason": reason[:2000], "b_now": now}
+    )
 
 
 def insert_outbox(conn: Connection, **values: Any) -> int:
@@ -183,7 +227,10 @@ class CoreTicketLookup:
         wanted = [m for m in message_ids if m][:100]
         if not wanted:
             return None
-        by_id = {message_id: ticket_id for message_id, ticket_id in self._conn.execute(_BY_MESSAGE_ID, {"b_ids": wanted})}
+        by_id = {
+            message_id: ticket_id
+            for message_id, ticket_id in self._conn.execute(_BY_MESSAGE_ID, {"b_ids": wanted})
+        }
         for message_id in wanted:
             if message_id in by_id:
                 return int(by_id[message_id])
@@ -193,4 +240,69 @@ class CoreTicketLookup:
         return self._conn.execute(_TICKET_EXISTS, {"b_id": ticket_id}).first() is not None
 
     def is_participant(self, ticket_id: int, address: str) -> bool:
-        return self._conn.execute(_IS_PARTICIPANT, {"b_id": ticket_id, "b_address": address.lower()}).first() is not None
+        return (
+            self._conn.execute(_IS_PARTICIPANT, {"b_id": ticket_id, "b_address": address.lower()}).first()
+            is not None
+        )
+
+
+# -- agents and lifecycle (rarer than new mail, but on every agent reply) ------
+
+_TICKET_TIMES = select(
+    TICKETS.c.first_response_at, TICKETS.c.resolved_at, TICKETS.c.closed_at, TICKETS.c.csat_rating,
+).where(TICKETS.c.id == bindparam("b_id"))
+_LAST_FROM = (
+    select(ARTICLES.c.message_id)
+    .where(
+        ARTICLES.c.ticket_id == bindparam("b_id"),
+        ARTICLES.c.direction == "in",
+        ARTICLES.c.sender == bindparam("b_sender"),
+        ARTICLES.c.message_id.is_not(None),
+    )
+    .order_by(ARTICLES.c.id.desc())
+    .limit(1)
+)
+_FIRST_MESSAGE = (
+    select(ARTICLES.c.message_id)
+    .where(ARTICLES.c.ticket_id == bindparam("b_id"), ARTICLES.c.message_id.is_not(None))
+    .order_by(ARTICLES.c.id)
+    .limit(1)
+)
+_WATCHERS = select(PARTICIPANTS.c.address).where(
+    PARTICIPANTS.c.ticket_id == bindparam("b_id"), PARTICIPANTS.c.role == "cc"
+).order_by(PARTICIPANTS.c.id)
+_QUIET_TICKETS = select(TICKETS.c.id).where(
+    TICKETS.c.status == bindparam("b_status"), TICKETS.c.updated_at < bindparam("b_before")
+).limit(500)
+
+
+@dataclass(frozen=True)
+class TicketTimes:
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    csat_rating: int | None
+
+
+def ticket_times(conn: Connection, ticket_id: int) -> TicketTimes:
+    return TicketTimes(*conn.execute(_TICKET_TIMES, {"b_id": ticket_id}).one())
+
+
+def last_message_from(conn: Connection, ticket_id: int, sender: str) -> str | None:
+    """The Message-ID of the newest mail ``sender`` wrote on this ticket."""
+    found = conn.execute(_LAST_FROM, {"b_id": ticket_id, "b_sender": sender.lower()}).scalar()
+    return str(found) if found else None
+
+
+def first_message(conn: Connection, ticket_id: int) -> str | None:
+    found = conn.execute(_FIRST_MESSAGE, {"b_id": ticket_id}).scalar()
+    return str(found) if found else None
+
+
+def watchers(conn: Connection, ticket_id: int) -> list[str]:
+    """Cc participants: people copied on the conversation besides the requester."""
+    return [str(a) for a in conn.execute(_WATCHERS, {"b_id": ticket_id}).scalars()]
+
+
+def quiet_tickets(conn: Connection, status: str, before: datetime) -> list[int]:
+    return [int(i) for i in conn.execute(_QUIET_TICKETS, {"b_status": status, "b_before": before}).scalars()]

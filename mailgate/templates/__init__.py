@@ -52,10 +52,7 @@ class TemplateSet:
 
     def names(self) -> set[str]:
         """Every template name available in any language."""
-        return {
-            Path(name).name.removesuffix(".txt")
-            for name in self._env.list_templates(extensions=["txt"])
-        }
+        return {Path(name).name.removesuffix(".txt") for name in self._env.list_templates(extensions=["txt"])}
 
     def _candidates(self, name: str, queue: str | None, language: str, ext: str) -> list[str]:
         found = []
@@ -74,9 +71,7 @@ class TemplateSet:
         body = "".join(text_template.blocks["body"](ctx))
         html = None
         try:
-            html_template = self._env.select_template(
-                self._candidates(name, queue, used_language, "html")
-            )
+            html_template = self._env.select_template(self._candidates(name, queue, used_language, "html"))
         except TemplateNotFound:
             html_template = None
         if html_template is not None:

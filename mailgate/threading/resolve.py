@@ -9,6 +9,7 @@ decided, for the logs and ``rules test``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +30,9 @@ class ThreadDecision:
     threaded_by: str  # reply-token | in-reply-to | references | subject-tag | new
     authenticated_token: bool  # the sender holds a reply address issued to them
     reasons: tuple[str, ...]
+    # The address the reply token was issued to: the sender, or (for an agent
+    # writing from an alternate address) the agent's main address.
+    token_holder: str | None = None
 
 
 def resolve(
@@ -39,18 +43,27 @@ def resolve(
     ref_prefix: str,
     keys: ReplyKeys,
     lookup: TicketLookup,
+    token_bases: Sequence[str] = (),
+    identities: Callable[[str], Sequence[str]] | None = None,
 ) -> ThreadDecision:
+    """Which ticket, and why; ``token_bases`` are further addresses (queue
+    comment addresses) whose +detail may carry a reply token, and
+    ``identities`` names every address a sender holds tokens for (an agent's
+    alternates map to their main address)."""
     reasons: list[str] = []
     sender = message.sender.email if message.sender else ""
+    holders = list(dict.fromkeys([sender, *(identities(sender) if identities and sender else ())]))
 
     recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
-    for token in dict.fromkeys(plus_tokens(helpdesk_address, recipients)):
+    tokens = [t for base in (helpdesk_address, *token_bases) for t in plus_tokens(base, recipients)]
+    for token in dict.fromkeys(tokens):
         if token_ticket(token) is None:
             continue
-        ticket_id = verify_token(keys, token, sender)
-        if ticket_id is not None and lookup.ticket_exists(ticket_id):
-            reasons.append(f"reply address +{token} was issued to {sender} for ticket {ticket_id}")
-            return ThreadDecision(ticket_id, "reply-token", True, tuple(reasons))
+        for holder in holders:
+            ticket_id = verify_token(keys, token, holder)
+            if ticket_id is not None and lookup.ticket_exists(ticket_id):
+                reasons.append(f"reply address +{token} was issued to {holder} for ticket {ticket_id}")
+                return ThreadDecision(ticket_id, "reply-token", True, tuple(reasons), holder)
         reasons.append(f"reply address +{token} not valid for sender {sender or '(none)'}")
 
     if message.in_reply_to:

@@ -15,9 +15,7 @@ _PREFIXES = (
     "re|aw|antw|antwort|sv|vs|ref|réf|rif|r|fwd|fw|fwdd|doorst|wg|tr|rv|enc|odp|pd|ynt|ilt"
     "|vá|továbbítás|vl|atb|vb|ats|přeposl|odp|rép|答复|答覆|回复|回覆|转发|轉寄|転送|返信|fs"
 )
-_PREFIX = re.compile(
-    rf"^\s*(?:(?:{_PREFIXES})\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+", re.IGNORECASE
-)
+_PREFIX = re.compile(rf"^\s*(?:(?:{_PREFIXES})\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+", re.IGNORECASE)
 
 
 def strip_prefixes(subject: str) -> str:

@@ -53,9 +53,7 @@ def load_keys(path: Path, *, create: bool = True) -> ReplyKeys:
 
 
 def _mac(key: bytes, ticket_id: int, recipient: str) -> str:
-    digest = hmac.new(
-        key, f"reply:{ticket_id}:{recipient.strip().lower()}".encode(), hashlib.sha256
-    ).digest()
+    digest = hmac.new(key, f"reply:{ticket_id}:{recipient.strip().lower()}".encode(), hashlib.sha256).digest()
     return base64.b32encode(digest[:_MAC_BYTES]).decode("ascii").lower()
 
 

@@ -39,7 +39,7 @@ RULE_FIXTURES = [
     ("noreply_sender", "noreply", "no-reply@shop.example does not accept replies"),
     ("donotreply_sender", "noreply", "donotreply@payroll.example does not accept replies"),
     ("own_loop_header", "loop", "X-Mailgate-Loop: helpdesk@example.com is ours"),
-    ("own_message_id", "loop", "in our domain mailgate.example.com"),
+    ("own_message_id", "loop", "is one of ours"),
     ("own_sender", "loop", "is one of our own addresses"),
     ("challenge_boxbe", "challenge", "challenge-response service"),
     ("challenge_subject", "challenge", "subject asks for sender verification"),
@@ -201,3 +201,14 @@ def test_own_address_with_reply_token_is_ours() -> None:
     envelope = Envelope("ann@customer.example", (), "smtp", datetime.now(UTC))
     ours = replace(base, sender=Address("Network+t0k3n@EXAMPLE.com"))
     assert "loop" == check(ours, envelope, OWN).kind
+
+
+def test_colleague_with_a_message_id_in_our_domain_is_human() -> None:
+    """A colleague's mail server may use the company domain in Message-IDs: that is not a loop."""
+
+    message = parse(
+        b"From: Jan <jan@mailgate.example.com>\r\nTo: helpdesk@example.com\r\n"
+        b"Subject: printer\r\nMessage-ID: <CAF1234.ABC@mailgate.example.com>\r\n\r\nhelp\r\n"
+    )
+    envelope = Envelope("jan@mailgate.example.com", ("helpdesk@example.com",), "smtp", datetime.now(UTC))
+    assert "human" == check(message, envelope, OWN).kind

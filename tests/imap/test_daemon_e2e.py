@@ -38,7 +38,9 @@ def test_appended_mail_is_acknowledged_within_two_seconds(daemon_factory: Any, m
         wait_until(lambda n=n: len(daemon.acks()) > n, timeout=15, interval=0.01)
         latencies.append(time.monotonic() - started)
     median = statistics.median(latencies)
-    print(f"\nIMAP append -> acknowledgement: median {median * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    print(
+        f"\nIMAP append -> acknowledgement: median {median * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+    )
     assert median < 2.0
     assert 5 == len(tickets_json(daemon.config_path))
     subjects = sorted(str(message_from_bytes(raw)["Subject"]) for raw in daemon.acks())

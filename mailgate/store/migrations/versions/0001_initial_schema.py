@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 05:07:48.117451
+Create Date: 2026-11-27 05:37:32.763524
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ def upgrade() -> None:
     sa.Column('first_response_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('csat_rating', sa.Integer(), nullable=True),
+    sa.Column('csat_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('linked_ticket_id', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets')),
     sa.UniqueConstraint('ref', name=op.f('uq_tickets_ref'))
     )

@@ -1,0 +1,243 @@
+"""Agents work from their mail client: notifications out, replies and notes in.
+
+Everything here runs inside the processing transaction of the message that
+caused it, so a notification or relay exists exactly when its article does.
+Internal notes are addressed from the directory only, never from anything
+the incoming mail says, so no header can steer one to a requester.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection
+
+from mailgate import lifecycle
+from mailgate.agents.auth import AgentCheck
+from mailgate.agents.commands import Changes, Commands, interpret, split_commands
+from mailgate.agents.directory import Agent, Queue
+from mailgate.guard import GuardVerdict
+from mailgate.guard.ratelimit import RateLimits, automatic_mail_allowed
+from mailgate.message import Address, ParsedMessage
+from mailgate.notify import enqueue, render_to
+from mailgate.runtime import Runtime
+from mailgate.store.writes import (
+    TicketView,
+    add_participants,
+    automatic_mail_counts,
+    first_message,
+    insert_article,
+    insert_event,
+    last_message_from,
+    ticket_times,
+    touch_ticket,
+    update_ticket,
+    watchers,
+)
+from mailgate.threading.tokens import reply_address
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One agent-side message as the pipeline hands it over."""
+
+    inbound_id: int
+    dedupe_key: str
+    message: ParsedMessage
+    verdict: GuardVerdict
+    threaded_by: str
+    received_at: datetime
+
+
+def attachment_list(message: ParsedMessage) -> list[dict[str, Any]]:
+    return [
+        {"filename": a.filename or "(unnamed)", "content_type": a.content_type, "size": a.size}
+        for a in message.attachments if not a.inline
+    ]
+
+
+def _agents_for(runtime: Runtime, ticket: TicketView) -> list[Agent]:
+    """The assignee when there is one, else every member of the ticket's queue."""
+    directory = runtime.directory
+    assignee = directory.agent_for(ticket.assignee) if ticket.assignee else None
+    return [assignee] if assignee is not None else list(directory.members(ticket.queue))
+
+
+def _agent_mail(
+    conn: Connection, runtime: Runtime, ticket: TicketView, agent: Agent, template: str, now: datetime, *,
+    kind: str, extra: dict[str, Any], in_reply_to: str | None,
+) -> None:
+    queue = runtime.directory.queue(ticket.queue)
+    comment = None
+    if queue is not None and queue.comment_address and "+" not in queue.comment_address:
+        comment = reply_address(queue.comment_address, runtime.keys, ticket.id, agent.address)
+    mail = render_to(
+        runtime, ticket, template, Address(agent.address, agent.name), kind=kind,
+        extra={**extra, "agent": {"name": agent.name, "email": agent.address}, "comment_address": comment},
+        in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else (),
+        auto_submitted="auto-generated", language=agent.language,
+    )
+    # Agent mail is internal: it may quote notes and must never count as a
+    # public answer to the requester.
+    enqueue(conn, runtime, ticket.id, mail, automatic=False, now=now, visibility="internal")
+
+
+def notify_agents(
+    conn: Connection, runtime: Runtime, ticket: TicketView, message: ParsedMessage, now: datetime, *, event: str,
+) -> int:
+    """Tell the assignee (or the queue) about a new ticket or a requester's reply."""
+    recipients = _agents_for(runtime, ticket)
+    sender = message.sender or Address(ticket.requester, ticket.requester_name)
+    extra = {
+        "event": event,
+        "article": {"sender": sender.email, "sender_name": sender.name, "text": message.new_text,
+                    "attachments": attachment_list(message)},
+    }
+    for agent in recipients:
+        _agent_mail(conn, runtime, ticket, agent, "agent_notify", now, kind="notify", extra=extra,
+                    in_reply_to=message.message_id)
+    return len(recipients)
+
+
+def _notice(
+    conn: Connection, runtime: Runtime, ticket: TicketView, incoming: Incoming, problems: list[str], now: datetime,
+) -> str:
+    """One short answer to the sender saying why nothing was done (never to a machine)."""
+    message = incoming.message
+    if not incoming.verdict.may_auto_reply or message.sender is None:
+        return f"no notice: {incoming.verdict.kind}"
+    limits = runtime.config.limits
+    hour, day = automatic_mail_counts(conn, message.sender.email, now)
+    rate = automatic_mail_allowed(hour, day, RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day))
+    if not rate.allowed:
+        return f"no notice: {rate.reason}"
+    agent = runtime.directory.agent_for(message.sender.email)
+    mail = render_to(
+        runtime, ticket, "command_rejected", message.sender, kind="notice",
+        extra={"problems": problems, "original_subject": message.subject},
+        in_reply_to=message.message_id, language=agent.language if agent else None,
+    )
+    enqueue(conn, runtime, ticket.id, mail, automatic=True, now=now, visibility="internal")
+    return "notice sent"
+
+
+def _store(conn: Connection, ticket: TicketView, incoming: Incoming, *, visibility: str, kind: str, text: str) -> int:
+    message = incoming.message
+    return insert_article(
+        conn, ticket_id=ticket.id, inbound_id=incoming.inbound_id, dedupe_key=incoming.dedupe_key, direction="in",
+        visibility=visibility, kind=kind, sender=message.sender.email if message.sender else "",
+        sender_name=message.sender.name if message.sender else "",
+        recipients=[a.email for a in (*message.to, *message.cc)], message_id=message.message_id,
+        subject=message.subject, body_text=text, body_full=message.text, body_html=message.html,
+        threaded_by=incoming.threaded_by,
+        attachments=[{"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256,
+                      "content_id": a.content_id, "inline": a.inline} for a in message.attachments],
+        created_at=incoming.received_at,
+    )
+
+
+def handle_agent_mail(
+    conn: Connection, runtime: Runtime, ticket: TicketView, incoming: Incoming, check: AgentCheck,
+    comment_queue: Queue | None, now: datetime,
+) -> tuple[int, str]:
+    """An agent's reply, note or commands, or a refusal; returns (article id, reason)."""
+    commands = split_commands(incoming.message.new_text)
+    internal = comment_queue is not None or commands.internal
+    if check.agent is None or not check.authenticated:
+        # Kept, but only as an internal record: it is not relayed and changes nothing.
+        article_id = _store(conn, ticket, incoming, visibility="internal", kind="unverified", text=incoming.message.new_text)
+        insert_event(conn, ticket.id, "agent_refused", now, article_id=article_id, reason=check.reason)
+        why = "not an agent: kept as an internal record"
+        if check.agent is not None:
+            why = _notice(conn, runtime, ticket, incoming, [f"You could not be authenticated: {check.reason}."], now)
+        touch_ticket(conn, ticket.id, now)
+        return article_id, f"agent mail refused ({check.reason}); {why}"
+    agent = check.agent
+    changes = interpret(commands, runtime.directory, agent.key)
+    if changes.errors:
+        article_id = _store(conn, ticket, incoming, visibility="internal", kind="refused", text=incoming.message.new_text)
+        insert_event(conn, ticket.id, "commands_refused", now, article_id=article_id, errors=list(changes.errors))
+        why = _notice(conn, runtime, ticket, incoming, list(changes.errors), now)
+        return article_id, f"commands refused; {why}"
+    article_id = _store(conn, ticket, incoming, visibility="internal" if internal else "public",
+                        kind="note" if internal else "agent_reply", text=commands.text)
+    add_participants(conn, ticket.id, [(agent.address, "agent")], new_ticket=False)
+    insert_event(conn, ticket.id, "agent_mail", now, article_id=article_id, agent=agent.key, internal=internal,
+                 commands=[c.line for c in commands.commands])
+    ticket = _relay_or_note(conn, runtime, ticket, incoming, agent, commands, internal, now)
+    ticket = apply_changes(conn, runtime, ticket, changes, now, by=agent.key)
+    touch_ticket(conn, ticket.id, now)
+    return article_id, "internal note" if internal else ("agent reply relayed" if commands.text else "commands only")
+
+
+def _relay_or_note(
+    conn: Connection, runtime: Runtime, ticket: TicketView, incoming: Incoming, agent: Agent, commands: Commands,
+    internal: bool, now: datetime,
+) -> TicketView:
+    if not commands.text:
+        return ticket
+    extra = {"reply": {"text": commands.text, "attachments": attachment_list(incoming.message)},
+             "author": {"name": agent.name, "email": agent.address}}
+    if internal:
+        # The assignee and the whole queue see notes; each agent once, never the author.
+        others = {a.key: a for a in (*_agents_for(runtime, ticket), *runtime.directory.members(ticket.queue))}
+        others.pop(agent.key, None)
+        for other in others.values():
+            _agent_mail(conn, runtime, ticket, other, "internal_note", now, kind="note", extra=extra,
+                        in_reply_to=incoming.message.message_id)
+        return ticket
+    helpdesk = runtime.config.helpdesk
+    ours = runtime.is_our_address
+    agents = {a for x in runtime.directory.agents for a in x.addresses}
+    cc = tuple(Address(a) for a in watchers(conn, ticket.id) if a != ticket.requester and a not in agents and not ours(a))
+    last = last_message_from(conn, ticket.id, ticket.requester)
+    first = first_message(conn, ticket.id)
+    mail = render_to(
+        runtime, ticket, "relay", Address(ticket.requester, ticket.requester_name), kind="relay", extra=extra,
+        in_reply_to=last, references=tuple(dict.fromkeys(m for m in (first, last) if m)),
+        auto_submitted=None, from_name=f"{agent.name} via {helpdesk.name}", cc=cc,
+    )
+    enqueue(conn, runtime, ticket.id, mail, automatic=False, now=now, visibility="public")
+    if ticket_times(conn, ticket.id).first_response_at is None:
+        update_ticket(conn, ticket.id, first_response_at=now)
+        insert_event(conn, ticket.id, "first_response", now, agent=agent.key)
+    if ticket.assignee is None:
+        update_ticket(conn, ticket.id, assignee=agent.address)
+        insert_event(conn, ticket.id, "assigned", now, assignee=agent.address, by="first reply")
+        ticket = _with(ticket, assignee=agent.address)
+    if ticket.status == "new":
+        ticket = lifecycle.set_status(conn, runtime, ticket, "open", now, by=agent.key)
+    return ticket
+
+
+def _with(ticket: TicketView, **values: Any) -> TicketView:
+    return replace(ticket, **values)
+
+
+def apply_changes(conn: Connection, runtime: Runtime, ticket: TicketView, changes: Changes, now: datetime, *, by: str) -> TicketView:
+    """Fields first, then the status (whose mail should show the new fields)."""
+    fields: dict[str, Any] = {}
+    if changes.priority:
+        fields["priority"] = changes.priority
+    if changes.queue:
+        fields["queue"] = changes.queue
+    if changes.assignee:
+        fields["assignee"] = changes.assignee
+    if changes.unassign:
+        fields["assignee"] = None
+    if changes.tags:
+        fields["tags"] = sorted({*ticket.tags, *changes.tags})
+    if fields:
+        update_ticket(conn, ticket.id, **fields)
+        insert_event(conn, ticket.id, "fields_changed", now, by=by, **{k: v for k, v in fields.items()})
+        if "tags" in fields:
+            fields["tags"] = tuple(fields["tags"])
+        ticket = _with(ticket, **fields)
+    if changes.status:
+        ticket = lifecycle.set_status(conn, runtime, ticket, changes.status, now, by=by)
+    return ticket
