@@ -24,6 +24,7 @@ run: setup
 services:
 	sh scripts/ensure-postgres.sh
 	sh scripts/dovecot/ensure-installed.sh
+	sh scripts/ensure-test-tools.sh
 
 test: setup services
 	$(BIN)/pytest -q -W error

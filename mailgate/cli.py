@@ -106,7 +106,8 @@ def doctor(state: State) -> None:
     """Check configuration, database, rules, relay and queues; say what to fix."""
     from mailgate.doctor import run_doctor
 
-    sys.exit(run_doctor(state.config, sys.stdout))
+    # No runtime first: that would migrate and create files the doctor should inspect.
+    sys.exit(run_doctor(state.config, sys.stdout, source=state.config_path))
 
 
 @main.group()
@@ -357,6 +358,34 @@ def tickets_show(state: State, ticket: str, as_json: bool) -> None:
             click.echo(f"   | {line}")
 
 
+@tickets.command("set")
+@click.argument("ticket")
+@click.option("--status", type=click.Choice(["new", "open", "pending", "resolved", "closed"]))
+@click.option("--priority", type=click.Choice(["low", "normal", "high", "urgent"]))
+@click.option("--assign", help="An agent's name or address from agents.yaml, or 'nobody'.")
+@click.option("--queue", help="A queue from agents.yaml.")
+@click.option("--tag", help="Add these tags (space-separated).")
+@pass_state
+def tickets_set(
+    state: State, ticket: str, status: str | None, priority: str | None, assign: str | None, queue: str | None,
+    tag: str | None,
+) -> None:
+    """Change a ticket with the same effects and mails as an agent's #commands."""
+    from mailgate.agents.admin import AdminError, set_ticket
+
+    runtime = state.runtime()
+    number = ticket.upper().removeprefix(f"{runtime.config.helpdesk.ref_prefix.upper()}-").lstrip("#")
+    if not number.isdigit():
+        fail(f"no ticket {ticket} (give 12 or HD-12)")
+    options = {"status": status, "priority": priority, "assign": assign, "queue": queue, "tag": tag}
+    try:
+        changed = set_ticket(runtime, int(number), options)
+    except AdminError as exc:
+        fail(str(exc))
+    click.echo(f"{changed.ref}: status {changed.status}, priority {changed.priority}, queue {changed.queue}, "
+               f"assignee {changed.assignee or '-'}")
+
+
 def _find_ticket(session: Any, text: str, prefix: str) -> Any:
     from mailgate.store.models import Ticket
 
@@ -567,3 +596,31 @@ def _short_time(value: str | None) -> str:
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def templates() -> None:
+    """Look at the mail templates."""
+
+
+@templates.command("preview")
+@click.argument("name")
+@click.option("--language", default="en", show_default=True, help="en, nl, or any language you added.")
+@click.option("--queue", help="Use this queue's override, if it has one.")
+@pass_state
+def templates_preview(state: State, name: str, language: str, queue: str | None) -> None:
+    """Render template NAME with sample data: subject, text and HTML."""
+    from jinja2 import TemplateError
+
+    from mailgate.agents.admin import preview
+
+    runtime = state.runtime(migrate=False)
+    if name not in runtime.templates.names():
+        fail(f"no template {name!r}; known: {', '.join(sorted(runtime.templates.names()))}")
+    try:
+        rendered = preview(runtime, name, language=language, queue=queue)
+    except TemplateError as exc:
+        fail(f"template {name} cannot be rendered: {exc}")
+    click.echo(f"Subject: {rendered.subject}\nContent-Language: {rendered.language}\n\n{rendered.text}")
+    if rendered.html:
+        click.echo("--- HTML ---\n" + rendered.html)

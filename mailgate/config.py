@@ -181,6 +181,8 @@ class Config(_Strict):
     processing: Processing = Processing()
     logging: Logging = Logging()
     trusted_authserv_ids: tuple[str, ...] = ()
+    # Where the daemon keeps its state for `mailgate doctor` (IMAP accounts, workers).
+    status_file: str = "var/status.json"
     # Filled in by load(): the folder relative paths resolve against.
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
 

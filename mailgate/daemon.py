@@ -32,6 +32,7 @@ from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
 from mailgate.pipeline import Processor
 from mailgate.reload import FileWatcher, watched_paths
 from mailgate.runtime import Runtime
+from mailgate.status import status_path, write_status
 from mailgate.store.inbound import GroupCommitter, InboundStore
 from mailgate.worker import WAKE_FD_ENV
 
@@ -83,8 +84,14 @@ class WorkerProcess:
         signal when the *thread* that forked exits, so a pool thread would do.
         """
         ours, theirs = socket.socketpair()
+        # Only the daemon speaks to systemd; the worker must never notify.
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+        }
         env = {
-            **os.environ,
+            **inherited,
             WAKE_FD_ENV: str(theirs.fileno()),
             "MAILGATE_PARENT_PID": str(os.getpid()),
         }
@@ -195,7 +202,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
-        tasks = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._supervise())]
+        tasks = [
+            asyncio.ensure_future(self._watchdog()),
+            asyncio.ensure_future(self._supervise()),
+            asyncio.ensure_future(self._publish_status()),
+        ]
         systemd.notify("READY=1\nSTATUS=accepting mail")
         log.info(
             "daemon.ready",
@@ -325,6 +336,34 @@ class Daemon:
                 self._release_leases()
                 await worker.start()
                 self._wake_processing()
+
+    async def _publish_status(self, interval: float = 5.0) -> None:
+        """Keep status.json fresh for `mailgate doctor`; log IMAP state changes."""
+        path = status_path(self.runtime.config)
+        last_states: dict[str, str] = {}
+        while True:
+            accounts = [fetcher.status() for fetcher in self.fetchers]  # type: ignore[attr-defined]
+            for account in accounts:
+                if last_states.get(account.name) != account.state:
+                    last_states[account.name] = account.state
+                    log.info(
+                        "imap.state",
+                        account=account.name,
+                        state=account.state,
+                        last_uid=account.last_uid,
+                        backlog=account.backlog,
+                        last_error=account.last_error,
+                    )
+            state = {
+                "listeners": self.listening(),
+                "workers": [{"alive": w.alive(), "restarts": w.restarts} for w in self.workers],
+                "imap": accounts,
+            }
+            try:
+                await asyncio.to_thread(write_status, path, state)
+            except OSError as exc:
+                log.warning("status.write_failed", path=str(path), error=str(exc))
+            await asyncio.sleep(interval)
 
     async def _watchdog(self) -> None:
         interval = systemd.watchdog_interval()

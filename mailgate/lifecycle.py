@@ -30,19 +30,53 @@ WAITING = ("resolved", "closed")
 
 # A reply made only of these words (and punctuation, and at most a name to
 # sign with) is a thank-you, not a new problem: it must not reopen (SPEC §1).
-_THANKS_WORDS = frozenset(
+_THANKS_WORDS = frozenset(  # noqa: SIM905 - a word list reads better as text
     """thanks thank thx ty tnx cheers thankyou many much so very lot a you again all for the help
     great perfect super top ok okay fine nice cool awesome works now it that was
     dank danke bedankt je jullie u wel hartelijk heel veel hartelijke groet groeten
     schön schon sehr vielen merci beaucoup gracias grazie mille tack takk obrigado kind regards best""".split()
 )
-_THANKS_ROOTS = ("thank", "thx", "dank", "bedankt", "merci", "gracias", "grazie", "tack", "takk", "obrigad", "cheers")
+_THANKS_ROOTS = (
+    "thank",
+    "thx",
+    "dank",
+    "bedankt",
+    "merci",
+    "gracias",
+    "grazie",
+    "tack",
+    "takk",
+    "obrigad",
+    "cheers",
+)
 _RATING_WORDS = {
-    "excellent": 5, "uitstekend": 5, "perfect": 5, "great": 5, "top": 5, "super": 5, "fantastic": 5, "geweldig": 5,
-    "good": 4, "goed": 4, "fine": 3, "ok": 3, "okay": 3, "neutral": 3, "redelijk": 3, "matig": 2,
-    "poor": 2, "bad": 2, "slecht": 2, "terrible": 1, "awful": 1, "horrible": 1, "waardeloos": 1,
+    "excellent": 5,
+    "uitstekend": 5,
+    "perfect": 5,
+    "great": 5,
+    "top": 5,
+    "super": 5,
+    "fantastic": 5,
+    "geweldig": 5,
+    "good": 4,
+    "goed": 4,
+    "fine": 3,
+    "ok": 3,
+    "okay": 3,
+    "neutral": 3,
+    "redelijk": 3,
+    "matig": 2,
+    "poor": 2,
+    "bad": 2,
+    "slecht": 2,
+    "terrible": 1,
+    "awful": 1,
+    "horrible": 1,
+    "waardeloos": 1,
 }
-_RATING_DIGIT = re.compile(r"^\s*(?P<n>[1-5])(?:\s*(?:/\s*5|stars?|sterren|out of 5|van 5))?\s*[.!]*\s*$", re.I)
+_RATING_DIGIT = re.compile(
+    r"^\s*(?P<n>[1-5])(?:\s*(?:/\s*5|stars?|sterren|out of 5|van 5))?\s*[.!]*\s*$", re.I
+)
 
 
 def csat_rating(text: str) -> int | None:
@@ -54,7 +88,11 @@ def csat_rating(text: str) -> int | None:
     if match := _RATING_DIGIT.match(first):
         return int(match["n"])
     words = re.findall(r"[^\W\d_]+", first.lower())
-    if 1 <= len(words) <= 2 and words[-1] in _RATING_WORDS and not (len(words) == 2 and words[0] not in ("very", "zeer", "heel")):
+    if (
+        1 <= len(words) <= 2
+        and words[-1] in _RATING_WORDS
+        and not (len(words) == 2 and words[0] not in ("very", "zeer", "heel"))
+    ):
         return _RATING_WORDS[words[-1]]
     return None
 
@@ -78,7 +116,9 @@ class ReplyOutcome:
     rating: int | None = None
 
 
-def classify_reply(status: str, *, from_requester: bool, text: str, human: bool, reopen_policy: str) -> ReplyOutcome:
+def classify_reply(
+    status: str, *, from_requester: bool, text: str, human: bool, reopen_policy: str
+) -> ReplyOutcome:
     """What a reply from the requester's side does to the ticket (pure)."""
     if status in WAITING:
         rating = csat_rating(text) if from_requester and human else None
@@ -97,7 +137,13 @@ def classify_reply(status: str, *, from_requester: bool, text: str, human: bool,
 
 
 def mail_requester(
-    conn: Connection, runtime: Runtime, ticket: TicketView, template: str, now: datetime, *, kind: str,
+    conn: Connection,
+    runtime: Runtime,
+    ticket: TicketView,
+    template: str,
+    now: datetime,
+    *,
+    kind: str,
     extra: dict[str, object] | None = None,
 ) -> bool:
     """One templated mail to the requester, threaded under their last message."""
@@ -109,8 +155,15 @@ def mail_requester(
         return False
     last = last_message_from(conn, ticket.id, ticket.requester)
     mail = render_to(
-        runtime, ticket, template, Address(ticket.requester, ticket.requester_name), kind=kind, extra=extra,
-        in_reply_to=last, references=(last,) if last else (), auto_submitted="auto-generated",
+        runtime,
+        ticket,
+        template,
+        Address(ticket.requester, ticket.requester_name),
+        kind=kind,
+        extra=extra,
+        in_reply_to=last,
+        references=(last,) if last else (),
+        auto_submitted="auto-generated",
     )
     # Caused by a person's decision (an agent, an admin), so not rate-limited
     # like acknowledgements; the guard already kept machines out of the loop.
@@ -119,7 +172,13 @@ def mail_requester(
 
 
 def set_status(
-    conn: Connection, runtime: Runtime, ticket: TicketView, status: str, now: datetime, *, by: str,
+    conn: Connection,
+    runtime: Runtime,
+    ticket: TicketView,
+    status: str,
+    now: datetime,
+    *,
+    by: str,
     mail: bool = True,
 ) -> TicketView:
     """Move ``ticket`` to ``status`` with its timestamps, an event and the requester's mail."""
@@ -146,25 +205,40 @@ def set_status(
     return changed
 
 
-def record_rating(conn: Connection, runtime: Runtime, ticket: TicketView, rating: int, already: int | None, now: datetime) -> None:
+def record_rating(
+    conn: Connection, runtime: Runtime, ticket: TicketView, rating: int, already: int | None, now: datetime
+) -> None:
     """Keep the newest rating; thank the requester the first time only."""
     update_ticket(conn, ticket.id, csat_rating=rating, csat_at=now)
     insert_event(conn, ticket.id, "csat", now, rating=rating, previous=already)
     if already is None:
-        mail_requester(conn, runtime, ticket, "csat_thanks", now, kind="csat_thanks", extra={"rating": rating})
+        mail_requester(
+            conn, runtime, ticket, "csat_thanks", now, kind="csat_thanks", extra={"rating": rating}
+        )
 
 
 def auto_close(conn: Connection, runtime: Runtime, now: datetime) -> int:
     """Close resolved (and, when configured, pending) tickets after a quiet period."""
     directory = runtime.directory
     closed = 0
-    for status, hours in (("resolved", directory.close_resolved_after_hours), ("pending", directory.close_pending_after_hours)):
+    for status, hours in (
+        ("resolved", directory.close_resolved_after_hours),
+        ("pending", directory.close_pending_after_hours),
+    ):
         if hours is None:
             continue
         for ticket_id in quiet_tickets(conn, status, now - timedelta(hours=hours)):
             update_ticket(conn, ticket_id, status="closed", closed_at=now, updated_at=now)
-            insert_event(conn, ticket_id, "status_changed", now, previous=status, status="closed", by="auto-close",
-                         quiet_hours=hours)
+            insert_event(
+                conn,
+                ticket_id,
+                "status_changed",
+                now,
+                previous=status,
+                status="closed",
+                by="auto-close",
+                quiet_hours=hours,
+            )
             closed += 1
     if closed:
         log.info("lifecycle.auto_closed", count=closed)

@@ -9,8 +9,8 @@ mail that crashes the parser would otherwise be lost or retried forever.
 from __future__ import annotations
 
 import re
-from email.message import Message
 from email._policybase import Compat32
+from email.message import Message
 from email.parser import BytesParser
 
 from mailgate.content.body import MAX_DEPTH, extract_body
@@ -24,6 +24,7 @@ from mailgate.content.headers import (
 from mailgate.content.html import sanitise
 from mailgate.content.repair import header_block_end, repair_headers
 from mailgate.content.reply import trim_reply
+from mailgate.content.transfer import raw_headers, raw_payload
 from mailgate.message import Address, ParsedMessage
 
 __all__ = ["parse"]
@@ -56,18 +57,16 @@ _POLICY = _RawHeaders()
 MAX_DEFECTS = 100
 
 
-def _header_pairs(
-    message: Message, defects: list[str], hint: str | None
-) -> tuple[tuple[str, str], ...]:
+def _header_pairs(message: Message, defects: list[str], hint: str | None) -> tuple[tuple[str, str], ...]:
     """All headers in order, decoded, with folding undone."""
     pairs = []
-    raw_headers = message._headers  # compat32 keeps (name, raw value) pairs in order
-    if len(raw_headers) > MAX_HEADERS:
-        defects.append(f"{len(raw_headers)} headers, only the first {MAX_HEADERS} kept")
-        raw_headers = raw_headers[:MAX_HEADERS]
-    for name, value in raw_headers:
-        name_text = name if name.isascii() else name.encode("utf-8", "surrogateescape").decode(
-            "utf-8", "replace"
+    fields = raw_headers(message)
+    if len(fields) > MAX_HEADERS:
+        defects.append(f"{len(fields)} headers, only the first {MAX_HEADERS} kept")
+        fields = fields[:MAX_HEADERS]
+    for name, value in fields:
+        name_text = (
+            name if name.isascii() else name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         )
         pairs.append((name_text, decode_header_value(str(value), defects, hint)))
     return tuple(pairs)
@@ -85,9 +84,7 @@ def _raw_first(message: Message, name: str) -> str | None:
 
 # RFC 5322 section 2.2: "name: value" and continuation lines starting with
 # whitespace; the value keeps its line breaks as compat32 keeps them.
-_FIELD = re.compile(
-    r"^([!-9;-~]+)[ \t]*:[ \t]*([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)", re.MULTILINE
-)
+_FIELD = re.compile(r"^([!-9;-~]+)[ \t]*:[ \t]*([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)", re.MULTILINE)
 _CONTAINER_TYPE = re.compile(r"^\s*(?:multipart|message)/", re.IGNORECASE)
 
 
@@ -108,16 +105,15 @@ def _parse_simple(raw: bytes) -> Message | None:
         return None  # bare CR line ends (old Mac mail): leave them to the feed parser
     message = Message(policy=_POLICY)
     if block.startswith("From "):
-        first_line_end = min(
-            (i for i in (block.find("\n"), block.find("\r")) if i >= 0), default=len(block)
-        )
+        first_line_end = min((i for i in (block.find("\n"), block.find("\r")) if i >= 0), default=len(block))
         message.set_unixfrom(block[:first_line_end])
         block = block[first_line_end:].lstrip("\r\n")
     fields = _FIELD.findall(block)
     for name, value in fields:
         if name.lower() == "content-type" and _CONTAINER_TYPE.match(value):
             return None
-    message._headers = list(fields)  # the same (name, raw value) pairs the feed parser keeps
+    # The same (name, raw value) pairs the feed parser would have stored.
+    message._headers = list(fields)  # type: ignore[attr-defined]  # compat32 internals, untyped
     message.set_payload(raw[end:].decode("ascii", "surrogateescape"))
     return message
 
@@ -152,7 +148,7 @@ def _charset_hint(message: Message) -> str | None:
         found = _CHARSET_PARAM.search(str(part.get("content-type", "")))
         if found and found.group(1).lower() not in _PLAIN_CHARSETS:
             return found.group(1).lower()
-        payload = part.get_payload()
+        payload = raw_payload(part)
         if isinstance(payload, list):
             stack.extend(child for child in payload if isinstance(child, Message))
     return None
@@ -174,15 +170,20 @@ def _parse(raw: bytes, max_attachment_bytes: int) -> ParsedMessage:
     # RFC 5322 section 3.6.2: From names the author, Sender the agent that
     # sent it; spam and some gateways send neither usable, but a Reply-To.
     for name in ("from", "sender"):
-        found = parse_addresses(_raw_all(message, name), defects, hint)
+        # Bounces come "From: MAILER-DAEMON (Mail Delivery System)"; keep
+        # such local-only senders so the guard stage can recognise them.
+        found = parse_addresses(_raw_all(message, name), defects, hint, local_ok=True)
         if found:
-            sender = found[0]
+            # A junk first From ("From: [??????]") must not hide a real address.
+            sender = next((address for address in found if "@" in address.email), found[0])
             break
     if sender is None and reply_to:
         sender = reply_to[0]
         defects.append("no usable From or Sender, Reply-To used as sender")
     subject_raw = _raw_first(message, "subject")
-    body = extract_body(message, max_attachment_bytes, hint)
+    first_line = raw[: raw.find(b"\n") + 1]
+    linesep = "\r\n" if first_line.endswith(b"\r\n") else "\n"
+    body = extract_body(message, max_attachment_bytes, hint, linesep)
     defects.extend(body.defects)
     text = body.text
     html = sanitise(body.html, defects) if body.html is not None else None
@@ -235,5 +236,5 @@ def parse(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -> Parsed
         return _parse(bytes(raw), max_attachment_bytes)
     except (MemoryError, KeyboardInterrupt):
         raise
-    except BaseException as error:  # noqa: BLE001 - the contract is "never raise"
+    except BaseException as error:  # the contract is "never raise"
         return _fallback(raw, error)

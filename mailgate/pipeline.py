@@ -21,7 +21,9 @@ import structlog
 from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailgate import guard
+from mailgate import guard, lifecycle
+from mailgate.agents.auth import check_agent
+from mailgate.agents.desk import Incoming, handle_agent_mail, notify_agents
 from mailgate.bounces import record_bounce, suppressed
 from mailgate.faults import crash_point
 from mailgate.guard.ratelimit import RateLimits, automatic_mail_allowed
@@ -42,6 +44,7 @@ from mailgate.store.writes import (
     insert_article,
     insert_event,
     insert_ticket,
+    ticket_times,
     ticket_view,
     touch_ticket,
     update_ticket,
@@ -51,7 +54,8 @@ from mailgate.threading.subject import ticket_subject
 
 log = structlog.get_logger(__name__)
 
-REOPENING_STATUSES = ("resolved", "closed")
+# How often the processing loop looks for quiet tickets to close.
+AUTO_CLOSE_EVERY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class Processor:
         self._lease = timedelta(seconds=lease_seconds)
         self._on_outbox = on_outbox
         self.wake = threading.Event()
+        self._next_auto_close = datetime.now(UTC)
 
     # -- driving -----------------------------------------------------------
 
@@ -119,9 +124,23 @@ class Processor:
             except Exception as exc:  # noqa: BLE001 - keep processing after a database hiccup
                 log.error("process.loop_error", error=str(exc))
                 done = []
+            self.maybe_auto_close()
             if not done:
                 self.wake.wait(idle_poll_seconds)
                 self.wake.clear()
+
+    def maybe_auto_close(self, now: datetime | None = None) -> int:
+        """Close quiet tickets, at most every few minutes (cheap indexed query)."""
+        now = now or datetime.now(UTC)
+        if now < self._next_auto_close:
+            return 0
+        self._next_auto_close = now + AUTO_CLOSE_EVERY
+        try:
+            with transaction(self.runtime.sessions) as session:
+                return lifecycle.auto_close(session.connection(), self.runtime, now)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop processing
+            log.error("lifecycle.auto_close_failed", error=str(exc))
+            return 0
 
     def release_leases(self) -> None:
         """Forget leases at start-up: on a single host nobody else holds them."""
@@ -263,8 +282,34 @@ class Processor:
             ref_prefix=runtime.config.helpdesk.ref_prefix,
             keys=runtime.keys,
             lookup=CoreTicketLookup(conn),
+            token_bases=runtime.directory.token_bases,
+            identities=self._agent_identity,
         )
         ticket = ticket_view(conn, thread.ticket_id) if thread.ticket_id is not None else None
+        sender = message.sender.email if message.sender else claim.mail_from.lower()
+        directory = runtime.directory
+        recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
+        comment_queue = next((q for a in recipients if (q := directory.comment_queue(a)) is not None), None)
+        is_agent = directory.agent_for(sender) is not None and (ticket is None or sender != ticket.requester)
+        if ticket is not None and (is_agent or comment_queue is not None):
+            check = check_agent(message, thread, directory, frozenset(runtime.config.trusted_authserv_ids))
+            incoming = Incoming(row_id, ready.dedupe_key, message, verdict, thread.threaded_by, claim.received_at)
+            article_id, why = handle_agent_mail(conn, runtime, ticket, incoming, check, comment_queue, now)
+            known[ready.dedupe_key] = (article_id, ticket.id)
+            bound.info("process.agent_mail", ticket=ticket.ref, article_id=article_id, outcome=why)
+            return self._finish(conn, row_id, "done", why, now, ticket_id=ticket.id, article_id=article_id)
+        if comment_queue is not None:
+            why = f"mail to the comment address of queue {comment_queue.name} does not answer a known ticket"
+            return self._finish(conn, row_id, "quarantined", why, now)
+        outcome = None
+        linked: int | None = None
+        if ticket is not None:
+            outcome = lifecycle.classify_reply(
+                ticket.status, from_requester=sender == ticket.requester, text=message.new_text,
+                human=verdict.may_auto_reply, reopen_policy=directory.reopen_policy(ticket.queue),
+            )
+            if outcome.kind == "new_ticket":
+                linked, ticket = ticket.id, None
         decision = runtime.rules.decide(
             message,
             envelope,
@@ -284,11 +329,10 @@ class Processor:
 
         is_new = ticket is None
         if ticket is None:
-            ticket = self._open_ticket(conn, message, decision, now)
+            ticket = self._open_ticket(conn, message, decision, now, recipients, linked)
         else:
-            self._apply_to_reply(conn, ticket, decision, verdict, now)
+            self._apply_to_reply(conn, ticket, decision)
 
-        sender = message.sender.email if message.sender else claim.mail_from.lower()
         article_id = insert_article(
             conn,
             ticket_id=ticket.id,
@@ -335,8 +379,10 @@ class Processor:
         )
         if is_new:
             self._acknowledge(conn, ticket, message, decision, verdict, now)
+            notify_agents(conn, runtime, ticket, message, now, event="new")
         else:
             touch_ticket(conn, ticket.id, now)
+            self._follow_reply(conn, ticket, message, outcome, now)
         bound.info(
             "process.stored",
             ticket=ticket.ref,
@@ -347,15 +393,49 @@ class Processor:
         )
         return self._finish(conn, row_id, "done", "; ".join(thread.reasons), now, ticket_id=ticket.id, article_id=article_id)
 
-    def _open_ticket(self, conn: Connection, message: ParsedMessage, decision: Decision, now: datetime) -> TicketView:
+    def _agent_identity(self, sender: str) -> tuple[str, ...]:
+        agent = self.runtime.directory.agent_for(sender)
+        return (agent.address,) if agent is not None else ()
+
+    def _follow_reply(
+        self, conn: Connection, ticket: TicketView, message: ParsedMessage, outcome: lifecycle.ReplyOutcome | None,
+        now: datetime,
+    ) -> None:
+        """What a requester-side reply does to the lifecycle, and who hears of it."""
+        if outcome is None:
+            return
+        insert_event(conn, ticket.id, "reply_outcome", now, outcome=outcome.kind, reason=outcome.reason)
+        if outcome.kind == "csat" and outcome.rating is not None:
+            already = ticket_times(conn, ticket.id).csat_rating
+            lifecycle.record_rating(conn, self.runtime, ticket, outcome.rating, already, now)
+            return
+        if outcome.kind == "quiet":
+            return
+        if outcome.kind in ("reopen", "answered"):
+            ticket = lifecycle.set_status(conn, self.runtime, ticket, "open", now, by="requester")
+        notify_agents(conn, self.runtime, ticket, message, now, event="reply")
+
+    def _open_ticket(
+        self, conn: Connection, message: ParsedMessage, decision: Decision, now: datetime,
+        recipients: list[str] | None = None, linked: int | None = None,
+    ) -> TicketView:
         prefix = self.runtime.config.helpdesk.ref_prefix
-        return insert_ticket(
+        queue = decision.queue
+        # Mail to a queue's own address lands in that queue unless a rule said otherwise.
+        if "queue" not in decision.changed:
+            directory = self.runtime.directory
+            routed = next((q for a in recipients or () if (q := directory.queue_for_address(a))), None)
+            queue = routed.name if routed is not None else queue
+            # A follow-up of a closed ticket stays with the people who knew it.
+            previous = ticket_view(conn, linked) if linked is not None else None
+            queue = previous.queue if previous is not None else queue
+        ticket = insert_ticket(
             conn,
             prefix,
             subject=ticket_subject(message.subject, prefix)[:1000],
             status="new",
             priority=decision.priority,
-            queue=decision.queue,
+            queue=queue,
             category=decision.category,
             tags=list(decision.tags),
             language=decision.language,
@@ -365,10 +445,13 @@ class Processor:
             created_at=now,
             updated_at=now,
         )
+        if linked is not None:
+            update_ticket(conn, ticket.id, linked_ticket_id=linked)
+            insert_event(conn, ticket.id, "linked", now, previous_ticket=linked, reason="reply to a closed ticket")
+            insert_event(conn, linked, "followed_up", now, new_ticket=ticket.id)
+        return ticket
 
-    def _apply_to_reply(
-        self, conn: Connection, ticket: TicketView, decision: Decision, verdict: guard.GuardVerdict, now: datetime
-    ) -> None:
+    def _apply_to_reply(self, conn: Connection, ticket: TicketView, decision: Decision) -> None:
         changes: dict[str, object] = {}
         # A rule written for replies may change fields; defaults never do.
         for name in ("priority", "queue", "category", "assignee"):
@@ -376,9 +459,6 @@ class Processor:
                 changes[name] = getattr(decision, name)
         if "tags" in decision.changed:
             changes["tags"] = sorted({*ticket.tags, *decision.tags})
-        if ticket.status in REOPENING_STATUSES and verdict.may_auto_reply:
-            insert_event(conn, ticket.id, "reopened", now, previous=ticket.status, reason="requester replied")
-            changes.update(status="open", resolved_at=None, closed_at=None)
         if changes:
             update_ticket(conn, ticket.id, **changes)
 

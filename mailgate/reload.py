@@ -48,6 +48,8 @@ class FileWatcher:
 
     def run(self, stop: threading.Event) -> None:
         if not self._paths:
+            # Nothing to watch, but stay alive: the watchdog counts this thread.
+            stop.wait()
             return
         last = _stamp(self._paths)
         while not stop.wait(self._interval):

@@ -54,7 +54,9 @@ def check_agent(
     if agent is None:
         return AgentCheck(None, False, "the sender is not an agent")
     if not thread.authenticated_token or thread.token_holder not in agent.addresses:
-        return AgentCheck(agent, False, "the mail did not go to a reply address issued to you for this ticket")
+        return AgentCheck(
+            agent, False, "the mail did not go to a reply address issued to you for this ticket"
+        )
     verified, why = sender_verified(message, trusted_ids)
     if not verified:
         return AgentCheck(agent, False, why)

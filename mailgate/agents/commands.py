@@ -122,7 +122,9 @@ def interpret(commands: Commands, directory: Directory, sender_key: str | None =
                 values["assignee"] = agent.address
         elif name == "queue":
             if queues and value not in queues:
-                errors.append(f"{command.line}: no queue called {value!r}; known: {', '.join(sorted(queues))}")
+                errors.append(
+                    f"{command.line}: no queue called {value!r}; known: {', '.join(sorted(queues))}"
+                )
                 continue
             values["queue"] = value
         elif name == "tag":

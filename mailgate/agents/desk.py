@@ -57,7 +57,8 @@ class Incoming:
 def attachment_list(message: ParsedMessage) -> list[dict[str, Any]]:
     return [
         {"filename": a.filename or "(unnamed)", "content_type": a.content_type, "size": a.size}
-        for a in message.attachments if not a.inline
+        for a in message.attachments
+        if not a.inline
     ]
 
 
@@ -69,18 +70,32 @@ def _agents_for(runtime: Runtime, ticket: TicketView) -> list[Agent]:
 
 
 def _agent_mail(
-    conn: Connection, runtime: Runtime, ticket: TicketView, agent: Agent, template: str, now: datetime, *,
-    kind: str, extra: dict[str, Any], in_reply_to: str | None,
+    conn: Connection,
+    runtime: Runtime,
+    ticket: TicketView,
+    agent: Agent,
+    template: str,
+    now: datetime,
+    *,
+    kind: str,
+    extra: dict[str, Any],
+    in_reply_to: str | None,
 ) -> None:
     queue = runtime.directory.queue(ticket.queue)
     comment = None
     if queue is not None and queue.comment_address and "+" not in queue.comment_address:
         comment = reply_address(queue.comment_address, runtime.keys, ticket.id, agent.address)
     mail = render_to(
-        runtime, ticket, template, Address(agent.address, agent.name), kind=kind,
+        runtime,
+        ticket,
+        template,
+        Address(agent.address, agent.name),
+        kind=kind,
         extra={**extra, "agent": {"name": agent.name, "email": agent.address}, "comment_address": comment},
-        in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else (),
-        auto_submitted="auto-generated", language=agent.language,
+        in_reply_to=in_reply_to,
+        references=(in_reply_to,) if in_reply_to else (),
+        auto_submitted="auto-generated",
+        language=agent.language,
     )
     # Agent mail is internal: it may quote notes and must never count as a
     # public answer to the requester.
@@ -88,24 +103,48 @@ def _agent_mail(
 
 
 def notify_agents(
-    conn: Connection, runtime: Runtime, ticket: TicketView, message: ParsedMessage, now: datetime, *, event: str,
+    conn: Connection,
+    runtime: Runtime,
+    ticket: TicketView,
+    message: ParsedMessage,
+    now: datetime,
+    *,
+    event: str,
 ) -> int:
     """Tell the assignee (or the queue) about a new ticket or a requester's reply."""
     recipients = _agents_for(runtime, ticket)
     sender = message.sender or Address(ticket.requester, ticket.requester_name)
     extra = {
         "event": event,
-        "article": {"sender": sender.email, "sender_name": sender.name, "text": message.new_text,
-                    "attachments": attachment_list(message)},
+        "article": {
+            "sender": sender.email,
+            "sender_name": sender.name,
+            "text": message.new_text,
+            "attachments": attachment_list(message),
+        },
     }
     for agent in recipients:
-        _agent_mail(conn, runtime, ticket, agent, "agent_notify", now, kind="notify", extra=extra,
-                    in_reply_to=message.message_id)
+        _agent_mail(
+            conn,
+            runtime,
+            ticket,
+            agent,
+            "agent_notify",
+            now,
+            kind="notify",
+            extra=extra,
+            in_reply_to=message.message_id,
+        )
     return len(recipients)
 
 
 def _notice(
-    conn: Connection, runtime: Runtime, ticket: TicketView, incoming: Incoming, problems: list[str], now: datetime,
+    conn: Connection,
+    runtime: Runtime,
+    ticket: TicketView,
+    incoming: Incoming,
+    problems: list[str],
+    now: datetime,
 ) -> str:
     """One short answer to the sender saying why nothing was done (never to a machine)."""
     message = incoming.message
@@ -113,94 +152,180 @@ def _notice(
         return f"no notice: {incoming.verdict.kind}"
     limits = runtime.config.limits
     hour, day = automatic_mail_counts(conn, message.sender.email, now)
-    rate = automatic_mail_allowed(hour, day, RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day))
+    rate = automatic_mail_allowed(
+        hour, day, RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day)
+    )
     if not rate.allowed:
         return f"no notice: {rate.reason}"
     agent = runtime.directory.agent_for(message.sender.email)
     mail = render_to(
-        runtime, ticket, "command_rejected", message.sender, kind="notice",
+        runtime,
+        ticket,
+        "command_rejected",
+        message.sender,
+        kind="notice",
         extra={"problems": problems, "original_subject": message.subject},
-        in_reply_to=message.message_id, language=agent.language if agent else None,
+        in_reply_to=message.message_id,
+        language=agent.language if agent else None,
     )
     enqueue(conn, runtime, ticket.id, mail, automatic=True, now=now, visibility="internal")
     return "notice sent"
 
 
-def _store(conn: Connection, ticket: TicketView, incoming: Incoming, *, visibility: str, kind: str, text: str) -> int:
+def _store(
+    conn: Connection, ticket: TicketView, incoming: Incoming, *, visibility: str, kind: str, text: str
+) -> int:
     message = incoming.message
     return insert_article(
-        conn, ticket_id=ticket.id, inbound_id=incoming.inbound_id, dedupe_key=incoming.dedupe_key, direction="in",
-        visibility=visibility, kind=kind, sender=message.sender.email if message.sender else "",
+        conn,
+        ticket_id=ticket.id,
+        inbound_id=incoming.inbound_id,
+        dedupe_key=incoming.dedupe_key,
+        direction="in",
+        visibility=visibility,
+        kind=kind,
+        sender=message.sender.email if message.sender else "",
         sender_name=message.sender.name if message.sender else "",
-        recipients=[a.email for a in (*message.to, *message.cc)], message_id=message.message_id,
-        subject=message.subject, body_text=text, body_full=message.text, body_html=message.html,
+        recipients=[a.email for a in (*message.to, *message.cc)],
+        message_id=message.message_id,
+        subject=message.subject,
+        body_text=text,
+        body_full=message.text,
+        body_html=message.html,
         threaded_by=incoming.threaded_by,
-        attachments=[{"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256,
-                      "content_id": a.content_id, "inline": a.inline} for a in message.attachments],
+        attachments=[
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "content_id": a.content_id,
+                "inline": a.inline,
+            }
+            for a in message.attachments
+        ],
         created_at=incoming.received_at,
     )
 
 
 def handle_agent_mail(
-    conn: Connection, runtime: Runtime, ticket: TicketView, incoming: Incoming, check: AgentCheck,
-    comment_queue: Queue | None, now: datetime,
+    conn: Connection,
+    runtime: Runtime,
+    ticket: TicketView,
+    incoming: Incoming,
+    check: AgentCheck,
+    comment_queue: Queue | None,
+    now: datetime,
 ) -> tuple[int, str]:
     """An agent's reply, note or commands, or a refusal; returns (article id, reason)."""
     commands = split_commands(incoming.message.new_text)
     internal = comment_queue is not None or commands.internal
     if check.agent is None or not check.authenticated:
         # Kept, but only as an internal record: it is not relayed and changes nothing.
-        article_id = _store(conn, ticket, incoming, visibility="internal", kind="unverified", text=incoming.message.new_text)
+        article_id = _store(
+            conn, ticket, incoming, visibility="internal", kind="unverified", text=incoming.message.new_text
+        )
         insert_event(conn, ticket.id, "agent_refused", now, article_id=article_id, reason=check.reason)
         why = "not an agent: kept as an internal record"
         if check.agent is not None:
-            why = _notice(conn, runtime, ticket, incoming, [f"You could not be authenticated: {check.reason}."], now)
+            why = _notice(
+                conn, runtime, ticket, incoming, [f"You could not be authenticated: {check.reason}."], now
+            )
         touch_ticket(conn, ticket.id, now)
         return article_id, f"agent mail refused ({check.reason}); {why}"
     agent = check.agent
     changes = interpret(commands, runtime.directory, agent.key)
     if changes.errors:
-        article_id = _store(conn, ticket, incoming, visibility="internal", kind="refused", text=incoming.message.new_text)
-        insert_event(conn, ticket.id, "commands_refused", now, article_id=article_id, errors=list(changes.errors))
+        article_id = _store(
+            conn, ticket, incoming, visibility="internal", kind="refused", text=incoming.message.new_text
+        )
+        insert_event(
+            conn, ticket.id, "commands_refused", now, article_id=article_id, errors=list(changes.errors)
+        )
         why = _notice(conn, runtime, ticket, incoming, list(changes.errors), now)
         return article_id, f"commands refused; {why}"
-    article_id = _store(conn, ticket, incoming, visibility="internal" if internal else "public",
-                        kind="note" if internal else "agent_reply", text=commands.text)
+    article_id = _store(
+        conn,
+        ticket,
+        incoming,
+        visibility="internal" if internal else "public",
+        kind="note" if internal else "agent_reply",
+        text=commands.text,
+    )
     add_participants(conn, ticket.id, [(agent.address, "agent")], new_ticket=False)
-    insert_event(conn, ticket.id, "agent_mail", now, article_id=article_id, agent=agent.key, internal=internal,
-                 commands=[c.line for c in commands.commands])
+    insert_event(
+        conn,
+        ticket.id,
+        "agent_mail",
+        now,
+        article_id=article_id,
+        agent=agent.key,
+        internal=internal,
+        commands=[c.line for c in commands.commands],
+    )
     ticket = _relay_or_note(conn, runtime, ticket, incoming, agent, commands, internal, now)
     ticket = apply_changes(conn, runtime, ticket, changes, now, by=agent.key)
     touch_ticket(conn, ticket.id, now)
-    return article_id, "internal note" if internal else ("agent reply relayed" if commands.text else "commands only")
+    return article_id, "internal note" if internal else (
+        "agent reply relayed" if commands.text else "commands only"
+    )
 
 
 def _relay_or_note(
-    conn: Connection, runtime: Runtime, ticket: TicketView, incoming: Incoming, agent: Agent, commands: Commands,
-    internal: bool, now: datetime,
+    conn: Connection,
+    runtime: Runtime,
+    ticket: TicketView,
+    incoming: Incoming,
+    agent: Agent,
+    commands: Commands,
+    internal: bool,
+    now: datetime,
 ) -> TicketView:
     if not commands.text:
         return ticket
-    extra = {"reply": {"text": commands.text, "attachments": attachment_list(incoming.message)},
-             "author": {"name": agent.name, "email": agent.address}}
+    extra = {
+        "reply": {"text": commands.text, "attachments": attachment_list(incoming.message)},
+        "author": {"name": agent.name, "email": agent.address},
+    }
     if internal:
         # The assignee and the whole queue see notes; each agent once, never the author.
         others = {a.key: a for a in (*_agents_for(runtime, ticket), *runtime.directory.members(ticket.queue))}
         others.pop(agent.key, None)
         for other in others.values():
-            _agent_mail(conn, runtime, ticket, other, "internal_note", now, kind="note", extra=extra,
-                        in_reply_to=incoming.message.message_id)
+            _agent_mail(
+                conn,
+                runtime,
+                ticket,
+                other,
+                "internal_note",
+                now,
+                kind="note",
+                extra=extra,
+                in_reply_to=incoming.message.message_id,
+            )
         return ticket
     helpdesk = runtime.config.helpdesk
     ours = runtime.is_our_address
     agents = {a for x in runtime.directory.agents for a in x.addresses}
-    cc = tuple(Address(a) for a in watchers(conn, ticket.id) if a != ticket.requester and a not in agents and not ours(a))
+    cc = tuple(
+        Address(a)
+        for a in watchers(conn, ticket.id)
+        if a != ticket.requester and a not in agents and not ours(a)
+    )
     last = last_message_from(conn, ticket.id, ticket.requester)
     first = first_message(conn, ticket.id)
     mail = render_to(
-        runtime, ticket, "relay", Address(ticket.requester, ticket.requester_name), kind="relay", extra=extra,
-        in_reply_to=last, references=tuple(dict.fromkeys(m for m in (first, last) if m)),
-        auto_submitted=None, from_name=f"{agent.name} via {helpdesk.name}", cc=cc,
+        runtime,
+        ticket,
+        "relay",
+        Address(ticket.requester, ticket.requester_name),
+        kind="relay",
+        extra=extra,
+        in_reply_to=last,
+        references=tuple(dict.fromkeys(m for m in (first, last) if m)),
+        auto_submitted=None,
+        from_name=f"{agent.name} via {helpdesk.name}",
+        cc=cc,
     )
     enqueue(conn, runtime, ticket.id, mail, automatic=False, now=now, visibility="public")
     if ticket_times(conn, ticket.id).first_response_at is None:
@@ -219,7 +344,9 @@ def _with(ticket: TicketView, **values: Any) -> TicketView:
     return replace(ticket, **values)
 
 
-def apply_changes(conn: Connection, runtime: Runtime, ticket: TicketView, changes: Changes, now: datetime, *, by: str) -> TicketView:
+def apply_changes(
+    conn: Connection, runtime: Runtime, ticket: TicketView, changes: Changes, now: datetime, *, by: str
+) -> TicketView:
     """Fields first, then the status (whose mail should show the new fields)."""
     fields: dict[str, Any] = {}
     if changes.priority:

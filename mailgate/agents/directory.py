@@ -14,7 +14,7 @@ from typing import Any
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from mailgate.rules.model import Problem, RulesError
-from mailgate.rules.syntax import Source, did_you_mean, entries, item_pos, node_pos, want_choice, want_map, want_text
+from mailgate.rules.syntax import Source, did_you_mean, entries, item_pos, want_choice, want_map, want_text
 from mailgate.rules.yamlpos import load_positioned
 
 TOP_KEYS = ("agents", "queues", "lifecycle")
@@ -95,7 +95,7 @@ class Directory:
     @property
     def addresses(self) -> frozenset[str]:
         """Every queue and comment address: mail to them is ours."""
-        found = set()
+        found: set[str] = set()
         for queue in self.queues:
             found.update(a for a in (queue.address, queue.comment_address) if a)
         return frozenset(found)
@@ -113,7 +113,9 @@ class Directory:
     @property
     def token_bases(self) -> tuple[str, ...]:
         """Comment addresses may carry a reply token as +detail, like the helpdesk's."""
-        return tuple(q.comment_address for q in self.queues if q.comment_address and "+" not in q.comment_address)
+        return tuple(
+            q.comment_address for q in self.queues if q.comment_address and "+" not in q.comment_address
+        )
 
 
 def _address(src: Source, value: object, pos: tuple[int, int], what: str) -> str | None:
@@ -161,24 +163,31 @@ def _agents(src: Source, section: Any, pos: tuple[int, int]) -> list[tuple[Agent
                 values["name"] = want_text(src, value, value_at, "name") or str(key)
             elif name == "alternates":
                 values["alternates"] = tuple(
-                    a for item, item_at in _list(src, value, value_at, "alternates")
+                    a
+                    for item, item_at in _list(src, value, value_at, "alternates")
                     if (a := _address(src, item, item_at, "alternate address"))
                 )
             elif name == "queues":
                 values["queues"] = tuple(
-                    q for item, item_at in _list(src, value, value_at, "queues")
+                    q
+                    for item, item_at in _list(src, value, value_at, "queues")
                     if (q := want_text(src, item, item_at, "queue name"))
                 )
             elif name == "language":
                 values["language"] = want_choice(src, value, value_at, "language", LANGUAGES) or "en"
         if "address" not in body:
             src.problem(at, f'agent "{key}" needs an address')
-        if values.get("address"):
-            found.append((Agent(**values), at))
+        # An agent with a bad address is still listed for the cross-checks (so
+        # one typo does not cascade into "not an agent" everywhere); load
+        # fails anyway because the problem is recorded.
+        values["address"] = values.get("address") or ""
+        found.append((Agent(**values), at))
     return found
 
 
-def _queues(src: Source, section: Any, pos: tuple[int, int]) -> list[tuple[Queue, tuple[int, int], dict[str, Any]]]:
+def _queues(
+    src: Source, section: Any, pos: tuple[int, int]
+) -> list[tuple[Queue, tuple[int, int], dict[str, Any]]]:
     found: list[tuple[Queue, tuple[int, int], dict[str, Any]]] = []
     if not want_map(src, section, pos, "queues"):
         return found
@@ -236,10 +245,11 @@ def load_directory_text(text: str, file: str = "<agents>", *, helpdesk_address: 
         elif name == "lifecycle" and want_map(src, value, value_at, "lifecycle"):
             for key, hours, _k, hours_at in entries(src, value, LIFECYCLE_KEYS, "lifecycle"):
                 lifecycle[key] = _hours(src, hours, hours_at, key)
-    _cross_check(src, agents, queues, helpdesk_address, node_pos(document))
+    _cross_check(src, agents, queues, helpdesk_address)
     if src.problems:
         raise RulesError(src.problems)
-    return Directory(tuple(a for a, _ in agents), tuple(q for q, _, _ in queues), **lifecycle)  # type: ignore[arg-type]  # keys are LIFECYCLE_KEYS
+    # Agents with a bad address were kept only for the checks above.
+    return Directory(tuple(a for a, _ in agents if a.address), tuple(q for q, _, _ in queues), **lifecycle)
 
 
 def _cross_check(
@@ -247,7 +257,6 @@ def _cross_check(
     agents: list[tuple[Agent, tuple[int, int]]],
     queues: list[tuple[Queue, tuple[int, int], dict[str, Any]]],
     helpdesk_address: str,
-    top: tuple[int, int],
 ) -> None:
     """Names that must refer to something, and addresses that must be unique."""
     keys = {agent.key for agent, _ in agents}
@@ -256,26 +265,31 @@ def _cross_check(
     if helpdesk_address:
         owner[helpdesk_address.lower()] = "the helpdesk address"
     for agent, at in agents:
-        for queue in agent.queues:
-            if queue not in names:
-                src.problem(at, f'agent "{agent.key}": queue "{queue}" is not defined{did_you_mean(queue, names)}')
+        for wanted in agent.queues:
+            if wanted not in names:
+                src.problem(
+                    at, f'agent "{agent.key}": queue "{wanted}" is not defined{did_you_mean(wanted, names)}'
+                )
         for address in agent.addresses:
+            if not address:
+                continue
             if address in owner:
                 src.problem(at, f'agent "{agent.key}": {address} is already {owner[address]}')
             owner[address] = f'agent "{agent.key}"'
-    for queue, at, member_pos in queues:
+    for listed, at, member_pos in queues:
+        queue = listed
         for member in queue.members:
             if member not in keys:
-                src.problem(member_pos.get(member, at), f'queue "{queue.name}": member "{member}" is not an agent{did_you_mean(member, keys)}')
-        for address in (queue.address, queue.comment_address):
-            if address is None:
-                continue
+                src.problem(
+                    member_pos.get(member, at),
+                    f'queue "{queue.name}": member "{member}" is not an agent{did_you_mean(member, keys)}',
+                )
+        for address in [a for a in (queue.address, queue.comment_address) if a]:
             if address in owner:
                 src.problem(at, f'queue "{queue.name}": {address} is already {owner[address]}')
             owner[address] = f'queue "{queue.name}"'
         if queue.comment_address and queue.address and queue.comment_address == queue.address:
             src.problem(at, f'queue "{queue.name}": the comment address must differ from the queue address')
-    del top
 
 
 def load_directory(path: Path, *, helpdesk_address: str = "") -> Directory:

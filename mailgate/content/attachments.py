@@ -42,7 +42,7 @@ def raw_filename(part: Message, defects: list[str], hint: str | None = None) -> 
     """
     try:
         name = part.get_filename() or part.get_param("name") or ""
-    except Exception:  # noqa: BLE001 - parameter parsing has raised on odd quoting
+    except Exception:  # parameter parsing has raised on odd quoting
         defects.append("attachment filename unreadable")
         return ""
     if isinstance(name, tuple):
@@ -99,9 +99,9 @@ def default_filename(content_type: str, part: Message, cid: str | None) -> str:
         local = cid.split("@", 1)[0]
         if "." in local and _NAME_CHARS.match(local):
             return _clean_name(local)
-    stem = _STEMS.get(content_type.split("/", 1)[0])
-    if stem and extension:
-        return stem + extension
+    type_stem = _STEMS.get(content_type.split("/", 1)[0])
+    if type_stem and extension:
+        return type_stem + extension
     return "file"
 
 

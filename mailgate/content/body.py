@@ -10,9 +10,9 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
+from email._policybase import Compat32
 from email.generator import BytesGenerator
 from email.message import Message
-from email._policybase import Compat32
 
 from mailgate.content.attachments import (
     content_id,
@@ -25,7 +25,7 @@ from mailgate.content.charsets import decode_bytes
 from mailgate.content.headers import decode_header_value
 from mailgate.content.html import html_to_text
 from mailgate.content.tnef import is_tnef, unpack_tnef
-from mailgate.content.transfer import decode_transfer
+from mailgate.content.transfer import decode_transfer, raw_headers, raw_payload
 from mailgate.message import Attachment
 
 MAX_DEPTH = 50
@@ -33,6 +33,8 @@ MAX_PARTS = 2000
 
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([^\"';\s]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+
+
 class _Verbatim(Compat32):
     """Writes headers back as they were parsed: no re-folding, no added space.
 
@@ -42,6 +44,9 @@ class _Verbatim(Compat32):
 
     def _verbatim(self, name: str, value: str) -> str:
         text = str(value)
+        if "\n" in text or "\r" in text:
+            # Folded values keep their original line breaks; use ours.
+            text = re.sub(r"\r\n|\r|\n", self.linesep, text)
         return f"{name}: {text}{self.linesep}" if text else f"{name}:{self.linesep}"
 
     def fold(self, name: str, value: str) -> str:
@@ -51,7 +56,7 @@ class _Verbatim(Compat32):
         return self._verbatim(name, value).encode("utf-8", "surrogateescape")
 
 
-_VERBATIM = _Verbatim(linesep="\n")
+_VERBATIM = {"\n": _Verbatim(linesep="\n"), "\r\n": _Verbatim(linesep="\r\n")}
 
 
 @dataclass
@@ -82,7 +87,7 @@ class BodyParts:
                 texts.append(html_to_text(segment.html))
             elif segment.plain is not None:
                 texts.append(segment.plain)
-        return "\n\n".join(text for text in texts if text)
+        return "\n\n".join(text for text in texts if text).rstrip()
 
     @property
     def html(self) -> str | None:
@@ -108,7 +113,7 @@ def _fields(part: Message) -> dict[str, str]:
     here makes the half-dozen look-ups per part cheap.
     """
     fields: dict[str, str] = {}
-    for name, value in part._headers:
+    for name, value in raw_headers(part):
         fields.setdefault(name.lower(), str(value))
     return fields
 
@@ -136,16 +141,14 @@ def _charset(part: Message, fields: dict[str, str]) -> str | None:
 
 
 def _disposition(fields: dict[str, str]) -> str | None:
-    """"inline", "attachment", another token, or None when there is no such header."""
+    """ "inline", "attachment", another token, or None when there is no such header."""
     value = fields.get("content-disposition")
     if value is None:
         return None
     return value.split(";", 1)[0].strip().lower() or None
 
 
-def _decode_text(
-    part: Message, fields: dict[str, str], data: bytes, subtype: str, defects: list[str]
-) -> str:
+def _decode_text(part: Message, fields: dict[str, str], data: bytes, subtype: str, defects: list[str]) -> str:
     """The text of a body part in its declared charset, or the best guess."""
     charset = _charset(part, fields)
     if charset is None and subtype == "html":
@@ -175,31 +178,59 @@ def _is_textual(encoding: str) -> bool:
     return encoding in ("", "7bit", "8bit")
 
 
-def _embedded_bytes(part: Message) -> bytes:
-    """The body of a message/* part as bytes, regenerated verbatim from the parsed tree."""
-    payload = part._payload
+def _line_ending(part: Message, default: str) -> str:
+    """The line ending an attached message's own body text uses, or ``default``.
+
+    Mail that passed through several systems mixes CRLF and LF; the inner
+    message's text says how it was written.
+    """
+    inner = raw_payload(part)
+    if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+        # A folded header of the inner message shows its line ending best.
+        for _name, value in raw_headers(inner[0]):
+            if "\n" in value:
+                return "\r\n" if "\r\n" in value else "\n"
+    stack = [part]
+    for _ in range(50):
+        if not stack:
+            break
+        payload = raw_payload(stack.pop(0))
+        if isinstance(payload, str) and "\n" in payload:
+            return "\r\n" if "\r\n" in payload else "\n"
+        if isinstance(payload, list):
+            stack.extend(child for child in payload if isinstance(child, Message))
+    return default
+
+
+def _embedded_bytes(part: Message, linesep: str) -> bytes:
+    """The body of a message/* part as bytes, regenerated verbatim from the parsed tree.
+
+    ``linesep`` is the outer message's line ending, so an attached message
+    keeps the line endings it arrived with.
+    """
+    payload = raw_payload(part)
     if not isinstance(payload, list):
-        return _unix_lines(decode_transfer(part, []))
+        return decode_transfer(part, [])
     out = io.BytesIO()
     try:
-        BytesGenerator(out, mangle_from_=False, policy=_VERBATIM).flatten(part)
-    except Exception:  # noqa: BLE001 - regenerating odd trees can fail; fall back to text
+        BytesGenerator(out, mangle_from_=False, policy=_VERBATIM[linesep]).flatten(part)
+    except Exception:  # regenerating odd trees can fail; fall back to text
         return str(payload[0]).encode("utf-8", "surrogateescape") if payload else b""
     generated = out.getvalue()
     # Drop the part's own header block; what follows the first blank line is the body.
-    if generated.startswith(b"\n"):
-        body = generated[1:]
-    else:
-        body = generated.partition(b"\n\n")[2]
-    return b"" if body == b"\n" else _unix_lines(body)
+    eol = linesep.encode("ascii")
+    starts_blank = generated.startswith(eol)
+    body = generated[len(eol) :] if starts_blank else generated.partition(eol + eol)[2]
+    return b"" if body == eol else body
 
 
 class _Walker:
     """One walk over one message; keeps counters and limits in one place."""
 
-    def __init__(self, max_attachment_bytes: int, hint: str | None) -> None:
+    def __init__(self, max_attachment_bytes: int, hint: str | None, linesep: str) -> None:
         self.max_attachment_bytes = max_attachment_bytes
         self.hint = hint
+        self.linesep = linesep
         self.found = BodyParts()
         self.filenames: set[str] = set()
 
@@ -218,9 +249,10 @@ class _Walker:
         content_type = _content_type(part, fields)
         maintype = content_type.split("/", 1)[0]
         if maintype == "message" and content_type != "message/partial":
-            self._attach(part, content_type, _embedded_bytes(part))
+            linesep = _line_ending(part, self.linesep) if content_type.endswith("rfc822") else "\n"
+            self._attach(part, content_type, _embedded_bytes(part, linesep))
             return
-        payload = part._payload
+        payload = raw_payload(part)
         if isinstance(payload, list):
             if content_type == "multipart/alternative":
                 self._alternative(payload, depth, into)
@@ -276,8 +308,12 @@ class _Walker:
             and disposition != "attachment"
             and not filename
         )
-        if is_body and subtype == "html" and into and into[-1].plain is not None and (
-            into[-1].html is not None
+        if (
+            is_body
+            and subtype == "html"
+            and into
+            and into[-1].plain is not None
+            and (into[-1].html is not None)
         ):
             # HTML after a complete plain+HTML body in multipart/mixed is a
             # document Outlook attached without a name, not more body.
@@ -296,9 +332,7 @@ class _Walker:
             data = _unix_lines(data)
         self._attach(part, content_type, data, filename)
 
-    def _attach(
-        self, part: Message, content_type: str, data: bytes, filename: str = ""
-    ) -> None:
+    def _attach(self, part: Message, content_type: str, data: bytes, filename: str = "") -> None:
         """Record ``part`` as an attachment (inline when it is a cid: image)."""
         defects = self.found.defects
         cid = content_id(part)
@@ -306,7 +340,7 @@ class _Walker:
             filename = raw_filename(part, defects, self.hint)
         if not filename and content_type in ("message/rfc822", "message/global"):
             # Name an attached message after its subject, as mail clients do.
-            inner = part._payload
+            inner = raw_payload(part)
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 subject = decode_header_value(str(inner[0].get("subject", "")), None, self.hint)
                 filename = subject.replace("/", "_").replace("\\", "_")[:200]
@@ -335,11 +369,14 @@ class _Walker:
         )
 
 
-def extract_body(message: Message, max_attachment_bytes: int, hint: str | None) -> BodyParts:
+def extract_body(
+    message: Message, max_attachment_bytes: int, hint: str | None, linesep: str = "\n"
+) -> BodyParts:
     """Body segments, attachments and defects of a parsed message.
 
-    ``hint`` is the charset to try for 8-bit filenames that are not UTF-8.
+    ``hint`` is the charset to try for 8-bit filenames that are not UTF-8;
+    ``linesep`` the raw message's line ending ("\\n" or "\\r\\n").
     """
-    walker = _Walker(max_attachment_bytes, hint)
+    walker = _Walker(max_attachment_bytes, hint, linesep if linesep in _VERBATIM else "\n")
     walker.visit(message, 0, walker.found.segments)
     return walker.found

@@ -128,7 +128,7 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
         return data.decode(codec), False
     except UnicodeDecodeError:
         pass
-    except Exception:  # noqa: BLE001 - some codecs raise other errors on bad input
+    except Exception:  # some codecs raise other errors on bad input
         pass
     if codec != "utf-8":
         try:
@@ -144,7 +144,7 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
         return guess_decode(data), True
     try:
         return data.decode(codec, "replace"), True
-    except Exception:  # noqa: BLE001 - stateful codecs may still fail
+    except Exception:  # stateful codecs may still fail
         return guess_decode(data), True
 
 
@@ -160,6 +160,20 @@ def surrogates_to_text(value: str, hint: str | None = None) -> tuple[str, bool]:
         return raw.decode("utf-8"), False
     except UnicodeDecodeError:
         pass
+    if _mostly_high_bytes(raw) and codec_for(hint) in (None, "cp1252"):
+        # Text that is mostly 8-bit bytes is not a Western language with a
+        # few accents; Chinese spam writes raw GB2312 whatever the body says.
+        try:
+            return raw.decode("gb18030"), True
+        except UnicodeDecodeError:
+            pass
     if hint:
         return decode_bytes(raw, hint)[0], True
     return guess_decode(raw), True
+
+
+def _mostly_high_bytes(raw: bytes) -> bool:
+    """Whether most non-space bytes are above 0x7F (CJK double-byte text)."""
+    letters = raw.replace(b" ", b"")
+    high = sum(1 for byte in letters if byte > 0x7F)
+    return len(letters) >= 4 and high * 10 >= len(letters) * 6

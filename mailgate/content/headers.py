@@ -53,9 +53,7 @@ def _word_bytes(encoding: str, text: str) -> tuple[bytes, bool]:
         return b"", True
 
 
-def decode_header_value(
-    raw: str, defects: list[str] | None = None, hint: str | None = None
-) -> str:
+def decode_header_value(raw: str, defects: list[str] | None = None, hint: str | None = None) -> str:
     """Decode one raw (compat32) header value to text; problems go to ``defects``.
 
     ``hint`` is the charset to try for raw 8-bit bytes that are not UTF-8
@@ -108,9 +106,7 @@ def _decode_words(value: str, defects: list[str] | None, hint: str | None) -> st
     for charset, payload in pieces:
         if charset is None:
             assert isinstance(payload, str)
-            text, guessed = (
-                (payload, False) if payload.isascii() else surrogates_to_text(payload, hint)
-            )
+            text, guessed = (payload, False) if payload.isascii() else surrogates_to_text(payload, hint)
         else:
             assert isinstance(payload, bytes)
             text, guessed = decode_bytes(payload, charset)
@@ -163,7 +159,7 @@ def _simple_addresses(
 
 
 def parse_addresses(
-    raw_values: list[str], defects: list[str], hint: str | None = None
+    raw_values: list[str], defects: list[str], hint: str | None = None, local_ok: bool = False
 ) -> tuple[Address, ...]:
     """Addresses from raw header values; display names decoded after splitting.
 
@@ -171,7 +167,8 @@ def parse_addresses(
     list separator, quoted or (against RFC 2047 section 5, but common) inside
     an unquoted encoded word such as ``=?iso-8859-1?Q?B=FCrling,=20Andreas?=``.
     Entries without an "@" ("To: Recipients", "undisclosed-recipients:;")
-    name no mailbox and are left out.
+    name no mailbox and are left out, unless ``local_ok`` allows a bare
+    local part such as "MAILER-DAEMON".
     """
     simple = _simple_addresses(raw_values, defects, hint)
     if simple is not None:
@@ -182,12 +179,10 @@ def parse_addresses(
         words.append(match.group(0))
         return f"\ue000{len(words) - 1}\ue001"
 
-    cleaned = [
-        _ENCODED_WORD.sub(protect, unfold(value)[:MAX_HEADER_CHARS]) for value in raw_values
-    ]
+    cleaned = [_ENCODED_WORD.sub(protect, unfold(value)[:MAX_HEADER_CHARS]) for value in raw_values]
     try:
         pairs = getaddresses(cleaned)
-    except Exception:  # noqa: BLE001 - the stdlib parser has raised on odd input before
+    except Exception:  # the stdlib parser has raised on odd input before
         defects.append("address header could not be parsed")
         return ()
     found: list[Address] = []
@@ -199,7 +194,7 @@ def parse_addresses(
         if not email and "@" in display:
             # '"someone@example.com"' with no angle address: the name is the address.
             email, display = display, ""
-        if "@" not in email or len(found) >= 1000:
+        if not email or ("@" not in email and not local_ok) or len(found) >= 1000:
             continue
         found.append(Address(email=email.lower(), name=display))
     return tuple(found)

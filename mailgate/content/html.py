@@ -34,11 +34,12 @@ _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 # Opening tags that can stay open for long: everything but void elements and
 # the ones parsers close implicitly. Their surplus over closing tags bounds
 # how deep the document nests.
-_NESTING_TAG = re.compile(
-    r"<(?!(?:br|img|meta|hr|input|link|wbr|col|area|base|source|track|embed|param|p|li|td|tr"
-    r"|th|option|dt|dd)\b)[a-zA-Z]",
-    re.IGNORECASE,
+_NOT_NESTING = (
+    r"(?!(?:br|img|meta|hr|input|link|wbr|col|area|base|source|track|embed|param|p|li|td|tr"
+    r"|th|option|dt|dd)\b)[a-zA-Z]"
 )
+_NESTING_OPEN = re.compile("<" + _NOT_NESTING, re.IGNORECASE)
+_NESTING_CLOSE = re.compile("</" + _NOT_NESTING, re.IGNORECASE)
 # nh3 (html5ever) takes quadratic time in nesting depth: 400 KB of unclosed
 # <div>s take seconds. Real mail nests a few dozen levels.
 MAX_UNCLOSED_TAGS = 1000
@@ -46,7 +47,7 @@ MAX_UNCLOSED_TAGS = 1000
 
 def _flatten_deep(html: str, defects: list[str] | None) -> str:
     """``html``, or its re-serialisation by libxml2 (which stops at 256 levels) if too deep."""
-    unclosed = len(_NESTING_TAG.findall(html)) - html.count("</")
+    unclosed = len(_NESTING_OPEN.findall(html)) - len(_NESTING_CLOSE.findall(html))
     if unclosed <= MAX_UNCLOSED_TAGS:
         return html
     if defects is not None:
@@ -54,7 +55,7 @@ def _flatten_deep(html: str, defects: list[str] | None) -> str:
     try:
         document = lxml.html.document_fromstring(html)
         return str(lxml.etree.tostring(document, encoding="unicode", method="html"))
-    except Exception:  # noqa: BLE001 - lxml refuses empty or binary documents
+    except Exception:  # lxml refuses empty or binary documents
         return html_entities.escape(_crude_text(html))
 
 
@@ -62,7 +63,7 @@ def sanitise(html: str, defects: list[str] | None = None) -> str:
     """HTML safe to show in a browser: no scripts, handlers, forms or remote frames."""
     try:
         return nh3.clean(_flatten_deep(html, defects), url_schemes=_URL_SCHEMES)
-    except Exception:  # noqa: BLE001 - nh3 raises on its own limits; never show raw HTML
+    except Exception:  # nh3 raises on its own limits; never show raw HTML
         return html_entities.escape(html_to_text(html))
 
 
@@ -84,7 +85,7 @@ def html_to_text(html: str) -> str:
     else:
         try:
             text = get_text(html, _CONFIG)
-        except Exception:  # noqa: BLE001 - lxml rejects some documents outright
+        except Exception:  # lxml rejects some documents outright
             text = _crude_text(html)
     lines = [line.rstrip() for line in text.replace("\xa0", " ").splitlines()]
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")

@@ -14,8 +14,14 @@ _EOL = rb"(?:\r\n|\r|\n)"
 # RFC 5322 section 2.2: a field name is printable ASCII except ":" and space.
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _WELL_FORMED = re.compile(
-    rb"(?:From [^\r\n]*" + _EOL + rb")?(?:[!-9;-~]+[ \t]*:[^\r\n]*" + _EOL + rb"(?:[ \t][^\r\n]*"
-    + _EOL + rb")*)*" + _EOL
+    rb"(?:From [^\r\n]*"
+    + _EOL
+    + rb")?(?:[!-9;-~]+[ \t]*:[^\r\n]*"
+    + _EOL
+    + rb"(?:[ \t][^\r\n]*"
+    + _EOL
+    + rb")*)*"
+    + _EOL
 )
 _LINE = re.compile(rb"[^\r\n]*" + _EOL + rb"|[^\r\n]+$")
 # How many banner lines before the first header we are willing to drop.
@@ -43,8 +49,11 @@ def repair_headers(raw: bytes, defects: list[str]) -> bytes:
         start = 1
     # A banner line or two before the first real header (forwarding tools write them).
     first_header = next(
-        (i for i in range(start, min(len(lines), start + MAX_BANNER_LINES + 1))
-         if _HEADER_LINE.match(lines[i])),
+        (
+            i
+            for i in range(start, min(len(lines), start + MAX_BANNER_LINES + 1))
+            if _HEADER_LINE.match(lines[i])
+        ),
         None,
     )
     if first_header is None:
@@ -60,10 +69,10 @@ def repair_headers(raw: bytes, defects: list[str]) -> bytes:
     repaired = False
     for index in range(first_header, len(lines)):
         line = lines[index]
-        if first_header < index < last_header and line[:1] not in (b" ", b"\t"):
-            if not _HEADER_LINE.match(line):
-                line = b" " + line
-                repaired = True
+        continuation = first_header < index < last_header and line[:1] not in (b" ", b"\t")
+        if continuation and not _HEADER_LINE.match(line):
+            line = b" " + line
+            repaired = True
         out.append(line)
     if repaired:
         defects.append("header lines without indentation joined to the header above")

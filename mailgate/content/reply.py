@@ -15,6 +15,8 @@ from bisect import bisect_right
 
 from mailgate.content import reply_patterns as p
 
+# ASCII and full-width (CJK) colons end quote headers.
+COLONS = (":", "\uff1a")
 EMPTY, TEXT, QUOTE, HEADER, DELIMITER, SIGNATURE = "e", "t", "q", "h", "d", "s"
 # Supercite-style quotes ("C> text", from Emacs clients): history when they
 # close a reply, but too ambiguous to mark an interleaved reply.
@@ -39,14 +41,12 @@ def _content(line: str) -> str:
 
 def _is_quote_header(text: str) -> bool:
     """Whether ``text`` reads "On <date>, <name> wrote:" in some language."""
-    if len(text) > 400 or not (text.endswith((":", "：")) or "wrote" in text.lower()):
+    if len(text) > 400 or not (text.endswith(COLONS) or "wrote" in text.lower()):
         return False
     if not p.QUOTE_HEADER.search(text):
         return False
     # "Here is what John wrote:" is text; a real header names a date or an address.
-    return any(char.isdigit() for char in text) or "@" in text or bool(
-        p.QUOTE_HEADER_LEAD.match(text)
-    )
+    return any(char.isdigit() for char in text) or "@" in text or bool(p.QUOTE_HEADER_LEAD.match(text))
 
 
 def _field_block(contents: list[str], index: int) -> int:
@@ -61,9 +61,7 @@ def _field_block(contents: list[str], index: int) -> int:
     while end < limit and contents[end]:
         end += 1
     block = contents[index + 1 : end]
-    if end == index + 1 or not any(
-        p.HEADER_FROM.match(line) or p.HEADER_FIELD.match(line) for line in block
-    ):
+    if end == index + 1 or not any(p.HEADER_FROM.match(line) or p.HEADER_FIELD.match(line) for line in block):
         return 1
     return end - index
 
@@ -96,13 +94,11 @@ def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
                 break
             if not contents[index + extra]:
                 continue
-            if p.QUOTE_HEADER_LEAD.match(contents[index + extra]):
+            if p.WORD_LEAD.match(contents[index + extra]):
                 # A header starts on that line itself; this one is text above it.
                 break
             joined = f"{joined} {contents[index + extra]}"
-            if _is_quote_header(joined) or (
-                p.DATE_HEADER.match(joined) and joined.endswith((":", "："))
-            ):
+            if _is_quote_header(joined) or (p.DATE_HEADER.match(joined) and joined.endswith(COLONS)):
                 return extra + 1
     return 0
 
@@ -110,7 +106,7 @@ def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
 def _classify(lines: list[str]) -> list[str]:
     """The kind of every line."""
     contents = [_content(line) for line in lines]
-    colon_lines = [i for i, text in enumerate(contents) if text.endswith((":", "："))]
+    colon_lines = [i for i, text in enumerate(contents) if text.endswith(COLONS)]
     kinds: list[str] = []
     in_code = False
     index = 0
@@ -207,7 +203,7 @@ def _trim_lines(lines: list[str], depth: int = 0) -> list[str]:
     start = cut
     while start > 0 and kinds[start - 1] in (QUOTE, INITIALS_QUOTE, EMPTY):
         start -= 1
-    if 0 < start and TEXT in kinds[:start]:
+    if start > 0 and TEXT in kinds[:start]:
         cut = start
     return _strip_blank([line for i, line in enumerate(lines[:cut]) if i not in dropped])
 

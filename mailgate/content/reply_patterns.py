@@ -6,6 +6,7 @@ markers and whitespace removed. Written from what mail clients produce
 requesters write.
 """
 
+# ruff: noqa: RUF001  # Cyrillic, Turkish and CJK letters and colons here are on purpose
 from __future__ import annotations
 
 import re
@@ -17,24 +18,24 @@ _I = re.IGNORECASE
 # Norwegian "skrev X:"). The verbs:
 _VERBS = (
     r"wrote|writes|schrieb|schreef|het volgende geschreven|a écrit|a ecrit|escribió|escribio"
-    r"|ha scritto|scrisse|escreveu|napisał\(a\)|napisała|napisał|napisal|написал\(а\)|написала"
+    r"|ha scritto|scrisse|escreveu|napisał\(a\)|napisała|napisał|napisal|pisze|написал\(а\)|написала"
     r"|написал|пише|писал|skrev|kirjoitti|írta|napsal|yazdı|写道|寫道|のメッセージ"
 )
-QUOTE_HEADER = re.compile(
-    rf"(?:^|\s)(?:{_VERBS})(?:\s.{{0,120}})?\s*[:：]\s*$|(?:^|\s)wrote\s*-+\s*$", _I
-)
+QUOTE_HEADER = re.compile(rf"(?:^|\s)(?:{_VERBS})(?:\s.{{0,120}})?\s*[:：]\s*$|(?:^|\s)wrote\s*-+\s*$", _I)
 
 # Words that open a quote header, for headers wrapped over two or three lines.
-QUOTE_HEADER_LEAD = re.compile(
-    r"^(?:-+\s*)?(?:on|op|am|le|el|il|em|w dniu|dnia|den|på|at|\d{1,4}[-/. ])", _I
-)
+QUOTE_HEADER_LEAD = re.compile(r"^(?:-+\s*)?(?:on|op|am|le|el|il|em|w dniu|dnia|den|på|at|\d{1,4}[-/. ])", _I)
 
 # Gmail's localised form starts with a numeric date and names the sender:
 # "2013/7/20 sam <info@example.com>" or "2016-10-24 15:36 GMT+02:00 Foo <x@y>:".
 DATE_HEADER = re.compile(
     r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b(?:.{0,160}@.{0,80}"
     r"|\s+\d{1,2}:\d{2}(?::\d{2})?\s+(?:GMT|UTC)[+-]\d{1,2}(?::?\d{2})?\s.{1,120})$"
+    # Japanese and Chinese Gmail: "2024年3月12日(火) 10:20 Name <a@b>:".
+    r"|^\d{4}年\d{1,2}月\d{1,2}日.{0,160}(?:@.{0,80}|[:：])$"
 )
+# A line that starts a quote header of its own with a word, not a number.
+WORD_LEAD = re.compile(r"^(?:on|op|am|le|el|il|em|w dniu|dnia|den|på|at)\s", re.IGNORECASE)
 
 # Separator lines that Outlook, Thunderbird and webmails put above the
 # original message or a forward.

@@ -10,14 +10,27 @@ _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]+")
 _PADDING = re.compile(rb"=+")
 
 
+def raw_payload(part: Message) -> object:
+    """The payload compat32 stored: a str (surrogate-escaped bytes) or a list of parts.
+
+    ``get_payload()`` decodes a str holding 8-bit bytes with the declared
+    charset and replacement characters (and can raise doing so), so the
+    bytes we want are only in the private attribute.
+    """
+    return getattr(part, "_payload", None)
+
+
+def raw_headers(part: Message) -> list[tuple[str, str]]:
+    """The (name, raw value) pairs compat32 keeps, in order, undecoded."""
+    return list(getattr(part, "_headers", []))
+
+
 def payload_bytes(part: Message) -> bytes:
     """The still-encoded body of a leaf part as bytes, as it was on the wire.
 
     compat32's BytesParser keeps 8-bit bytes as surrogate escapes in a str.
-    We read ``_payload`` because ``get_payload()`` decodes such a str with
-    the declared charset and replacement characters, losing the bytes.
     """
-    payload = part._payload
+    payload = raw_payload(part)
     if isinstance(payload, str):
         return payload.encode("utf-8", "surrogateescape")
     if isinstance(payload, bytes):
@@ -61,7 +74,7 @@ def _decode_uu(raw: bytes, defects: list[str]) -> bytes:
             # Encoders disagree on trailing padding; decode just the declared length.
             length = ((line[0] - 32) & 63) * 4 // 3 if line else 0
             try:
-                out += binascii.a2b_uu(line[:length + 1])
+                out += binascii.a2b_uu(line[: length + 1])
             except binascii.Error:
                 defects.append("uuencoded line undecodable")
     return bytes(out)

@@ -10,6 +10,8 @@ timeout does not help there.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -59,20 +61,48 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-# SQLite has one writer at a time. Threads of one process queue on a Python
-# lock (woken the moment it is free) instead of in SQLite's busy handler,
-# which sleeps in growing steps and made the SMTP answer wait tens of
-# milliseconds behind each processing batch.
-_WRITE_LOCKS: dict[int, threading.Lock] = {}
+# SQLite has one writer at a time. Writers queue on a lock of our own —
+# a thread lock within a process, flock(2) on "<db>.writelock" between
+# processes (the daemon and its worker, or `mailgate ingest`) — instead of
+# in SQLite's busy handler, which sleeps in growing steps and made an SMTP
+# answer wait tens of milliseconds behind each processing batch. A waiter
+# on flock is woken the moment the lock is free.
+class SqliteWriteLock:
+    def __init__(self, database: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._path = Path(f"{database}.writelock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+_WRITE_LOCKS: dict[int, SqliteWriteLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def _write_lock(sessions: sessionmaker[Session]) -> threading.Lock | nullcontext[None]:
+def _write_lock(sessions: sessionmaker[Session]) -> SqliteWriteLock | nullcontext[None]:
     engine = sessions.kw.get("bind")
-    if engine is None or engine.dialect.name != "sqlite":
+    if engine is None or engine.dialect.name != "sqlite" or not engine.url.database:
+        return nullcontext()
+    if engine.url.database == ":memory:":
         return nullcontext()
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(id(engine), threading.Lock())
+        return _WRITE_LOCKS.setdefault(id(engine), SqliteWriteLock(Path(engine.url.database)))
 
 
 @contextmanager

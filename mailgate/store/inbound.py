@@ -14,9 +14,10 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.faults import crash_point
@@ -25,6 +26,10 @@ from mailgate.store.db import transaction
 from mailgate.store.models import Inbound
 
 log = structlog.get_logger(__name__)
+
+_INSERT_INBOUND = (
+    cast(Table, Inbound.__table__).insert().returning(Inbound.__table__.c.id, sort_by_parameter_order=True)
+)
 
 
 @dataclass(frozen=True)
@@ -64,29 +69,34 @@ class InboundStore:
                 for source, keys in keyed.items()
                 for key in self._existing(session, source, keys)
             }
-            rows: list[Inbound | None] = []
+            fresh: list[dict[str, object]] = []
+            slots: list[int | None] = []
             for item in items:
                 identity = (item.envelope.source, item.source_key)
                 if item.source_key is not None and identity in seen:
-                    rows.append(None)
+                    slots.append(None)
                     continue
                 if item.source_key is not None:
                     seen.add(identity)
-                row = Inbound(
-                    raw=item.raw,
-                    size=len(item.raw),
-                    source=item.envelope.source,
-                    source_key=item.source_key,
-                    mail_from=item.envelope.mail_from,
-                    rcpt_tos=list(item.envelope.rcpt_tos),
-                    received_at=item.envelope.received_at,
-                    state="quarantined" if item.quarantine_reason else "pending",
-                    reason=item.quarantine_reason,
+                slots.append(len(fresh))
+                fresh.append(
+                    {
+                        "raw": item.raw,
+                        "size": len(item.raw),
+                        "source": item.envelope.source,
+                        "source_key": item.source_key,
+                        "mail_from": item.envelope.mail_from,
+                        "rcpt_tos": list(item.envelope.rcpt_tos),
+                        "received_at": item.envelope.received_at,
+                        "state": "quarantined" if item.quarantine_reason else "pending",
+                        "reason": item.quarantine_reason,
+                        "attempts": 0,
+                    }
                 )
-                session.add(row)
-                rows.append(row)
-            session.flush()
-            results = [row.id if row is not None else None for row in rows]
+            # One multi-row INSERT … RETURNING for the whole group commit;
+            # ORM objects cost more than the insert itself on this path.
+            ids = list(session.connection().execute(_INSERT_INBOUND, fresh).scalars()) if fresh else []
+            results = [None if slot is None else int(ids[slot]) for slot in slots]
         if self._on_accept is not None and any(r is not None for r in results):
             self._on_accept()
         return results

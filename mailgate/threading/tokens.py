@@ -32,7 +32,15 @@ class ReplyKeys:
 
 
 def load_keys(path: Path, *, create: bool = True) -> ReplyKeys:
-    """Read the key file, creating it (mode 0600) with a fresh key if absent."""
+    """Read the key file, creating it (mode 0600) with a fresh key if absent.
+
+    A bare file name found in ``$CREDENTIALS_DIRECTORY`` (systemd's
+    ``LoadCredential=reply-key:…``) wins, so the service and the MTA's pipe
+    can share one configuration.
+    """
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / path.name).is_file():
+        path = Path(credentials) / path.name
     if not path.exists():
         if not create:
             raise FileNotFoundError(f"{path}: reply key file missing")

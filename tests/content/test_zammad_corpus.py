@@ -10,8 +10,8 @@ from mailgate.message import ParsedMessage
 from mailgate.parse import parse
 from tests.content.corpus import ZAMMAD, load_zammad_expectation
 
-# Field matches reached when this test was written; it may only go up.
-MIN_MATCH_RATE = 0.0
+# Field matches reached when this test was written (387 of 391); it may only go up.
+MIN_MATCHED_FIELDS = 387
 
 # Fields where zammad's recorded result is wrong or an artefact of its own
 # storage, with the reason; they are reported, not counted.
@@ -19,6 +19,8 @@ KNOWN_DEVIATIONS = {
     ("mail018.box", "subject"): "zammad leaves the UTF-7 encoded word undecoded; we decode it",
     ("mail087.box", "attachment file"): "the unnamed text part after the PDF is the fax's body "
     "text; we keep it as body, zammad as a nameless attachment",
+    ("mail064.box", "attachment Capture d’eìcran 2017-12-27 aÌ 12.22.38.jpg"): "the name is "
+    "windows-1258 with a combining accent; we decode it to 'd’écran', zammad to 'd’eìcran'",
     ("mail085.box", "attachment document.html"): "Apple Mail's second HTML fragment in "
     "multipart/mixed is body; we append it to the HTML body, zammad makes it an attachment",
     ("mail102.box", "attachment Screen Shot 2018-12-17 at 091.00.38.png"): "zammad numbers a "
@@ -59,8 +61,8 @@ def _field_results(expected: dict[str, Any], got: ParsedMessage) -> dict[str, bo
         if isinstance(data, str):
             data = data.encode("utf-8")
         md5 = hashlib.md5(data).hexdigest()
-        mine = {(a.filename, hashlib.md5(a.content).hexdigest()) for a in got.attachments}
-        results[f"attachment {name}"] = (name, md5) in mine
+        ours = {(a.filename, hashlib.md5(a.content).hexdigest()) for a in got.attachments}
+        results[f"attachment {name}"] = (name, md5) in ours
     return results
 
 
@@ -84,4 +86,4 @@ def test_zammad_field_match_rate() -> None:
     print(f"zammad field match: {matched}/{total} = {rate:.1%}")
     print("\n".join(misses))
     assert 106 == len(list(ZAMMAD.glob("*.box")))
-    assert rate >= MIN_MATCH_RATE
+    assert matched >= MIN_MATCHED_FIELDS

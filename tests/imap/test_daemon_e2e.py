@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +47,20 @@ def test_appended_mail_is_acknowledged_within_two_seconds(daemon_factory: Any, m
     assert 5 == len(tickets_json(daemon.config_path))
     subjects = sorted(str(message_from_bytes(raw)["Subject"]) for raw in daemon.acks())
     assert "[HD-1] imap e2e 0" == subjects[0]
+    status_file = daemon.config_path.parent / "var" / "status.json"
+    account = wait_until(lambda: _account_stored(status_file, 5), timeout=15)
+    assert account["state"] in {"idle", "fetching"}
+    assert account["last_error"] is None
     wait_until(lambda: 5 == mailbox.count("Processed"), timeout=10)
     assert 0 == mailbox.count("INBOX")
     assert 0 == daemon.stop()
+
+
+def _account_stored(status_file: Path, count: int) -> dict[str, Any] | None:
+    """The support account's published status once it has stored ``count`` mails."""
+    try:
+        state = json.loads(status_file.read_text())
+    except (OSError, ValueError):
+        return None
+    (account,) = state["imap"]
+    return account if account["stored"] >= count else None

@@ -1,0 +1,79 @@
+"""What ``mailgate tickets set`` and ``mailgate templates preview`` do.
+
+``tickets set`` goes through the same command interpretation and the same
+lifecycle as an agent's mailed ``#commands``, so an admin's change has the
+same timestamps, events and requester mails.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from mailgate.agents.commands import Command, Commands, interpret
+from mailgate.agents.desk import apply_changes
+from mailgate.runtime import Runtime
+from mailgate.store.db import transaction
+from mailgate.store.writes import TicketView, ticket_view, touch_ticket
+from mailgate.templates import RenderedMail
+
+
+class AdminError(Exception):
+    """The change cannot be made; ``str()`` says why."""
+
+
+def set_ticket(
+    runtime: Runtime, ticket_id: int, options: dict[str, str | None], *, by: str = "cli"
+) -> TicketView:
+    """Apply ``--status/--priority/--assign/--queue/--tag`` to one ticket, or raise AdminError."""
+    commands = Commands(
+        tuple(Command(name, value, f"--{name} {value}") for name, value in options.items() if value),
+        "",
+    )
+    if not commands.commands:
+        raise AdminError("nothing to change: give --status, --priority, --assign, --queue or --tag")
+    changes = interpret(commands, runtime.directory)
+    if changes.errors:
+        raise AdminError("; ".join(changes.errors))
+    now = datetime.now(UTC)
+    with transaction(runtime.sessions) as session:
+        conn = session.connection()
+        ticket = ticket_view(conn, ticket_id)
+        if ticket is None:
+            raise AdminError(f"no ticket {ticket_id}")
+        ticket = apply_changes(conn, runtime, ticket, changes, now, by=by)
+        touch_ticket(conn, ticket_id, now)
+    return ticket
+
+
+SAMPLE: dict[str, Any] = {
+    "helpdesk": {"name": "Example IT Helpdesk", "address": "helpdesk@example.com"},
+    "ticket": {
+        "ref": "HD-1042",
+        "subject": "The printer on floor 3 jams",
+        "status": "open",
+        "priority": "normal",
+        "queue": "general",
+        "category": "hardware",
+    },
+    "requester": {"name": "Jan Jansen", "email": "jan@example.org"},
+    "agent": {"name": "Alice Admin", "email": "alice@example.com"},
+    "author": {"name": "Alice Admin", "email": "alice@example.com"},
+    "event": "new",
+    "article": {
+        "sender": "jan@example.org",
+        "sender_name": "Jan Jansen",
+        "text": "Hello,\n\nthe printer on floor 3 jams on every page.\n\nJan\n",
+        "attachments": [{"filename": "jam.jpg", "content_type": "image/jpeg", "size": 48213}],
+    },
+    "reply": {"text": "Hello Jan,\n\nplease send me the model number.\n", "attachments": []},
+    "comment_address": "helpdesk-notes+t1042-abcdefghijklmnop@example.com",
+    "problems": ["#priority sky: priority must be one of low, normal, high, urgent"],
+    "original_subject": "Re: [HD-1042] The printer on floor 3 jams",
+    "rating": 5,
+}
+
+
+def preview(runtime: Runtime, name: str, *, language: str, queue: str | None = None) -> RenderedMail:
+    folder = runtime.directory.template_folder(queue) if queue else None
+    return runtime.templates.render(name, SAMPLE, language=language, queue=folder)

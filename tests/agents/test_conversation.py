@@ -1,0 +1,103 @@
+"""The issue's conversation, end to end: real daemon, real SMTP in and out."""
+
+from __future__ import annotations
+
+import time
+from email.message import Message
+from typing import Any
+
+from tests.agents.conftest import FIXTURES
+from tests.conftest import make_mail, ticket_json, wait_until
+
+JAN = "Jan Jansen <jan@example.org>"
+
+
+def _reply(daemon: Any, to_mail: Message, sender: str, body: str, to: str | None = None) -> None:
+    """Answer one of our mails the way a mail client does, over SMTP to the daemon."""
+    rcpt = to or str(to_mail["Reply-To"])
+    raw = make_mail(
+        subject="Re: " + str(to_mail["Subject"]),
+        sender=sender,
+        to=rcpt,
+        body=body,
+        headers={"In-Reply-To": str(to_mail["Message-ID"])},
+    )
+    daemon.send(raw, sender.rpartition("<")[2].rstrip(">"), (rcpt,))
+
+
+def _articles(daemon: Any) -> int:
+    return len(ticket_json(daemon.config_path, 1)["articles"])
+
+
+def test_conversation_sends_exactly_the_expected_mails(daemon_factory: Any, sink: Any) -> None:
+    """Ask, notify, #status pending, answer, #internal + #resolve, rate 5, "thanks", a forgery: these mails and no more."""
+    daemon = daemon_factory(
+        outbound={"smtp": {"host": "127.0.0.1", "port": sink.port}, "maildir": None},
+        agents=str(FIXTURES / "agents.yaml"),
+    )
+
+    def newest_to(address: str) -> Message:
+        return [m.message for m in sink.messages if address in m.rcpt_tos][-1]
+
+    daemon.send(
+        make_mail(sender=JAN, body="Hello,\n\nthe printer on floor 3 jams.\n\nJan\n"), "jan@example.org"
+    )
+    sink.wait(3)
+    _reply(
+        daemon,
+        newest_to("alice@example.com"),
+        "Alice Admin <alice@example.com>",
+        "#status pending\nWhich model is it? The label is on the back.\n\nAlice\n",
+    )
+    sink.wait(5)
+    _reply(daemon, sink.messages[3].message, JAN, "It is an HP LaserJet 4250.\n\nJan\n")
+    sink.wait(6)
+    _reply(
+        daemon,
+        newest_to("alice@example.com"),
+        "alice@example.com",
+        "#internal\n#resolve\nReplaced the fuser; the old one is in the cupboard.\n",
+    )
+    sink.wait(8)
+    _reply(daemon, newest_to("jan@example.org"), JAN, "5\n")
+    sink.wait(9)
+    _reply(daemon, newest_to("jan@example.org"), JAN, "thanks!\n\nJan\n")
+    wait_until(lambda: _articles(daemon) >= 15, timeout=15)
+    forged = make_mail(
+        subject="Re: [HD-1] Printer on floor 3 is broken",
+        sender="Alice Admin <alice@example.com>",
+        body="#status open\nReopening this.\n",
+        headers={"In-Reply-To": str(sink.messages[3].message["Message-ID"])},
+    )
+    daemon.send(forged, "alice@example.com")
+    sink.wait(10)
+    time.sleep(1.5)  # anything extra would be delivered by now
+
+    seen = [(str(m.message["Subject"]), str(m.message["From"]), ",".join(m.rcpt_tos)) for m in sink.messages]
+    print("\nThe conversation's mails (subject | from | to):")
+    for subject, sender, to in seen:
+        print(f"  {subject} | {sender} | {to}")
+    subject = "Printer on floor 3 is broken"
+    helpdesk = "Example IT Helpdesk <helpdesk@example.com>"
+    assert [
+        (f"[HD-1] {subject}", helpdesk, "jan@example.org"),
+        (f"[HD-1] New ticket: {subject}", helpdesk, "alice@example.com"),
+        (f"[HD-1] Nieuw ticket: {subject}", helpdesk, "bob@example.com"),
+        (
+            f"[HD-1] {subject}",
+            "Alice Admin via Example IT Helpdesk <helpdesk@example.com>",
+            "jan@example.org",
+        ),
+        (f"[HD-1] We are waiting for you: {subject}", helpdesk, "jan@example.org"),
+        (f"[HD-1] Reply: {subject}", helpdesk, "alice@example.com"),
+        (f"[HD-1] Interne notitie: {subject}", helpdesk, "bob@example.com"),
+        (f"[HD-1] Resolved: {subject}", helpdesk, "jan@example.org"),
+        ("[HD-1] Thank you for your rating", helpdesk, "jan@example.org"),
+        (f"[HD-1] Not done: Re: [HD-1] {subject}", helpdesk, "alice@example.com"),
+    ] == seen
+    shown = ticket_json(daemon.config_path, 1)
+    assert ("resolved", "alice@example.com") == (shown["status"], shown["assignee"])
+    assert shown["first_response_at"] is not None
+    note = next(a for a in shown["articles"] if a["kind"] == "note")
+    assert "internal" == note["visibility"]
+    assert all("fuser" not in m.raw.decode() for m in sink.messages if "jan@example.org" in m.rcpt_tos)
