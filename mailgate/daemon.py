@@ -27,7 +27,7 @@ import structlog
 from mailgate import systemd
 from mailgate.config import Config, read_secret
 from mailgate.ingest.smtp import IngestHandler, make_protocol_factory
-from mailgate.outbox.deliver import OutboxWorker, RetryPolicy
+from mailgate.outbox.deliver import OutboxWorker, RetryPolicy, release_outbox_leases
 from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
 from mailgate.pipeline import Processor
 from mailgate.reload import FileWatcher, watched_paths
@@ -179,6 +179,7 @@ class Daemon:
         # leases left by a dead one can be taken at once.
         if self.runtime.engine.dialect.name == "sqlite":
             Processor(self.runtime).release_leases()
+            release_outbox_leases(self.runtime.sessions)
 
     async def serve(self, stop: asyncio.Event) -> None:
         config = self.runtime.config

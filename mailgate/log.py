@@ -30,6 +30,8 @@ def setup(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # One write() per line (PrintLogger writes the newline separately):
+        # the daemon and its worker share stderr, and lines must not interleave.
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 
 from mailgate.pipeline import Processor
 from mailgate.store.models import Inbound
-from tests.conftest import make_mail
-from tests.helpers import deliver
+from tests.conftest import make_mail, run_cli
+from tests.helpers import deliver, outbox_mails
 
 
 def nested(depth: int) -> bytes:
@@ -31,9 +31,14 @@ HOSTILE = {
     "10,000 headers": b"".join(f"X-H{n}: v\r\n".encode() for n in range(10_000)) + make_mail(),
     "1 MB subject": make_mail(subject="A" * 1_000_000),
     "NUL bytes and bare CR": make_mail(body="line\x00one\rline two\r\rthree\n"),
-    "8-bit header bytes": make_mail().replace(b"Subject: Printer", b"Subject: Dr\xfccker \xe2\x82\xac kaputt"),
-    "lying charset": make_mail().replace(b"charset=utf-8", b"charset=x-unknown-klingon") + "é ü".encode("latin-1"),
-    "broken base64": make_mail(headers={"Content-Transfer-Encoding": "base64"}, body="!!!not*base64@@@\n===\n"),
+    "8-bit header bytes": make_mail().replace(
+        b"Subject: Printer", b"Subject: Dr\xfccker \xe2\x82\xac kaputt"
+    ),
+    "lying charset": make_mail().replace(b"charset=utf-8", b"charset=x-unknown-klingon")
+    + "é ü".encode("latin-1"),
+    "broken base64": make_mail(
+        headers={"Content-Transfer-Encoding": "base64"}, body="!!!not*base64@@@\n===\n"
+    ),
     "no headers at all": b"just some bytes without any header\r\n",
     "binary garbage": bytes(range(256)) * 40,
 }
@@ -50,11 +55,15 @@ def test_hostile_mail_gets_a_clear_outcome_quickly(runtime_factory: Any, name: s
     assert elapsed < 10, f"{name} took {elapsed:.1f}s"
 
 
-def test_a_message_that_keeps_failing_is_quarantined_and_can_be_replayed(runtime_factory: Any, tmp_path: Path) -> None:
+def test_a_message_that_keeps_failing_is_quarantined_and_can_be_replayed(
+    runtime_factory: Any, tmp_path: Path
+) -> None:
     """After max_attempts failures the message is quarantined with its last error, and replays after a fix."""
     templates = tmp_path / "templates" / "en"
     templates.mkdir(parents=True)
-    (templates / "ack.txt").write_text("{% block subject %}{{ no_such_value }}{% endblock %}{% block body %}x{% endblock %}")
+    (templates / "ack.txt").write_text(
+        "{% block subject %}{{ no_such_value }}{% endblock %}{% block body %}x{% endblock %}"
+    )
     runtime = runtime_factory(templates=str(tmp_path / "templates"), limits={"max_attempts": 3})
     first = deliver(runtime, make_mail(message_id="<poison@example.org>"))
     assert "failed" == first.state
@@ -69,3 +78,10 @@ def test_a_message_that_keeps_failing_is_quarantined_and_can_be_replayed(runtime
     assert "quarantined" == row.state
     assert "processing failed 3 times" in (row.reason or "")
     assert "UndefinedError" in (row.reason or "")
+
+    # The admin fixes the template and replays it: one ticket, one acknowledgement.
+    (templates / "ack.txt").unlink()
+    replay = run_cli(runtime.config.base_dir / "mailgate.yaml", "quarantine", "retry", str(row.id))
+    assert 0 == replay.returncode, replay.stderr
+    assert b"done" in replay.stdout
+    assert 1 == len(outbox_mails(runtime))

@@ -56,3 +56,15 @@ def test_sighup_reloads(daemon_factory: Any, tmp_path: Path) -> None:
     daemon.send(make_mail(subject="vpn again"))
     wait_until(lambda: 1 == len(daemon.acks()))
     assert ["network"] == _queues(daemon.config_path)
+
+
+def test_daemon_refuses_to_start_on_a_broken_rules_file(tmp_path: Path) -> None:
+    """`mailgate run` with a broken rules file exits 2 and lists every problem as file:line:column."""
+    from tests.conftest import write_config
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(BROKEN)
+    result = run_cli(write_config(tmp_path, rules=str(rules)), "run")
+    assert 2 == result.returncode
+    assert f"{rules}:3:".encode() in result.stderr
+    assert b"subjekt" in result.stderr

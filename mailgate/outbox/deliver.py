@@ -39,6 +39,16 @@ class RetryPolicy:
         return float(base * random.uniform(0.8, 1.2))
 
 
+def release_outbox_leases(sessions: sessionmaker[Session]) -> None:
+    """Forget delivery leases of a dead worker (single host: nobody else holds them).
+
+    A row that was sent but not yet marked is sent again, with the same
+    Message-ID; the Maildir transport notices and writes no second copy.
+    """
+    with transaction(sessions) as session:
+        session.execute(update(Outbox).where(Outbox.state == "queued").values(lease_until=None))
+
+
 class OutboxWorker:
     def __init__(
         self,

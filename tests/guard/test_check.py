@@ -1,7 +1,6 @@
 """The guard's verdicts on small named fixture mails, one per rule."""
 
 # STYLE.md wants the expected value on the left, which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ ordinary mail from many clients: it must keep being answered.
 """
 
 # STYLE.md wants the expected value on the left, which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

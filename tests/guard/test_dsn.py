@@ -1,7 +1,6 @@
 """parse_dsn on hand-made bounces: RFC 3464 reports and the free-text kinds."""
 
 # STYLE.md wants the expected value on the left, which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

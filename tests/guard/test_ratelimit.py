@@ -1,7 +1,6 @@
 """The per-address limit on automatic mail, with its one daily notice."""
 
 # STYLE.md wants the expected value on the left, which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """VERP return paths: round trip, tamper resistance, case folding, key rotation."""
 
 # STYLE.md wants the expected value on the left, which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 
