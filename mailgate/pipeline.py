@@ -293,7 +293,9 @@ class Processor:
         is_agent = directory.agent_for(sender) is not None and (ticket is None or sender != ticket.requester)
         if ticket is not None and (is_agent or comment_queue is not None):
             check = check_agent(message, thread, directory, frozenset(runtime.config.trusted_authserv_ids))
-            incoming = Incoming(row_id, ready.dedupe_key, message, verdict, thread.threaded_by, claim.received_at)
+            incoming = Incoming(
+                row_id, ready.dedupe_key, message, verdict, thread.threaded_by, claim.received_at
+            )
             article_id, why = handle_agent_mail(conn, runtime, ticket, incoming, check, comment_queue, now)
             known[ready.dedupe_key] = (article_id, ticket.id)
             bound.info("process.agent_mail", ticket=ticket.ref, article_id=article_id, outcome=why)
@@ -398,8 +400,8 @@ class Processor:
         return (agent.address,) if agent is not None else ()
 
     def _follow_reply(
-        self, conn: Connection, ticket: TicketView, message: ParsedMessage, outcome: lifecycle.ReplyOutcome | None,
-        now: datetime,
+        self, conn: Connection, ticket: TicketView, message: ParsedMessage,
+        outcome: lifecycle.ReplyOutcome | None, now: datetime,
     ) -> None:
         """What a requester-side reply does to the lifecycle, and who hears of it."""
         if outcome is None:
@@ -447,7 +449,9 @@ class Processor:
         )
         if linked is not None:
             update_ticket(conn, ticket.id, linked_ticket_id=linked)
-            insert_event(conn, ticket.id, "linked", now, previous_ticket=linked, reason="reply to a closed ticket")
+            insert_event(
+                conn, ticket.id, "linked", now, previous_ticket=linked, reason="reply to a closed ticket"
+            )
             insert_event(conn, linked, "followed_up", now, new_ticket=ticket.id)
         return ticket
 

@@ -30,7 +30,7 @@ def _articles(daemon: Any) -> int:
 
 
 def test_conversation_sends_exactly_the_expected_mails(daemon_factory: Any, sink: Any) -> None:
-    """Ask, notify, #status pending, answer, #internal + #resolve, rate 5, "thanks", a forgery: these mails and no more."""
+    """Ask, #status pending, answer, note + #resolve, rate 5, "thanks", a forgery: exactly these mails."""
     daemon = daemon_factory(
         outbound={"smtp": {"host": "127.0.0.1", "port": sink.port}, "maildir": None},
         agents=str(FIXTURES / "agents.yaml"),

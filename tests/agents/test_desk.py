@@ -58,7 +58,7 @@ def test_new_ticket_notifies_queue_members_with_text_and_own_reply_address(desk:
 
 
 def test_agent_reply_is_relayed_from_the_helpdesk_with_threading(desk: Any) -> None:
-    """An authenticated reply reaches Jan from the helpdesk as "Alice via …", quotes trimmed, first response set."""
+    """An authenticated reply reaches Jan from the helpdesk as "Alice via …", trimmed, first response set."""
     _, to_alice = opened(desk)
     body = "Please restart it.\n\nOn Mon, Helpdesk wrote:\n> the printer jams\n"
     assert "done" == answer(desk, to_alice, "Alice Admin <alice@example.com>", body).state
