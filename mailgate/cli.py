@@ -13,7 +13,7 @@ import structlog
 
 from mailgate import config as config_module
 from mailgate import log as log_setup
-from mailgate.errors import EX_DATAERR, EX_TEMPFAIL, Outcome, storage_outcome
+from mailgate.errors import EX_TEMPFAIL, Outcome, storage_outcome
 
 log = structlog.get_logger(__name__)
 
@@ -34,13 +34,14 @@ class State:
         return self._config
 
     def runtime(self, *, migrate: bool = True, rules: bool = True) -> Any:
-        from mailgate.runtime import build
         from mailgate.rules import RulesError
+        from mailgate.runtime import build
 
         try:
             return build(self.config, migrate=migrate, with_rules=rules)
         except RulesError as exc:
-            fail("the rules file has problems:\n" + "\n".join(str(p) for p in exc.problems), code=2)
+            # Each problem names its file (rules or agents) and line.
+            fail("the configuration has problems:\n" + "\n".join(str(p) for p in exc.problems), code=2)
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
@@ -159,7 +160,7 @@ def ingest(state: State, file: Path | None, sender: str | None, recipients: tupl
         runtime = state.runtime()
         item = pipe_item(raw, sender, recipients, config.helpdesk.address)
         (row_id,) = InboundStore(runtime.sessions).accept([item])
-    except Exception as exc:  # noqa: BLE001 - the MTA must keep the message and retry
+    except Exception as exc:  # the MTA must keep the message and retry
         outcome = storage_outcome(exc)
         fail(f"cannot store the message, try again later: {exc}", code=outcome.exit_code)
     # The message is safe now; processing it here is a courtesy. If it fails,
@@ -167,8 +168,11 @@ def ingest(state: State, file: Path | None, sender: str | None, recipients: tupl
     try:
         results = Processor(runtime).process_pending(only_ids=[row_id] if row_id else [])
         for result in results:
-            click.echo(f"{result.state}: inbound {result.inbound_id}" + (f", ticket {result.ticket_id}" if result.ticket_id else ""))
-    except Exception as exc:  # noqa: BLE001
+            click.echo(  # the ingest must finish: the message is already safe
+                f"{result.state}: inbound {result.inbound_id}"
+                + (f", ticket {result.ticket_id}" if result.ticket_id else "")
+            )
+    except Exception as exc:  # the message is stored; the daemon will process it
         log.error("ingest.process_failed", inbound_id=row_id, error=str(exc))
 
 
@@ -192,6 +196,7 @@ def import_(state: State, path: Path, no_progress: bool) -> None:
     counts: dict[str, int] = {}
     processor = Processor(runtime, batch=200)
     with tqdm(total=total, unit="msg", desc="import", disable=no_progress, file=sys.stderr) as bar:
+
         def flush() -> None:
             nonlocal stored, skipped
             ids = store.accept(batch)
@@ -211,7 +216,9 @@ def import_(state: State, path: Path, no_progress: bool) -> None:
         if batch:
             flush()
     summary = ", ".join(f"{n} {state_name}" for state_name, n in sorted(counts.items()))
-    click.echo(f"imported {stored} of {total} messages ({skipped} already imported): {summary or 'nothing new'}")
+    click.echo(
+        f"imported {stored} of {total} messages ({skipped} already imported): {summary or 'nothing new'}"
+    )
 
 
 # -- rules -------------------------------------------------------------------
@@ -225,16 +232,32 @@ def rules() -> None:
 @rules.command("check")
 @pass_state
 def rules_check(state: State) -> None:
-    """Validate the rules file; print every problem as file:line:column: reason."""
+    """Validate the rules and agents files; print every problem as file:line:column: reason.
+
+    With an agents file, rules that name a queue it does not define are errors too.
+    """
+    from mailgate.rules import RulesError
     from mailgate.rules.cli import run_check
-    from mailgate.runtime import make_templates
+    from mailgate.runtime import make_directory, make_templates
 
     config = state.config
+    known_queues: set[str] | None = None
+    status = 0
+    if config.agents is not None:
+        try:
+            directory = make_directory(config)
+        except RulesError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem))
+            status = 1
+        else:
+            known_queues = {queue.name for queue in directory.queues} or None
+            click.echo(f"{config.path(config.agents)}: OK, {len(directory.queues)} queues")
     if config.rules is None:
         click.echo("no rules file configured (key `rules:`); the default is one queue, priority normal")
-        return
+        sys.exit(status)
     templates = make_templates(config).names()
-    sys.exit(run_check(config.path(config.rules), None, templates, sys.stdout))
+    sys.exit(run_check(config.path(config.rules), known_queues, templates, sys.stdout) or status)
 
 
 @rules.command("test")
@@ -256,7 +279,11 @@ def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
 
     def context(message: Any, envelope: Any) -> RuleContext:
         # Without a database at hand, a mail that answers something is a reply.
-        is_reply = bool(message.in_reply_to or message.references or find_tags(message.subject, config.helpdesk.ref_prefix))
+        is_reply = bool(
+            message.in_reply_to
+            or message.references
+            or find_tags(message.subject, config.helpdesk.ref_prefix)
+        )
         return RuleContext(
             is_reply=is_reply,
             our_addresses=config.our_addresses,
@@ -314,7 +341,15 @@ def tickets_list(state: State, status: str | None, queue: str | None, limit: int
     table(
         ["REF", "STATUS", "PRIORITY", "QUEUE", "REQUESTER", "CREATED", "SUBJECT"],
         [
-            [r["ref"], r["status"], r["priority"], r["queue"], r["requester"], _short_time(r["created_at"]), r["subject"]]
+            [
+                r["ref"],
+                r["status"],
+                r["priority"],
+                r["queue"],
+                r["requester"],
+                _short_time(r["created_at"]),
+                r["subject"],
+            ]
             for r in rows
         ],
     )
@@ -328,7 +363,7 @@ def tickets_show(state: State, ticket: str, as_json: bool) -> None:
     """Show one ticket (by id or reference, e.g. 12 or HD-12) with its articles."""
     from sqlalchemy import select
 
-    from mailgate.store.models import Event, Ticket
+    from mailgate.store.models import Event
     from mailgate.store.tickets import article_dict, ticket_dict
 
     runtime = state.runtime(rules=False)
@@ -352,7 +387,9 @@ def tickets_show(state: State, ticket: str, as_json: bool) -> None:
     for article in data["articles"]:
         arrow = "<-" if article["direction"] == "in" else "->"
         flag = " (internal)" if article["visibility"] == "internal" else ""
-        click.echo(f"\n{arrow} {_short_time(article['created_at'])} {article['sender']}{flag} [{article['kind']}]")
+        click.echo(
+            f"\n{arrow} {_short_time(article['created_at'])} {article['sender']}{flag} [{article['kind']}]"
+        )
         click.echo(f"   {article['subject']}")
         for line in (article["body_text"] or "").strip().splitlines()[:40]:
             click.echo(f"   | {line}")
@@ -367,7 +404,12 @@ def tickets_show(state: State, ticket: str, as_json: bool) -> None:
 @click.option("--tag", help="Add these tags (space-separated).")
 @pass_state
 def tickets_set(
-    state: State, ticket: str, status: str | None, priority: str | None, assign: str | None, queue: str | None,
+    state: State,
+    ticket: str,
+    status: str | None,
+    priority: str | None,
+    assign: str | None,
+    queue: str | None,
     tag: str | None,
 ) -> None:
     """Change a ticket with the same effects and mails as an agent's #commands."""
@@ -382,8 +424,10 @@ def tickets_set(
         changed = set_ticket(runtime, int(number), options)
     except AdminError as exc:
         fail(str(exc))
-    click.echo(f"{changed.ref}: status {changed.status}, priority {changed.priority}, queue {changed.queue}, "
-               f"assignee {changed.assignee or '-'}")
+    click.echo(
+        f"{changed.ref}: status {changed.status}, priority {changed.priority}, queue {changed.queue}, "
+        f"assignee {changed.assignee or '-'}"
+    )
 
 
 def _find_ticket(session: Any, text: str, prefix: str) -> Any:
@@ -422,15 +466,22 @@ def quarantine_list(state: State, as_json: bool) -> None:
                 "attempts": r.attempts,
                 "reason": r.reason,
             }
-            for r in session.scalars(select(Inbound).where(Inbound.state == "quarantined").order_by(Inbound.id))
+            for r in session.scalars(
+                select(Inbound).where(Inbound.state == "quarantined").order_by(Inbound.id)
+            )
         ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif not rows:
         click.echo("quarantine is empty")
     else:
-        table(["ID", "RECEIVED", "SOURCE", "FROM", "SIZE", "REASON"],
-              [[r["id"], _short_time(r["received_at"]), r["source"], r["mail_from"], r["size"], r["reason"]] for r in rows])
+        table(
+            ["ID", "RECEIVED", "SOURCE", "FROM", "SIZE", "REASON"],
+            [
+                [r["id"], _short_time(r["received_at"]), r["source"], r["mail_from"], r["size"], r["reason"]]
+                for r in rows
+            ],
+        )
 
 
 @quarantine.command("show")
@@ -495,7 +546,13 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--state", "wanted", type=click.Choice(["queued", "sent", "failed", "all"]), default="all", show_default=True)
+@click.option(
+    "--state",
+    "wanted",
+    type=click.Choice(["queued", "sent", "failed", "all"]),
+    default="all",
+    show_default=True,
+)
 @click.option("--limit", default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
@@ -512,9 +569,16 @@ def outbox_list(state: State, wanted: str, limit: int, as_json: bool) -> None:
             query = query.where(Outbox.state == wanted)
         rows = [
             {
-                "id": r.id, "ticket_id": r.ticket_id, "kind": r.kind, "rcpt": r.rcpt, "state": r.state,
-                "attempts": r.attempts, "message_id": r.message_id, "last_error": r.last_error,
-                "created_at": r.created_at.isoformat(), "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+                "id": r.id,
+                "ticket_id": r.ticket_id,
+                "kind": r.kind,
+                "rcpt": r.rcpt,
+                "state": r.state,
+                "attempts": r.attempts,
+                "message_id": r.message_id,
+                "last_error": r.last_error,
+                "created_at": r.created_at.isoformat(),
+                "sent_at": r.sent_at.isoformat() if r.sent_at else None,
                 "next_attempt_at": r.next_attempt_at.isoformat(),
             }
             for r in session.scalars(query)
@@ -524,8 +588,21 @@ def outbox_list(state: State, wanted: str, limit: int, as_json: bool) -> None:
     elif not rows:
         click.echo("outbox is empty")
     else:
-        table(["ID", "TICKET", "KIND", "TO", "STATE", "TRIES", "LAST ERROR"],
-              [[r["id"], r["ticket_id"], r["kind"], r["rcpt"], r["state"], r["attempts"], r["last_error"] or ""] for r in rows])
+        table(
+            ["ID", "TICKET", "KIND", "TO", "STATE", "TRIES", "LAST ERROR"],
+            [
+                [
+                    r["id"],
+                    r["ticket_id"],
+                    r["kind"],
+                    r["rcpt"],
+                    r["state"],
+                    r["attempts"],
+                    r["last_error"] or "",
+                ]
+                for r in rows
+            ],
+        )
 
 
 @main.group()
@@ -553,7 +630,10 @@ def suppressions_list(state: State, as_json: bool) -> None:
     elif not rows:
         click.echo("no suppressed addresses")
     else:
-        table(["ADDRESS", "SINCE", "REASON"], [[r["address"], _short_time(r["created_at"]), r["reason"]] for r in rows])
+        table(
+            ["ADDRESS", "SINCE", "REASON"],
+            [[r["address"], _short_time(r["created_at"]), r["reason"]] for r in rows],
+        )
 
 
 @suppressions.command("clear")
@@ -568,7 +648,8 @@ def suppressions_clear(state: State, address: str) -> None:
 
     runtime = state.runtime(rules=False)
     with transaction(runtime.sessions) as session:
-        removed = session.execute(delete(Suppression).where(Suppression.address == address.lower())).rowcount
+        # A DELETE returns a CursorResult, which knows how many rows went.
+        removed = session.execute(delete(Suppression).where(Suppression.address == address.lower())).rowcount  # type: ignore[attr-defined]
     if not removed:
         fail(f"{address} is not suppressed (see `mailgate suppressions list`)")
     click.echo(f"{address} will get automatic mail again")

@@ -151,6 +151,11 @@ class Limits(_Strict):
     auto_replies_per_hour: int = Field(default=5, ge=0)
     auto_replies_per_day: int = Field(default=20, ge=0)
     max_attempts: int = Field(default=3, ge=1)
+    # Attachments: each file up to this size is stored (once per content
+    # hash); larger ones, and any past the per-message total, are listed on
+    # the article with the reason but not kept.
+    max_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=0)
+    max_attachments_bytes_per_message: int = Field(default=50 * 1024 * 1024, ge=0)
 
 
 class Processing(_Strict):

@@ -139,9 +139,7 @@ def check_database(config: Config, engine: Engine) -> Finding:
         return Finding("FAIL", "database", f"{shown}: {message}", advice)
     head = head_revision(engine)
     if current is None:
-        return Finding(
-            "FAIL", "database", f"{shown} has no mailgate schema", "run `mailgate db upgrade`"
-        )
+        return Finding("FAIL", "database", f"{shown} has no mailgate schema", "run `mailgate db upgrade`")
     if current != head:
         return Finding(
             "WARN",
@@ -210,9 +208,7 @@ def check_queues(engine: Engine) -> Iterator[Finding]:
             f"{reason}check the relay and `mailgate outbox list --state queued`",
         )
     elif failed:
-        yield Finding(
-            "WARN", "outbox", detail, "see why with `mailgate outbox list --state failed`"
-        )
+        yield Finding("WARN", "outbox", detail, "see why with `mailgate outbox list --state failed`")
     else:
         yield Finding("OK", "outbox", detail)
 
@@ -241,9 +237,7 @@ def check_reply_key(config: Config) -> Finding:
     """The reply key file exists, holds keys, and only its owner can read it."""
     path = config.path(config.secrets.reply_key_file)
     if not path.exists():
-        if str(path).startswith("/run/credentials/") and not os.environ.get(
-            "CREDENTIALS_DIRECTORY"
-        ):
+        if str(path).startswith("/run/credentials/") and not os.environ.get("CREDENTIALS_DIRECTORY"):
             return Finding(
                 "WARN",
                 "reply key",
@@ -268,9 +262,7 @@ def check_reply_key(config: Config) -> Finding:
     mode = stat.S_IMODE(path.stat().st_mode)
     count = f"{len(keys.keys)} key(s)"
     if mode & 0o077:
-        return Finding(
-            "WARN", "reply key", f"{path} has mode {mode:04o}, {count}", f"chmod 600 {path}"
-        )
+        return Finding("WARN", "reply key", f"{path} has mode {mode:04o}, {count}", f"chmod 600 {path}")
     return Finding("OK", "reply key", f"{path}: {count}, mode {mode:04o}")
 
 
@@ -280,9 +272,7 @@ def check_rules(config: Config) -> Finding:
         templates = make_templates(config)
         rules = make_rules(config, templates)
     except Exception as exc:  # every loading problem is a finding with its reasons
-        problems = [str(p) for p in getattr(exc, "problems", [])] or [
-            f"{type(exc).__name__}: {exc}"
-        ]
+        problems = [str(p) for p in getattr(exc, "problems", [])] or [f"{type(exc).__name__}: {exc}"]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Finding(
             "FAIL",
@@ -429,9 +419,7 @@ def check_tcp_port(check: str, listener: TcpListener | LmtpListener, domain: str
             "ports below 1024 need CAP_NET_BIND_SERVICE (see docs/deployment.md) or use 2525/2424",
         )
     if bind_error.errno != errno.EADDRINUSE:
-        return Finding(
-            "FAIL", check, f"cannot bind {where}: {bind_error.strerror}", "check listen.*.host"
-        )
+        return Finding("FAIL", check, f"cannot bind {where}: {bind_error.strerror}", "check listen.*.host")
     banner = _banner(listener.host, port)
     if banner.startswith(f"220 {domain} ") and "mailgate" in banner:
         return Finding("OK", check, f"{where} in use by a running mailgate ({banner})")
@@ -461,9 +449,7 @@ def check_unix_socket(path: Path) -> Finding:
             except OSError:
                 pass
             else:
-                return Finding(
-                    "OK", "listen lmtp", f"{path} answers (the daemon is probably running)"
-                )
+                return Finding("OK", "listen lmtp", f"{path} answers (the daemon is probably running)")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         return Finding(
             "FAIL",

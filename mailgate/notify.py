@@ -62,7 +62,9 @@ def render_to(
     """
     context = {**ticket_context(runtime, ticket), **(extra or {})}
     rendered = runtime.templates.render(
-        template, context, language=language or ticket.language,
+        template,
+        context,
+        language=language or ticket.language,
         queue=runtime.directory.template_folder(ticket.queue),
     )
     helpdesk = runtime.config.helpdesk

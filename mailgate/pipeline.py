@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from mailgate import guard, lifecycle
 from mailgate.agents.auth import check_agent
 from mailgate.agents.desk import Incoming, handle_agent_mail, notify_agents
+from mailgate.attachments import store_attachments
 from mailgate.bounces import record_bounce, suppressed
 from mailgate.faults import crash_point
 from mailgate.guard.ratelimit import RateLimits, automatic_mail_allowed
@@ -121,7 +122,7 @@ class Processor:
         while not stop.is_set():
             try:
                 done = self.process_pending()
-            except Exception as exc:  # noqa: BLE001 - keep processing after a database hiccup
+            except Exception as exc:  # keep processing after a database hiccup
                 log.error("process.loop_error", error=str(exc))
                 done = []
             self.maybe_auto_close()
@@ -138,16 +139,14 @@ class Processor:
         try:
             with transaction(self.runtime.sessions) as session:
                 return lifecycle.auto_close(session.connection(), self.runtime, now)
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop processing
+        except Exception as exc:  # a database hiccup must not stop processing
             log.error("lifecycle.auto_close_failed", error=str(exc))
             return 0
 
     def release_leases(self) -> None:
         """Forget leases at start-up: on a single host nobody else holds them."""
         with transaction(self.runtime.sessions) as session:
-            session.execute(
-                update(Inbound).where(Inbound.state == "pending").values(lease_until=None)
-            )
+            session.execute(update(Inbound).where(Inbound.state == "pending").values(lease_until=None))
 
     def process_pending(self, only_ids: Sequence[int] | None = None) -> list[Result]:
         """Claim up to one batch of pending rows and process them."""
@@ -173,7 +172,7 @@ class Processor:
             message = parse(claim.raw)
             envelope = Envelope(claim.mail_from, claim.rcpt_tos, claim.source, claim.received_at)
             verdict = guard.check(message, envelope, self.runtime.own, claim.raw)
-        except Exception as exc:  # noqa: BLE001 - recorded on the row like any other failure
+        except Exception as exc:  # recorded on the row like any other failure
             return exc
         return Prepared(message, envelope, verdict, dedupe_key(message, claim.raw))
 
@@ -217,8 +216,13 @@ class Processor:
             )
             found = session.execute(
                 select(
-                    Inbound.id, Inbound.raw, Inbound.mail_from, Inbound.rcpt_tos, Inbound.source,
-                    Inbound.received_at, Inbound.attempts,
+                    Inbound.id,
+                    Inbound.raw,
+                    Inbound.mail_from,
+                    Inbound.rcpt_tos,
+                    Inbound.source,
+                    Inbound.received_at,
+                    Inbound.attempts,
                 )
                 .where(Inbound.id.in_(claimed))
                 .order_by(Inbound.id)
@@ -229,7 +233,12 @@ class Processor:
         ]
 
     def _process_row(
-        self, session: Session, row_id: int, claim: Claim, ready: Prepared | BaseException, known: dict[str, tuple[int, int]]
+        self,
+        session: Session,
+        row_id: int,
+        claim: Claim,
+        ready: Prepared | BaseException,
+        known: dict[str, tuple[int, int]],
     ) -> Result:
         conn = session.connection()
         try:
@@ -237,7 +246,7 @@ class Processor:
                 raise ready
             with conn.begin_nested():
                 return self.handle(conn, row_id, claim, ready, known)
-        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the batch
+        except Exception as exc:  # one bad message must not stop the batch
             # The savepoint is gone; record why on the row and retry later.
             attempts = claim.attempts + 1
             reason = f"attempt {attempts}: {type(exc).__name__}: {exc}"[:2000]
@@ -262,8 +271,12 @@ class Processor:
         if verdict.is_delivery_report:
             # DSNs never become tickets; one about our own mail is recorded.
             bounce = record_bounce(
-                conn, claim.raw, claim.rcpt_tos,
-                helpdesk_address=runtime.config.helpdesk.address, keys=runtime.keys.keys, now=now,
+                conn,
+                claim.raw,
+                claim.rcpt_tos,
+                helpdesk_address=runtime.config.helpdesk.address,
+                keys=runtime.keys.keys,
+                now=now,
             )
             bound.info("process.bounce", ticket_id=bounce.ticket_id, reason=bounce.reason)
             return self._finish(conn, row_id, "bounce", bounce.reason, now, ticket_id=bounce.ticket_id)
@@ -273,7 +286,9 @@ class Processor:
             article_id, ticket_id = existing
             bound.info("process.duplicate", article_id=article_id, ticket_id=ticket_id)
             reason = f"same message as article {article_id} of ticket {ticket_id}"
-            return self._finish(conn, row_id, "duplicate", reason, now, ticket_id=ticket_id, article_id=article_id)
+            return self._finish(
+                conn, row_id, "duplicate", reason, now, ticket_id=ticket_id, article_id=article_id
+            )
 
         thread = resolve(
             message,
@@ -307,8 +322,11 @@ class Processor:
         linked: int | None = None
         if ticket is not None:
             outcome = lifecycle.classify_reply(
-                ticket.status, from_requester=sender == ticket.requester, text=message.new_text,
-                human=verdict.may_auto_reply, reopen_policy=directory.reopen_policy(ticket.queue),
+                ticket.status,
+                from_requester=sender == ticket.requester,
+                text=message.new_text,
+                human=verdict.may_auto_reply,
+                reopen_policy=directory.reopen_policy(ticket.queue),
             )
             if outcome.kind == "new_ticket":
                 linked, ticket = ticket.id, None
@@ -352,11 +370,7 @@ class Processor:
             body_full=message.text,
             body_html=message.html,
             threaded_by=thread.threaded_by,
-            attachments=[
-                {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256,
-                 "content_id": a.content_id, "inline": a.inline}
-                for a in message.attachments
-            ],
+            attachments=store_attachments(conn, message.attachments, runtime.config.limits),
             created_at=claim.received_at,
         )
         known[ready.dedupe_key] = (article_id, ticket.id)
@@ -393,15 +407,21 @@ class Processor:
             threaded_by=thread.threaded_by,
             guard=verdict.kind,
         )
-        return self._finish(conn, row_id, "done", "; ".join(thread.reasons), now, ticket_id=ticket.id, article_id=article_id)
+        return self._finish(
+            conn, row_id, "done", "; ".join(thread.reasons), now, ticket_id=ticket.id, article_id=article_id
+        )
 
     def _agent_identity(self, sender: str) -> tuple[str, ...]:
         agent = self.runtime.directory.agent_for(sender)
         return (agent.address,) if agent is not None else ()
 
     def _follow_reply(
-        self, conn: Connection, ticket: TicketView, message: ParsedMessage,
-        outcome: lifecycle.ReplyOutcome | None, now: datetime,
+        self,
+        conn: Connection,
+        ticket: TicketView,
+        message: ParsedMessage,
+        outcome: lifecycle.ReplyOutcome | None,
+        now: datetime,
     ) -> None:
         """What a requester-side reply does to the lifecycle, and who hears of it."""
         if outcome is None:
@@ -418,8 +438,13 @@ class Processor:
         notify_agents(conn, self.runtime, ticket, message, now, event="reply")
 
     def _open_ticket(
-        self, conn: Connection, message: ParsedMessage, decision: Decision, now: datetime,
-        recipients: list[str] | None = None, linked: int | None = None,
+        self,
+        conn: Connection,
+        message: ParsedMessage,
+        decision: Decision,
+        now: datetime,
+        recipients: list[str] | None = None,
+        linked: int | None = None,
     ) -> TicketView:
         prefix = self.runtime.config.helpdesk.ref_prefix
         queue = decision.queue
@@ -483,15 +508,32 @@ class Processor:
         elif message.sender is None:
             why_not = "no sender address to answer"
         elif (bounced := suppressed(conn, message.sender.email)) is not None:
-            why_not = f"address suppressed after a bounce ({bounced}); clear with `mailgate suppressions clear`"
+            why_not = (
+                f"address suppressed after a bounce ({bounced}); clear with `mailgate suppressions clear`"
+            )
         if why_not is None and message.sender is not None:
             limits = self.runtime.config.limits
             hour, day = automatic_mail_counts(conn, message.sender.email, now)
             rate = automatic_mail_allowed(
-                hour, day, RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day)
+                hour,
+                day,
+                RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day),
             )
             if not rate.allowed:
                 why_not = rate.reason
+                if rate.send_limit_notice:
+                    # Exactly one "no more automatic replies today" (it counts
+                    # as sent, so the next one finds the day over its limit).
+                    notice = render_to(
+                        self.runtime,
+                        ticket,
+                        "limit_notice",
+                        message.sender,
+                        kind="limit_notice",
+                        in_reply_to=message.message_id,
+                    )
+                    enqueue(conn, self.runtime, ticket.id, notice, automatic=True, now=now)
+                    why_not += "; sent the one daily limit notice"
         if why_not is not None:
             insert_event(conn, ticket.id, "ack_suppressed", now, reason=why_not)
             log.info("process.ack_suppressed", ticket=ticket.ref, reason=why_not)
@@ -511,7 +553,13 @@ class Processor:
 
     @staticmethod
     def _finish(
-        conn: Connection, row_id: int, state: str, reason: str, now: datetime, *, ticket_id: int | None = None,
+        conn: Connection,
+        row_id: int,
+        state: str,
+        reason: str,
+        now: datetime,
+        *,
+        ticket_id: int | None = None,
         article_id: int | None = None,
     ) -> Result:
         stored_state = {"duplicate": "done", "bounce": "done"}.get(state, state)

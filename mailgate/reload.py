@@ -59,5 +59,5 @@ class FileWatcher:
                 log.info("reload.file_changed", paths=[str(p) for p in self._paths])
                 try:
                     self._on_change()
-                except Exception as exc:
+                except Exception as exc:  # a failed reload keeps the old rules
                     log.error("reload.failed", error=str(exc))

@@ -52,8 +52,10 @@ class Runtime:
             return True
         local, _, domain = address.lower().strip("<>").rpartition("@")
         base = f"{local.split('+', 1)[0]}@{domain}"
-        return base in self.config.our_addresses or base in self.directory.addresses or (
-            f"{local}@{domain}" in self.directory.addresses
+        return (
+            base in self.config.our_addresses
+            or base in self.directory.addresses
+            or (f"{local}@{domain}" in self.directory.addresses)
         )
 
     def reload(self) -> list[str]:
@@ -62,7 +64,7 @@ class Runtime:
             templates = make_templates(self.config)
             rules = make_rules(self.config, templates)
             directory = make_directory(self.config)
-        except Exception as exc:  # noqa: BLE001 - any broken file must leave the last good rules running
+        except Exception as exc:  # any broken file must leave the last good rules running
             problems = [str(p) for p in getattr(exc, "problems", [])] or [str(exc)]
             log.error("reload.refused", problems=problems)
             return problems
@@ -95,7 +97,9 @@ def build(config: Config, *, migrate: bool = True, with_rules: bool = True) -> R
     if migrate:
         upgrade(engine)
     templates = make_templates(config)
-    rules = make_rules(config, templates) if with_rules else default_ruleset(language=config.helpdesk.language)
+    rules = (
+        make_rules(config, templates) if with_rules else default_ruleset(language=config.helpdesk.language)
+    )
     return Runtime(
         config=config,
         engine=engine,

@@ -90,3 +90,23 @@ def test_soft_bounce_is_recorded_without_suppression(runtime_factory: Any) -> No
     assert "bounce" == result.state and "soft bounce" in result.reason
     with runtime.sessions() as session:
         assert [] == list(session.scalars(select(Suppression)))
+
+
+def test_rate_limit_sends_one_notice_then_silence(runtime_factory: Any) -> None:
+    """Past the daily limit a requester gets exactly one 'no more today' notice, then nothing."""
+    runtime = runtime_factory(limits={"auto_replies_per_hour": 100, "auto_replies_per_day": 3})
+    for n in range(6):
+        deliver(
+            runtime,
+            make_mail(sender="chatty@example.org", subject=f"issue {n}"),
+            mail_from="chatty@example.org",
+        )
+    kinds = [str(m["Subject"]) for m in outbox_mails(runtime)]
+    assert 4 == len(kinds)
+    assert kinds[3].endswith("No more automatic replies today")
+    with runtime.sessions() as session:
+        reasons = [
+            e.detail["reason"] for e in session.scalars(select(Event).where(Event.kind == "ack_suppressed"))
+        ]
+    assert 3 == len(reasons)
+    assert "one daily limit notice" in reasons[0]

@@ -175,3 +175,30 @@ def test_quarantine_list_retry_and_drop(tmp_path: Path) -> None:
     assert 0 == run_cli(path, "quarantine", "drop", str(listed[1]["id"])).returncode
     assert [] == json.loads(run_cli(path, "quarantine", "list", "--json").stdout)
     assert 1 == len(json.loads(run_cli(path, "tickets", "list", "--json").stdout))
+
+
+def test_shipped_example_rules_and_agents_check_clean_together(tmp_path: Path) -> None:
+    """`rules check` on config/rules.example.yaml with config/agents.example.yaml finds no problem."""
+    from tests.conftest import REPO
+
+    path = write_config(
+        tmp_path,
+        rules=str(REPO / "config" / "rules.example.yaml"),
+        agents=str(REPO / "config" / "agents.example.yaml"),
+    )
+    result = run_cli(path, "rules", "check")
+    assert 0 == result.returncode, result.stdout.decode()
+    assert b"OK, 3 queues" in result.stdout
+
+
+def test_rules_naming_an_undefined_queue_are_refused(tmp_path: Path) -> None:
+    """With an agents file, a rule routing to a queue it does not define is a file:line:column error."""
+    from tests.conftest import REPO
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: to nowhere\n    then: {queue: netwerk}\n")
+    path = write_config(tmp_path, rules=str(rules), agents=str(REPO / "config" / "agents.example.yaml"))
+    result = run_cli(path, "rules", "check")
+    assert 1 == result.returncode
+    assert f"{rules}:3:".encode() in result.stdout
+    assert b'did you mean "network"' in result.stdout

@@ -195,9 +195,7 @@ def _candidates(explanation: str, ignore: set[str]) -> list[tuple[int, str]]:
     return sorted((position, address) for address, position in found.items())
 
 
-def failed_recipients(
-    explanation: str, failed_header: str, ignore: set[str]
-) -> Iterator[FailedRecipient]:
+def failed_recipients(explanation: str, failed_header: str, ignore: set[str]) -> Iterator[FailedRecipient]:
     """The failed recipients of a free-text bounce with their status."""
     marker = _ORIGINAL_MARKER.search(explanation)
     text = explanation[: marker.start()] if marker else explanation

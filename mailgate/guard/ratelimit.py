@@ -41,18 +41,14 @@ class RateDecision:
     reason: str
 
 
-def automatic_mail_allowed(
-    sent_last_hour: int, sent_last_day: int, limits: RateLimits
-) -> RateDecision:
+def automatic_mail_allowed(sent_last_hour: int, sent_last_day: int, limits: RateLimits) -> RateDecision:
     """Decide for one automatic mail to an address that already got some."""
     if sent_last_hour < 0 or sent_last_day < 0:
         raise ValueError("sent counts cannot be negative")
     if sent_last_hour >= limits.per_hour:
         # A burst: stay silent and let the next hour decide, including about
         # the daily notice.
-        return RateDecision(
-            False, False, f"hourly limit reached: {sent_last_hour} of {limits.per_hour} sent"
-        )
+        return RateDecision(False, False, f"hourly limit reached: {sent_last_hour} of {limits.per_hour} sent")
     if sent_last_day == limits.per_day:
         return RateDecision(
             False,
@@ -60,9 +56,7 @@ def automatic_mail_allowed(
             f"daily limit reached: {sent_last_day} of {limits.per_day} sent; one notice allowed",
         )
     if sent_last_day > limits.per_day:
-        return RateDecision(
-            False, False, f"daily limit reached: {sent_last_day} of {limits.per_day} sent"
-        )
+        return RateDecision(False, False, f"daily limit reached: {sent_last_day} of {limits.per_day} sent")
     return RateDecision(
         True,
         False,

@@ -227,9 +227,7 @@ class ImapFetcher:
                     break
                 if use_idle:
                     self._set(state="idle")
-                    news = session.wait_idle(
-                        stop, renew_after=self._next_pass_in(), tick=self._idle_tick
-                    )
+                    news = session.wait_idle(stop, renew_after=self._next_pass_in(), tick=self._idle_tick)
                     if not news and not stop.is_set():
                         # Nothing new: IDLE is re-issued after a pass (RFC 2177 §3).
                         self._log.debug("imap.idle_renewed")
@@ -248,9 +246,7 @@ class ImapFetcher:
         Returns True when the pass stored or finished anything.
         """
         uidvalidity = session.folder.uidvalidity
-        uids = [
-            u for u in session.candidates(after_uid=self._checkpoint) if u not in self._quarantined
-        ]
+        uids = [u for u in session.candidates(after_uid=self._checkpoint) if u not in self._quarantined]
         waiting = set(uids)
         self._unfinished = {u: t for u, t in self._unfinished.items() if u in waiting}
         if not uids:
@@ -286,9 +282,7 @@ class ImapFetcher:
                 )
         return acted
 
-    def _store_batch(
-        self, session: MailboxSession, uidvalidity: int, batch: list[int]
-    ) -> tuple[int, bool]:
+    def _store_batch(self, session: MailboxSession, uidvalidity: int, batch: list[int]) -> tuple[int, bool]:
         """Store the batch durably, then flag/move it.
 
         Returns the rows added and whether anything was stored or finished.

@@ -35,9 +35,7 @@ def make_token_provider(oauth2: OAuth2, base_dir: Path) -> Callable[[], str]:
 
         def from_command() -> str:
             try:
-                done = subprocess.run(
-                    argv, cwd=base_dir, capture_output=True, timeout=60, check=False
-                )
+                done = subprocess.run(argv, cwd=base_dir, capture_output=True, timeout=60, check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise TokenUnavailable(f"token command failed: {exc}") from None
             token = done.stdout.decode("utf-8", "replace").strip()

@@ -167,9 +167,7 @@ class MailboxSession:
     def sizes(self, uids: Sequence[int]) -> dict[int, int]:
         """RFC822.SIZE per UID, so a huge body is never downloaded by mistake."""
         found = self._fetch(uids, [b"RFC822.SIZE"])
-        return {
-            uid: int(data[b"RFC822.SIZE"]) for uid, data in found.items() if b"RFC822.SIZE" in data
-        }
+        return {uid: int(data[b"RFC822.SIZE"]) for uid, data in found.items() if b"RFC822.SIZE" in data}
 
     def bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
         """The raw messages; BODY.PEEK[] leaves \\Seen alone (RFC 9051 §6.4.5)."""
@@ -347,8 +345,7 @@ def _server_reason(exc: Exception) -> str:
 
 def _text(response: tuple[Any, ...]) -> str:
     return " ".join(
-        part.decode("utf-8", "replace") if isinstance(part, bytes) else str(part)
-        for part in response
+        part.decode("utf-8", "replace") if isinstance(part, bytes) else str(part) for part in response
     )
 
 

@@ -67,7 +67,7 @@ class IngestHandler:
         )
         try:
             row_id = await asyncio.wrap_future(self._committer.submit(item))
-        except Exception as exc:
+        except Exception as exc:  # any failure must become a 4xx, never 5xx
             outcome = storage_outcome(exc)
             log.error("smtp.store_failed", source=source, error=str(exc), reply=outcome.smtp)
             return self._per_recipient(envelope, outcome.smtp)

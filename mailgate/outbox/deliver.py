@@ -82,7 +82,7 @@ class OutboxWorker:
         while not stop.is_set():
             try:
                 worked = self.deliver_due()
-            except Exception as exc:
+            except Exception as exc:  # the worker must outlive a database hiccup
                 log.error("outbox.loop_error", error=str(exc))
                 worked = 0
             if worked == 0:

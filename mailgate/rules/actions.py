@@ -27,8 +27,19 @@ from mailgate.rules.syntax import (
 from mailgate.rules.yamlpos import Pos
 
 ACTION_KEYS: tuple[str, ...] = (
-    "queue", "priority", "category", "tags", "assignee", "language", "sla", "ack",
-    "notify", "internal", "quarantine", "reject", "drop",
+    "queue",
+    "priority",
+    "category",
+    "tags",
+    "assignee",
+    "language",
+    "sla",
+    "ack",
+    "notify",
+    "internal",
+    "quarantine",
+    "reject",
+    "drop",
 )
 # Words that mean "send no acknowledgement" besides YAML's false and null.
 NO_ACK = frozenset({"none", "no"})
@@ -61,7 +72,8 @@ class Actions:
     def fields(self) -> frozenset[str]:
         """The Decision fields this rule changes."""
         names = {
-            name for name in ("queue", "priority", "category", "assignee", "language", "sla")
+            name
+            for name in ("queue", "priority", "category", "assignee", "language", "sla")
             if getattr(self, name) is not None
         }
         names |= {name for name in ("tags", "notify") if getattr(self, name)}
@@ -77,9 +89,7 @@ class Actions:
 class ActionParser:
     """Parses ``then:`` mappings, checking names against the known sets."""
 
-    def __init__(
-        self, src: Source, known_queues: set[str] | None, known_templates: set[str] | None
-    ) -> None:
+    def __init__(self, src: Source, known_queues: set[str] | None, known_templates: set[str] | None) -> None:
         self.src = src
         self.known_queues = known_queues
         self.known_templates = known_templates
@@ -90,9 +100,7 @@ class ActionParser:
 
     def check_template(self, name: str, pos: Pos) -> None:
         if self.known_templates is not None and name not in self.known_templates:
-            self.src.problem(
-                pos, f'unknown template "{name}"{did_you_mean(name, self.known_templates)}'
-            )
+            self.src.problem(pos, f'unknown template "{name}"{did_you_mean(name, self.known_templates)}')
 
     def ack(self, value: Any, pos: Pos, what: str) -> tuple[bool, str | None]:
         """(valid, template): false, null, "none" or "no" mean no acknowledgement."""
@@ -138,8 +146,10 @@ class ActionParser:
                 terminals.append(key)
                 self._terminal(key, value, at, found)
         if len(terminals) > 1:
-            src.problem(pos, f"a rule can only do one of quarantine, reject, drop; "
-                        f"this one says {', '.join(terminals)}")
+            src.problem(
+                pos,
+                f"a rule can only do one of quarantine, reject, drop; this one says {', '.join(terminals)}",
+            )
         if len(src.problems) > before:
             return None
         return Actions(**found)
@@ -162,6 +172,7 @@ class ActionParser:
         if isinstance(value, str) and value.strip():
             found["terminal_reason"] = value.strip()
             return
-        shape = "true, a reason, or {notice: TEMPLATE, reason: TEXT}" if key == "reject" \
-            else "true or a reason"
+        shape = (
+            "true, a reason, or {notice: TEMPLATE, reason: TEXT}" if key == "reject" else "true or a reason"
+        )
         src.problem(at, f"{key} must be {shape}, got {describe_type(value)}")

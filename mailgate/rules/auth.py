@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 # RFC 8601 §2.7 result words; anything else is kept but cannot be "pass".
 RESULTS = frozenset(
-    {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy",
-     "hardfail"}
+    {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy", "hardfail"}
 )
 METHODS = frozenset({"spf", "dkim", "dmarc", "arc", "iprev", "auth", "bimi"})
 

@@ -45,8 +45,18 @@ _LISTS: dict[str, tuple[str, str]] = {
     "plus": ("plus_tags", "glob"),
 }
 _OTHER = (
-    "all", "any", "not", "header", "attachment", "size", "language", "auth",
-    "within_hours", "outside_hours", "reply", "ticket_status",
+    "all",
+    "any",
+    "not",
+    "header",
+    "attachment",
+    "size",
+    "language",
+    "auth",
+    "within_hours",
+    "outside_hours",
+    "reply",
+    "ticket_status",
 )
 CONDITION_KEYS: tuple[str, ...] = (*_FIELDS, *_LISTS, *_OTHER)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
@@ -131,8 +141,10 @@ class ConditionParser:
         if not node:
             src.problem(pos, f"{what} is empty; leave it out to match every message")
             return None
-        parsed = [self.one(key, value, key_at, value_at)
-                  for key, value, key_at, value_at in entries(src, node, CONDITION_KEYS, what)]
+        parsed = [
+            self.one(key, value, key_at, value_at)
+            for key, value, key_at, value_at in entries(src, node, CONDITION_KEYS, what)
+        ]
         if len(parsed) != len(node) or any(condition is None for condition in parsed):
             return None
         found = [condition for condition in parsed if condition is not None]
@@ -154,13 +166,18 @@ class ConditionParser:
 
     def _combine(self, key: str, value: Any, value_at: Pos) -> list[c.Condition] | None:
         if not isinstance(value, list) or not value:
-            self.src.problem(value_at, f"{key} must be a non-empty list of conditions, "
-                             f"got {describe_type(value)}")
+            self.src.problem(
+                value_at, f"{key} must be a non-empty list of conditions, got {describe_type(value)}"
+            )
             return None
-        children = [self.parse(item, item_pos(value, i), f"{key} item {i + 1}")
-                    for i, item in enumerate(value)]
-        return None if any(child is None for child in children) else [
-            child for child in children if child is not None]
+        children = [
+            self.parse(item, item_pos(value, i), f"{key} item {i + 1}") for i, item in enumerate(value)
+        ]
+        return (
+            None
+            if any(child is None for child in children)
+            else [child for child in children if child is not None]
+        )
 
     def _all(self, value: Any, key_at: Pos, value_at: Pos) -> c.Condition | None:
         children = self._combine("all", value, value_at)
@@ -185,8 +202,9 @@ class ConditionParser:
         rest = {k: v for k, v in value.items() if k != "name"}
         if "exists" in rest:
             if len(rest) > 1:
-                src.problem(value_at, "header takes exists: or a match (equals, contains, "
-                            "glob, regex), not both")
+                src.problem(
+                    value_at, "header takes exists: or a match (equals, contains, glob, regex), not both"
+                )
                 return None
             exists = want_bool(src, rest["exists"], value_at, "header.exists")
             return None if exists is None else c.HeaderMatch(name.strip(), exists, None)
@@ -201,8 +219,11 @@ class ConditionParser:
         if isinstance(value, bool):
             return c.AttachmentMatch(value)
         if not isinstance(value, dict):
-            src.problem(value_at, "attachment must be true, false, or a mapping with name: "
-                        f"and/or type:, got {describe_type(value)}")
+            src.problem(
+                value_at,
+                "attachment must be true, false, or a mapping with name: "
+                f"and/or type:, got {describe_type(value)}",
+            )
             return None
         before = len(src.problems)
         name = kind = None
@@ -243,8 +264,9 @@ class ConditionParser:
             return None
         unknown = [code for code in codes if code.lower() not in SUPPORTED]
         for code in unknown:
-            self.src.problem(value_at, f'language "{code}" cannot be detected'
-                             f"{did_you_mean(code.lower(), SUPPORTED)}")
+            self.src.problem(
+                value_at, f'language "{code}" cannot be detected{did_you_mean(code.lower(), SUPPORTED)}'
+            )
         return None if unknown else c.LanguageMatch(frozenset(x.lower() for x in codes))
 
     def _auth(self, value: Any, key_at: Pos, value_at: Pos) -> c.Condition | None:
@@ -258,8 +280,11 @@ class ConditionParser:
                 continue
             for result in results:
                 if result.lower() not in RESULTS:
-                    src.problem(at, f'auth.{method} result "{result}" is not an RFC 8601 '
-                                f"result{did_you_mean(result.lower(), RESULTS)}")
+                    src.problem(
+                        at,
+                        f'auth.{method} result "{result}" is not an RFC 8601 '
+                        f"result{did_you_mean(result.lower(), RESULTS)}",
+                    )
             wanted[method] = frozenset(result.lower() for result in results)
         if len(wanted) != len(value) or not wanted:
             if not wanted and not value:
@@ -276,8 +301,10 @@ class ConditionParser:
         hours = self.hours.get(names[0])
         if hours is None:
             if names[0] not in self.hours_names:
-                self.src.problem(value_at, f'{key}: no business_hours named "{names[0]}"'
-                                 f"{did_you_mean(names[0], self.hours_names)}")
+                self.src.problem(
+                    value_at,
+                    f'{key}: no business_hours named "{names[0]}"{did_you_mean(names[0], self.hours_names)}',
+                )
             return None
         return c.HoursMatch(hours, within)
 
@@ -297,6 +324,7 @@ class ConditionParser:
             return None
         bad = [status for status in statuses if status not in STATUSES]
         for status in bad:
-            self.src.problem(value_at, f'ticket_status "{status}" is not a status'
-                             f"{did_you_mean(status, STATUSES)}")
+            self.src.problem(
+                value_at, f'ticket_status "{status}" is not a status{did_you_mean(status, STATUSES)}'
+            )
         return None if bad else c.StatusMatch(frozenset(statuses))

@@ -164,11 +164,14 @@ class AttachmentMatch(Condition):
         return bool(self._hits(view)) == self.present
 
     def explain(self, view: MessageView) -> str:
-        wanted = " and ".join(
-            f"{label} {matcher.describe()}"
-            for label, matcher in (("name", self.name), ("type", self.type))
-            if matcher is not None
-        ) or "any"
+        wanted = (
+            " and ".join(
+                f"{label} {matcher.describe()}"
+                for label, matcher in (("name", self.name), ("type", self.type))
+                if matcher is not None
+            )
+            or "any"
+        )
         hits = self._hits(view)
         found = ", ".join(hits) if hits else "none"
         polarity = "" if self.present else "no "
@@ -185,9 +188,7 @@ class SizeMatch(Condition):
 
     def test(self, view: MessageView) -> bool:
         size = view.message.size
-        return (self.over is None or size > self.over) and (
-            self.under is None or size < self.under
-        )
+        return (self.over is None or size > self.over) and (self.under is None or size < self.under)
 
     def explain(self, view: MessageView) -> str:
         bounds = " and ".join(

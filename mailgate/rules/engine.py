@@ -94,9 +94,7 @@ class RuleSet:
         object.__setattr__(self, "new_lane", Lane.of(self.rules, False))
         object.__setattr__(self, "reply_lane", Lane.of(self.rules, True))
 
-    def decide(
-        self, message: ParsedMessage, envelope: Envelope, context: RuleContext
-    ) -> Decision:
+    def decide(self, message: ParsedMessage, envelope: Envelope, context: RuleContext) -> Decision:
         """Route one message; never raises because of what the message contains."""
         view = MessageView(message, envelope, context)
         lane = self.reply_lane if context.is_reply else self.new_lane
@@ -152,8 +150,13 @@ class RuleSet:
         defaults = self.defaults
         is_reply = view.context.is_reply
         values: dict[str, object] = {
-            "queue": defaults.queue, "priority": defaults.priority, "category": None,
-            "assignee": None, "language": None, "sla": defaults.sla, "internal": False,
+            "queue": defaults.queue,
+            "priority": defaults.priority,
+            "category": None,
+            "assignee": None,
+            "language": None,
+            "sla": defaults.sla,
+            "internal": False,
         }
         tags: list[str] = []
         notify: list[str] = []
@@ -163,8 +166,7 @@ class RuleSet:
         changed: set[str] = set()
         for rule in matched:
             actions = rule.actions
-            for name in ("queue", "priority", "category", "assignee", "language", "sla",
-                         "internal"):
+            for name in ("queue", "priority", "category", "assignee", "language", "sla", "internal"):
                 value = getattr(actions, name)
                 if value is not None:
                     values[name] = value
@@ -181,14 +183,22 @@ class RuleSet:
             ack_template = None
             ack_reason = f"no acknowledgement: the message is {_PAST[str(action)]}"
         elif ack_rule is not None:
-            ack_reason = (f'template "{ack_template}" chosen by {ack_rule.label()}'
-                          if ack_template else f"{ack_rule.label()} says to send none")
+            ack_reason = (
+                f'template "{ack_template}" chosen by {ack_rule.label()}'
+                if ack_template
+                else f"{ack_rule.label()} says to send none"
+            )
         elif is_reply:
-            ack_reason = ("no acknowledgement for a reply to an existing ticket "
-                          "(a rule with when: reply can choose one)")
+            ack_reason = (
+                "no acknowledgement for a reply to an existing ticket "
+                "(a rule with when: reply can choose one)"
+            )
         else:
-            ack_reason = (f'template "{ack_template}" from the defaults' if ack_template
-                          else "the defaults say to send none")
+            ack_reason = (
+                f'template "{ack_template}" from the defaults'
+                if ack_template
+                else "the defaults say to send none"
+            )
 
         if final is not None:
             why = final.actions.terminal_reason
@@ -230,9 +240,11 @@ class RuleSet:
             trace: list[RuleTrace] = []
             for rule in self.rules:
                 if not rule.applies_to(is_reply):
-                    reason = ("skipped: only for replies; this is a new message"
-                              if rule.when == "reply"
-                              else "skipped: only for new messages; this is a reply")
+                    reason = (
+                        "skipped: only for replies; this is a new message"
+                        if rule.when == "reply"
+                        else "skipped: only for new messages; this is a reply"
+                    )
                 elif id(rule) in errors:
                     reason = errors[id(rule)]
                 else:

@@ -26,8 +26,20 @@ from mailgate.rules.model import Decision, RuleContext
 from mailgate.rules.syntax import did_you_mean
 
 FIELDS = (
-    "action", "queue", "priority", "category", "tags", "assignee", "language", "sla", "ack",
-    "notify", "internal", "reject_template", "matched", "changed",
+    "action",
+    "queue",
+    "priority",
+    "category",
+    "tags",
+    "assignee",
+    "language",
+    "sla",
+    "ack",
+    "notify",
+    "internal",
+    "reject_template",
+    "matched",
+    "changed",
 )
 GIVEN = ("reply", "ticket_status", "language", "our_addresses", "trusted_authserv_ids")
 # Words that mean "no acknowledgement" in an expectation, as in the rules file.
@@ -57,13 +69,11 @@ def parse_expectation(text: str) -> Expectation:
     if not isinstance(data, dict):
         return Expectation({}, {}, ("must be a mapping of field: expected value",))
     given = data.pop("given", None) or {}
-    problems = [f'unknown field "{key}"{did_you_mean(str(key), FIELDS)}'
-                for key in data if key not in FIELDS]
+    problems = [f'unknown field "{key}"{did_you_mean(str(key), FIELDS)}' for key in data if key not in FIELDS]
     if not isinstance(given, dict):
         problems.append("given must be a mapping")
         given = {}
-    problems += [f'unknown given "{key}"{did_you_mean(str(key), GIVEN)}'
-                 for key in given if key not in GIVEN]
+    problems += [f'unknown given "{key}"{did_you_mean(str(key), GIVEN)}' for key in given if key not in GIVEN]
     return Expectation(given, data, tuple(problems))
 
 

@@ -65,7 +65,7 @@ def parse_ranges(spec: str) -> list[tuple[time, time]]:
     for part in spec.split(","):
         match = _RANGE.match(part)
         if not match:
-            raise HoursError(f"expected a time range like \"08:30-17:00\", got {part.strip()!r}")
+            raise HoursError(f'expected a time range like "08:30-17:00", got {part.strip()!r}')
         start_h, start_m, end_h, end_m = (int(group) for group in match.groups())
         if start_h > 23 or end_h > 24 or start_m > 59 or end_m > 59:
             raise HoursError(f"no such time in {part.strip()!r}")
@@ -83,13 +83,10 @@ def load_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise HoursError(f"unknown time zone {name!r} (use an IANA name like Europe/Amsterdam)") \
-            from error
+        raise HoursError(f"unknown time zone {name!r} (use an IANA name like Europe/Amsterdam)") from error
 
 
-def build(
-    name: str, zone: ZoneInfo, days: dict[str, str], holidays: frozenset[date]
-) -> BusinessHours:
+def build(name: str, zone: ZoneInfo, days: dict[str, str], holidays: frozenset[date]) -> BusinessHours:
     """A schedule from validated pieces; later day entries override earlier ones."""
     opening: list[tuple[tuple[time, time], ...]] = [() for _ in DAYS]
     for day_spec, range_spec in days.items():

@@ -110,8 +110,7 @@ class RuleIndex:
                 for value in screen.exact:
                     self.exact.setdefault(screen.source, {}).setdefault(value, set()).add(position)
                 for suffix in screen.suffixes:
-                    self.suffix.setdefault(screen.source, {}).setdefault(suffix, set()).add(
-                        position)
+                    self.suffix.setdefault(screen.source, {}).setdefault(suffix, set()).add(position)
         self.screened = len(conditions) - len(self.always)
 
     def positions(self, view: MessageView) -> list[int]:

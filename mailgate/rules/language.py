@@ -57,9 +57,13 @@ _INDEX = _build_index()
 # Punctuation and digits become spaces, then str.split() cuts the words: a
 # third of the time of a Unicode-aware word regex, which matters because
 # every message is detected. Apostrophes stay ("c'est", "it's").
-_SEPARATORS = str.maketrans(dict.fromkeys(
-    # Curly quotes and dashes are spelled out so they cannot be mistaken.
-    ".,;:!?()[]{}<>\"«»¿¡“”\u2018\u2019\u2013\u2014/\\*#…|=+_~^%$&@0123456789", " "))
+_SEPARATORS = str.maketrans(
+    dict.fromkeys(
+        # Curly quotes and dashes are spelled out so they cannot be mistaken.
+        '.,;:!?()[]{}<>"«»¿¡“”\u2018\u2019\u2013\u2014/\\*#…|=+_~^%$&@0123456789',
+        " ",
+    )
+)
 # Enough text to decide; more only costs time on long threads and logs.
 _SAMPLE = 800
 # Below this many hits, or without a clear lead, we would be guessing.

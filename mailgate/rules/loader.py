@@ -51,8 +51,7 @@ def load_rules(
     try:
         text = Path(path).read_bytes().decode("utf-8")
     except OSError as error:
-        raise RulesError([Problem(name, 1, 1, f"cannot read the file: {error.strerror}")]) \
-            from error
+        raise RulesError([Problem(name, 1, 1, f"cannot read the file: {error.strerror}")]) from error
     except UnicodeDecodeError as error:
         raise RulesError([Problem(name, 1, 1, f"not UTF-8 text: {error.reason}")]) from error
     return load_rules_text(text, name, known_queues, known_templates)
@@ -132,14 +131,14 @@ def _defaults(src: Source, actions: ActionParser, node: Any, pos: Pos) -> Defaul
         elif key == "language":
             found[key] = want_text(src, value, at, "defaults.language")
             if found[key] and not LANGUAGE_CODE.match(found[key]):
-                src.problem(at, f'defaults.language must be a code like "en" or "nl", '
-                            f'got "{found[key]}"')
+                src.problem(at, f'defaults.language must be a code like "en" or "nl", got "{found[key]}"')
         elif key == "languages":
             codes = want_texts(src, value, at, "defaults.languages") or []
             found[key] = frozenset(code.lower() for code in codes)
             for code in found[key] - set(SUPPORTED):
-                src.problem(at, f'defaults.languages: "{code}" cannot be detected; '
-                            f"known: {', '.join(SUPPORTED)}")
+                src.problem(
+                    at, f'defaults.languages: "{code}" cannot be detected; known: {", ".join(SUPPORTED)}'
+                )
         elif key == "ack":
             found["ack_template"] = actions.ack(value, at, "defaults.ack")[1]
         else:
@@ -150,28 +149,36 @@ def _defaults(src: Source, actions: ActionParser, node: Any, pos: Pos) -> Defaul
     return Defaults(**found)
 
 
-def _check_builtin_defaults(
-    src: Source, actions: ActionParser, written: dict[str, Any], pos: Pos
-) -> None:
+def _check_builtin_defaults(src: Source, actions: ActionParser, written: dict[str, Any], pos: Pos) -> None:
     """The built-in queue and template must exist too when the file relies on them."""
     builtin = Defaults()
-    if "queue" not in written and actions.known_queues is not None \
-            and builtin.queue not in actions.known_queues:
-        src.problem(pos, f'the default queue "{builtin.queue}" is not a known queue; '
-                    "set defaults: {queue: ...}")
+    if (
+        "queue" not in written
+        and actions.known_queues is not None
+        and builtin.queue not in actions.known_queues
+    ):
+        src.problem(
+            pos, f'the default queue "{builtin.queue}" is not a known queue; set defaults: {{queue: ...}}'
+        )
     template = builtin.ack_template
-    if "ack_template" not in written and template and actions.known_templates is not None \
-            and template not in actions.known_templates:
-        src.problem(pos, f'the default acknowledgement template "{template}" is not a known '
-                    "template; set defaults: {ack: ...} (or ack: false)")
+    if (
+        "ack_template" not in written
+        and template
+        and actions.known_templates is not None
+        and template not in actions.known_templates
+    ):
+        src.problem(
+            pos,
+            f'the default acknowledgement template "{template}" is not a known '
+            "template; set defaults: {ack: ...} (or ack: false)",
+        )
 
 
 def _business_hours(src: Source, node: Any, pos: Pos) -> dict[str, hours_mod.BusinessHours]:
     schedules: dict[str, hours_mod.BusinessHours] = {}
     if node is None or not want_map(src, node, pos, "business_hours"):
         return schedules
-    for name, spec, name_at, at in entries(src, node, [str(key) for key in node],
-                                           "business_hours"):
+    for name, spec, name_at, at in entries(src, node, [str(key) for key in node], "business_hours"):
         if not want_map(src, spec, at, f"business_hours.{name}"):
             continue
         zone = None
@@ -184,9 +191,7 @@ def _business_hours(src: Source, node: Any, pos: Pos) -> dict[str, hours_mod.Bus
                     text = want_text(src, value, value_at, where)
                     zone = hours_mod.load_zone(text) if text else None
                 elif key == "days" and want_map(src, value, value_at, where):
-                    for day, ranges, day_at, ranges_at in entries(
-                        src, value, [str(k) for k in value], where
-                    ):
+                    for day, ranges, day_at, ranges_at in entries(src, value, [str(k) for k in value], where):
                         days[day] = _day(src, day, ranges, day_at, ranges_at, where)
                 elif key == "holidays":
                     holidays |= _holidays(src, value, value_at, where)
@@ -194,8 +199,7 @@ def _business_hours(src: Source, node: Any, pos: Pos) -> dict[str, hours_mod.Bus
                 src.problem(value_at, f"{where}: {error}")
         if zone is None:
             if "timezone" not in spec:
-                src.problem(name_at, f"business_hours.{name} needs timezone: "
-                            "(e.g. Europe/Amsterdam)")
+                src.problem(name_at, f"business_hours.{name} needs timezone: (e.g. Europe/Amsterdam)")
             continue
         if not days:
             src.problem(name_at, f"business_hours.{name} needs days: (e.g. mon-fri: 08:30-17:00)")
@@ -261,8 +265,11 @@ def _rules(
         blockers = [closed_by[kind] for kind in kinds if kind in closed_by]
         if len(blockers) == len(kinds):
             label = " and ".join(sorted({blocker.label() for blocker in blockers}))
-            src.problem(at, f'rule "{name}" can never match: {label} above matches every '
-                        f"{' and every '.join(_KIND_WORDS[kind] for kind in kinds)} and stops")
+            src.problem(
+                at,
+                f'rule "{name}" can never match: {label} above matches every '
+                f"{' and every '.join(_KIND_WORDS[kind] for kind in kinds)} and stops",
+            )
         if rule is None:
             continue
         if isinstance(rule.condition, Always) and rule.stops:
@@ -287,7 +294,11 @@ def _name_and_when(node: Any, index: int) -> tuple[str, str]:
 
 
 def _rule(
-    src: Source, conditions: ConditionParser, actions: ActionParser, node: Any, at: Pos,
+    src: Source,
+    conditions: ConditionParser,
+    actions: ActionParser,
+    node: Any,
+    at: Pos,
     index: int,
 ) -> Rule | None:
     if not want_map(src, node, at, f"rule {index + 1}"):
@@ -315,9 +326,10 @@ def _rule(
     if "then" not in node:
         src.problem(at, f'rule "{name}" needs then: (what to do when it matches)')
     if rule_actions is not None and continues and rule_actions.terminal is not None:
-        src.problem(at, f'rule "{name}": continue: true has no effect with '
-                    f"{rule_actions.terminal}, which always stops")
+        src.problem(
+            at,
+            f'rule "{name}": continue: true has no effect with {rule_actions.terminal}, which always stops',
+        )
     if len(src.problems) > before or condition is None or rule_actions is None:
         return None
-    return Rule(name, node_pos(node, at)[0] + 1, when, condition, rule_actions, continues,
-                description)
+    return Rule(name, node_pos(node, at)[0] + 1, when, condition, rule_actions, continues, description)

@@ -81,11 +81,13 @@ class TextMatcher:
         self.op: str
         self.arg: Any
         if kind == "contains":
-            self.op, self.arg = ("contains", needles[0]) if len(needles) == 1 \
-                else ("contains_any", tuple(needles))
+            self.op, self.arg = (
+                ("contains", needles[0]) if len(needles) == 1 else ("contains_any", tuple(needles))
+            )
         elif kind == "equals":
-            self.op, self.arg = ("equals", needles[0]) if len(needles) == 1 \
-                else ("member", frozenset(needles))
+            self.op, self.arg = (
+                ("equals", needles[0]) if len(needles) == 1 else ("member", frozenset(needles))
+            )
         elif kind == "glob":
             self.op, self.arg = _glob_form(needles, flags)
         else:
@@ -113,17 +115,20 @@ class TextMatcher:
             def exact_or_suffix(x: Any) -> bool:
                 value = get(x)
                 return value in exact or value.endswith(suffixes)
+
             return exact_or_suffix
         if op == "search" and len(arg) == 1:
             find = arg[0]
             return lambda x: find(get(x)) is not None
         if op == "contains_any":
+
             def contains_any(x: Any) -> bool:
                 value = get(x)
                 for needle in arg:  # noqa: SIM110 - a loop beats any() per call
                     if needle in value:
                         return True
                 return False
+
             return contains_any
 
         def search(x: Any) -> bool:
@@ -132,6 +137,7 @@ class TextMatcher:
                 if find(value) is not None:
                     return True
             return False
+
         return search
 
     def over_any(self, get: Getter) -> Callable[[Any], bool]:
@@ -148,6 +154,7 @@ class TextMatcher:
                 if test(value):
                     return True
             return False
+
         return any_value
 
     def matches(self, value: str) -> bool:

@@ -99,9 +99,7 @@ class Decision:
     # Decision fields that a matched rule set (the rest are defaults). For a
     # reply, the caller applies only these to the existing ticket.
     changed: frozenset[str] = frozenset()
-    explain: Callable[[], tuple[RuleTrace, ...]] = field(
-        default=_no_trace, repr=False, compare=False
-    )
+    explain: Callable[[], tuple[RuleTrace, ...]] = field(default=_no_trace, repr=False, compare=False)
 
     @cached_property
     def trace(self) -> tuple[RuleTrace, ...]:
@@ -128,7 +126,6 @@ class Decision:
             "matched_rules": list(self.matched_rules),
             "changed": sorted(self.changed),
             "trace": [
-                {"rule": t.name, "line": t.line, "matched": t.matched, "reason": t.reason}
-                for t in self.trace
+                {"rule": t.name, "line": t.line, "matched": t.matched, "reason": t.reason} for t in self.trace
             ],
         }

@@ -132,14 +132,11 @@ def want_texts(src: Source, value: object, pos: Pos, what: str) -> list[str] | N
     return None if text is None else [text]
 
 
-def want_choice(
-    src: Source, value: object, pos: Pos, what: str, choices: Iterable[str]
-) -> str | None:
+def want_choice(src: Source, value: object, pos: Pos, what: str, choices: Iterable[str]) -> str | None:
     ordered = list(choices)
     options = set(ordered)
     if not isinstance(value, str):
-        src.problem(pos, f"{what} must be one of {', '.join(ordered)}, "
-                    f"got {describe_type(value)}")
+        src.problem(pos, f"{what} must be one of {', '.join(ordered)}, got {describe_type(value)}")
         return None
     text = want_text(src, value, pos, what)
     if text is None:

@@ -107,8 +107,7 @@ class MessageView:
 
     @cached_property
     def headers_lower(self) -> dict[str, tuple[str, ...]]:
-        return {name: tuple(value.lower() for value in values)
-                for name, values in self.headers.items()}
+        return {name: tuple(value.lower() for value in values) for name, values in self.headers.items()}
 
     @cached_property
     def attachments(self) -> tuple[Attachment, ...]:

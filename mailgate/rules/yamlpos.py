@@ -59,10 +59,10 @@ class _Builder:
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     # "<<: *defaults" copies keys the mapping does not set itself.
-                    sources = value_node.value if isinstance(value_node, SequenceNode) \
-                        else [value_node]
-                    merged.extend(pair for source in sources if isinstance(source, MappingNode)
-                                  for pair in source.value)
+                    sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                    merged.extend(
+                        pair for source in sources if isinstance(source, MappingNode) for pair in source.value
+                    )
                     continue
                 self._add(mapping, key_node, value_node)
             for key_node, value_node in merged:

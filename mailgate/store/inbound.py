@@ -170,7 +170,7 @@ class GroupCommitter:
     def _commit(self, batch: list[tuple[InboundItem, Future[int | None]]]) -> None:
         try:
             ids = self._store.accept([item for item, _ in batch])
-        except Exception as exc:
+        except Exception as exc:  # every failure becomes a 451/452 for each waiting sender
             log.error("inbound.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
                 future.set_exception(exc)

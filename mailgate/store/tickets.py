@@ -103,6 +103,8 @@ def ticket_dict(ticket: Ticket) -> dict[str, Any]:
         "first_response_at": _iso(ticket.first_response_at),
         "resolved_at": _iso(ticket.resolved_at),
         "closed_at": _iso(ticket.closed_at),
+        "csat_rating": ticket.csat_rating,
+        "linked_ticket_id": ticket.linked_ticket_id,
     }
 
 

@@ -249,7 +249,10 @@ class CoreTicketLookup:
 # -- agents and lifecycle (rarer than new mail, but on every agent reply) ------
 
 _TICKET_TIMES = select(
-    TICKETS.c.first_response_at, TICKETS.c.resolved_at, TICKETS.c.closed_at, TICKETS.c.csat_rating,
+    TICKETS.c.first_response_at,
+    TICKETS.c.resolved_at,
+    TICKETS.c.closed_at,
+    TICKETS.c.csat_rating,
 ).where(TICKETS.c.id == bindparam("b_id"))
 _LAST_FROM = (
     select(ARTICLES.c.message_id)
@@ -268,12 +271,16 @@ _FIRST_MESSAGE = (
     .order_by(ARTICLES.c.id)
     .limit(1)
 )
-_WATCHERS = select(PARTICIPANTS.c.address).where(
-    PARTICIPANTS.c.ticket_id == bindparam("b_id"), PARTICIPANTS.c.role == "cc"
-).order_by(PARTICIPANTS.c.id)
-_QUIET_TICKETS = select(TICKETS.c.id).where(
-    TICKETS.c.status == bindparam("b_status"), TICKETS.c.updated_at < bindparam("b_before")
-).limit(500)
+_WATCHERS = (
+    select(PARTICIPANTS.c.address)
+    .where(PARTICIPANTS.c.ticket_id == bindparam("b_id"), PARTICIPANTS.c.role == "cc")
+    .order_by(PARTICIPANTS.c.id)
+)
+_QUIET_TICKETS = (
+    select(TICKETS.c.id)
+    .where(TICKETS.c.status == bindparam("b_status"), TICKETS.c.updated_at < bindparam("b_before"))
+    .limit(500)
+)
 
 
 @dataclass(frozen=True)
