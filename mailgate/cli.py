@@ -168,7 +168,7 @@ def ingest(state: State, file: Path | None, sender: str | None, recipients: tupl
     try:
         results = Processor(runtime).process_pending(only_ids=[row_id] if row_id else [])
         for result in results:
-            click.echo(  # the ingest must finish: the message is already safe
+            click.echo(
                 f"{result.state}: inbound {result.inbound_id}"
                 + (f", ticket {result.ticket_id}" if result.ticket_id else "")
             )

@@ -218,7 +218,7 @@ class ImapFetcher:
                 # arrived while we were busy may have been announced (EXISTS)
                 # in the answer to one of our own commands, and IDLE would
                 # not announce it a second time (RFC 2177 §3).
-                while self._sync(session, stop) and not stop.is_set():
+                while (self._sync(session, stop) or session.take_news()) and not stop.is_set():
                     pass
                 if horizon is not None:
                     self._checkpoint = max(self._checkpoint or 0, horizon)

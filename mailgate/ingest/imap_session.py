@@ -302,6 +302,18 @@ class MailboxSession:
         self._client.idle_done()
         return news
 
+    def take_news(self) -> bool:
+        """Did EXISTS/RECENT arrive with the answer to one of our own commands?
+
+        A message that lands while our SEARCH runs is announced in the SEARCH
+        answer, not found by it; IDLE will not announce it again (RFC 2177
+        §3). imaplib keeps such untagged answers aside; clearing them here and
+        passing once more closes that window.
+        """
+        pending = self._client._imap.untagged_responses  # imaplib's store of untagged answers
+        found = bool(pending.pop("EXISTS", None)) | bool(pending.pop("RECENT", None))
+        return found
+
     def noop(self) -> None:
         """Keep the connection alive between polls and notice a dead one."""
         self._client.noop()
