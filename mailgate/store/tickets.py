@@ -1,86 +1,15 @@
-"""Ticket storage used by the processing stage, the CLI and reports.
+"""Tickets and articles as the CLI prints them (the JSON shapes of SPEC §4).
 
-Plain functions over a Session; the caller owns the transaction.
+The processing stage writes through mailgate.store.writes; this module only
+turns stored rows into plain dictionaries.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from mailgate.store.models import Article, Event, Outbox, Participant, Ticket
-
-
-class SqlTicketLookup:
-    """The threading stage's view of the database (see TicketLookup)."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def ticket_for_message_ids(self, message_ids: list[str]) -> int | None:
-        wanted = [m for m in message_ids if m][:100]
-        if not wanted:
-            return None
-        rows = self._session.execute(
-            select(Article.message_id, Article.ticket_id).where(Article.message_id.in_(wanted))
-        ).all()
-        by_id = {message_id: ticket_id for message_id, ticket_id in rows}
-        for message_id in wanted:
-            if message_id in by_id:
-                return int(by_id[message_id])
-        return None
-
-    def ticket_exists(self, ticket_id: int) -> bool:
-        return self._session.get(Ticket, ticket_id) is not None
-
-    def is_participant(self, ticket_id: int, address: str) -> bool:
-        return (
-            self._session.scalar(
-                select(Participant.id).where(
-                    Participant.ticket_id == ticket_id, Participant.address == address.lower()
-                )
-            )
-            is not None
-        )
-
-
-def article_with_key(session: Session, dedupe_key: str) -> Article | None:
-    return session.scalar(select(Article).where(Article.dedupe_key == dedupe_key))
-
-
-def add_participant(session: Session, ticket_id: int, address: str, role: str) -> None:
-    address = address.lower()
-    if not address:
-        return
-    exists = session.scalar(
-        select(Participant.id).where(Participant.ticket_id == ticket_id, Participant.address == address)
-    )
-    if exists is None:
-        session.add(Participant(ticket_id=ticket_id, address=address, role=role))
-
-
-def add_event(session: Session, ticket_id: int | None, kind: str, **detail: Any) -> None:
-    session.add(Event(ticket_id=ticket_id, kind=kind, detail=detail))
-
-
-def automatic_mail_counts(session: Session, rcpt: str, now: datetime) -> tuple[int, int]:
-    """Automatic mails queued to ``rcpt`` in the last hour and the last day."""
-    rcpt = rcpt.lower()
-
-    def since(delta: timedelta) -> int:
-        return int(
-            session.scalar(
-                select(func.count(Outbox.id)).where(
-                    Outbox.rcpt == rcpt, Outbox.automatic.is_(True), Outbox.created_at >= now - delta
-                )
-            )
-            or 0
-        )
-
-    return since(timedelta(hours=1)), since(timedelta(days=1))
+from mailgate.store.models import Article, Ticket
 
 
 def ticket_dict(ticket: Ticket) -> dict[str, Any]:

@@ -1,0 +1,65 @@
+"""`mailgate run`, the worker it starts, `doctor` and `db upgrade`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import structlog
+
+from mailgate.cli import State, fail, main, pass_state
+
+log = structlog.get_logger(__name__)
+
+
+@main.command()
+@pass_state
+def run(state: State) -> None:
+    """Run the daemon in the foreground (SIGTERM stops, SIGHUP reloads)."""
+    from mailgate.daemon import run as run_daemon
+
+    sys.exit(run_daemon(state.runtime(), str(state.config_path.resolve())))
+
+
+@main.command(hidden=True)
+@pass_state
+def worker(state: State) -> None:
+    """The processing worker that `mailgate run` starts (internal)."""
+    import os
+    import socket
+
+    from mailgate.daemon import make_outbox_worker
+    from mailgate.worker import WAKE_FD_ENV, die_with_parent, run_worker
+
+    fd = os.environ.get(WAKE_FD_ENV)
+    if fd is None:
+        fail("this command is started by `mailgate run`, not by hand")
+    die_with_parent(int(os.environ.get("MAILGATE_PARENT_PID", os.getppid())))
+    runtime = state.runtime()
+    sys.exit(run_worker(runtime, socket.socket(fileno=int(fd)), make_outbox_worker(runtime)))
+
+
+@main.command()
+@pass_state
+def doctor(state: State) -> None:
+    """Check configuration, database, rules, relay and queues; say what to fix."""
+    from mailgate.doctor import run_doctor
+
+    # No runtime first: that would migrate and create files the doctor should inspect.
+    sys.exit(run_doctor(state.config, sys.stdout, source=state.config_path))
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: State) -> None:
+    """Apply pending database migrations."""
+    from mailgate.store.db import current_revision, make_engine, upgrade
+
+    engine = make_engine(state.config.database_url)
+    applied = upgrade(engine)
+    click.echo(f"schema {'upgraded to' if applied else 'already at'} {current_revision(engine)}")

@@ -1,0 +1,106 @@
+"""Getting mail in by hand or from an MTA: `ingest` and `import`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from mailgate.cli import State, fail, main, pass_state
+from mailgate.errors import EX_TEMPFAIL, Outcome, storage_outcome
+
+log = structlog.get_logger(__name__)
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sender", help="Envelope sender (Postfix: ${sender}); default: Return-Path or From.")
+@click.option("--recipient", "recipients", multiple=True, help="Envelope recipient; repeatable.")
+@pass_state
+def ingest(state: State, file: Path | None, sender: str | None, recipients: tuple[str, ...]) -> None:
+    """Take one raw message from FILE or standard input (for MTA pipes).
+
+    Exit 0: stored (the message is safe); 65: refused for good; 75: try again later.
+    """
+    from mailgate.ingest.files import pipe_item
+    from mailgate.pipeline import Processor
+    from mailgate.store.inbound import InboundStore
+
+    try:
+        raw = file.read_bytes() if file else sys.stdin.buffer.read()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}", code=EX_TEMPFAIL)
+    config = state.config
+    if not raw.strip():
+        fail("empty message refused", code=Outcome.EMPTY.exit_code)
+    if len(raw) > config.listen.max_message_bytes:
+        fail(
+            f"message of {len(raw)} bytes is over the limit of {config.listen.max_message_bytes}",
+            code=Outcome.TOO_BIG.exit_code,
+        )
+    try:
+        runtime = state.runtime()
+        item = pipe_item(raw, sender, recipients, config.helpdesk.address)
+        (row_id,) = InboundStore(runtime.sessions).accept([item])
+    except Exception as exc:  # the MTA must keep the message and retry
+        outcome = storage_outcome(exc)
+        fail(f"cannot store the message, try again later: {exc}", code=outcome.exit_code)
+    # The message is safe now; processing it here is a courtesy. If it fails,
+    # the daemon retries it, so the MTA still hears "accepted".
+    try:
+        results = Processor(runtime).process_pending(only_ids=[row_id] if row_id else [])
+        for result in results:
+            click.echo(
+                f"{result.state}: inbound {result.inbound_id}"
+                + (f", ticket {result.ticket_id}" if result.ticket_id else "")
+            )
+    except Exception as exc:  # the message is stored; the daemon will process it
+        log.error("ingest.process_failed", inbound_id=row_id, error=str(exc))
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@pass_state
+def import_(state: State, path: Path, no_progress: bool) -> None:
+    """Import every message of an mbox file or a Maildir folder."""
+    from tqdm import tqdm
+
+    from mailgate.ingest.files import count_messages, read_mailbox
+    from mailgate.pipeline import Processor
+    from mailgate.store.inbound import InboundStore
+
+    runtime = state.runtime()
+    total = count_messages(path)
+    store = InboundStore(runtime.sessions)
+    stored = skipped = 0
+    batch: list[Any] = []
+    counts: dict[str, int] = {}
+    processor = Processor(runtime, batch=200)
+    with tqdm(total=total, unit="msg", desc="import", disable=no_progress, file=sys.stderr) as bar:
+
+        def flush() -> None:
+            nonlocal stored, skipped
+            ids = store.accept(batch)
+            new_ids = [i for i in ids if i is not None]
+            stored += len(new_ids)
+            skipped += len(ids) - len(new_ids)
+            for start in range(0, len(new_ids), 200):
+                for result in processor.process_pending(only_ids=new_ids[start : start + 200]):
+                    counts[result.state] = counts.get(result.state, 0) + 1
+            bar.update(len(batch))
+            batch.clear()
+
+        for item in read_mailbox(path, runtime.config.helpdesk.address):
+            batch.append(item)
+            if len(batch) >= 200:
+                flush()
+        if batch:
+            flush()
+    summary = ", ".join(f"{n} {state_name}" for state_name, n in sorted(counts.items()))
+    click.echo(
+        f"imported {stored} of {total} messages ({skipped} already imported): {summary or 'nothing new'}"
+    )

@@ -1,0 +1,93 @@
+"""`mailgate rules check` and `rules test`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from mailgate.cli import State, main, pass_state
+
+log = structlog.get_logger(__name__)
+
+
+@main.group()
+def rules() -> None:
+    """Validate the rules file and try it on saved mails."""
+
+
+@rules.command("check")
+@pass_state
+def rules_check(state: State) -> None:
+    """Validate the rules and agents files; print every problem as file:line:column: reason.
+
+    With an agents file, rules that name a queue it does not define are errors too.
+    """
+    from mailgate.rules import RulesError
+    from mailgate.rules.cli import run_check
+    from mailgate.runtime import make_directory, make_templates
+
+    config = state.config
+    known_queues: set[str] | None = None
+    status = 0
+    if config.agents is not None:
+        try:
+            directory = make_directory(config)
+        except RulesError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem))
+            status = 1
+        else:
+            known_queues = {queue.name for queue in directory.queues} or None
+            click.echo(f"{config.path(config.agents)}: OK, {len(directory.queues)} queues")
+    if config.rules is None:
+        click.echo("no rules file configured (key `rules:`); the default is one queue, priority normal")
+        sys.exit(status)
+    templates = make_templates(config).names()
+    sys.exit(run_check(config.path(config.rules), known_queues, templates, sys.stdout) or status)
+
+
+@rules.command("test")
+@click.argument("mails", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
+    """Show what the rules would do with saved mails (.eml files or folders of them).
+
+    For one mail: every rule in order, whether it matched and which condition
+    decided, the resulting fields, and which acknowledgement would go out or
+    why none. For a folder: one line per mail.
+    """
+    from mailgate.rules import RuleContext
+    from mailgate.rules.cli import run_test
+    from mailgate.threading.subject import find_tags
+
+    config = state.config
+
+    def context(message: Any, envelope: Any) -> RuleContext:
+        # Without a database at hand, a mail that answers something is a reply.
+        is_reply = bool(
+            message.in_reply_to
+            or message.references
+            or find_tags(message.subject, config.helpdesk.ref_prefix)
+        )
+        return RuleContext(
+            is_reply=is_reply,
+            our_addresses=config.our_addresses,
+            now=envelope.received_at,
+            trusted_authserv_ids=frozenset(config.trusted_authserv_ids),
+        )
+
+    from mailgate import guard
+
+    own = guard.OwnIdentity(config.our_addresses, config.helpdesk.domain, config.helpdesk.address)
+
+    def guard_check(message: Any, envelope: Any, raw: bytes) -> tuple[str, bool, tuple[str, ...]]:
+        verdict = guard.check(message, envelope, own, raw)
+        return verdict.kind, verdict.may_auto_reply, verdict.reasons
+
+    rules_path = config.path(config.rules) if config.rules else None
+    sys.exit(run_test(rules_path, list(mails), as_json, context, sys.stdout, guard_check))
