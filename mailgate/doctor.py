@@ -26,6 +26,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from mailgate.config import Config, LmtpListener, TcpListener
+from mailgate.doctor_daemon import check_daemon
 from mailgate.runtime import make_rules, make_templates
 from mailgate.store.db import current_revision, head_revision, make_engine
 from mailgate.store.models import Inbound, Outbox
@@ -85,6 +86,9 @@ def _findings(config: Config, source: Path | None) -> Iterator[Finding]:
     yield check_rules(config)
     yield from check_outbound(config)
     yield from check_listeners(config)
+    # The running daemon's own view: workers and IMAP accounts.
+    for found in check_daemon(config):
+        yield Finding(found.status, found.check, found.detail)
 
 
 def _guarded(check: str, run: Callable[[], Finding]) -> Finding:

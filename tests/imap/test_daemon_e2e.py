@@ -64,3 +64,34 @@ def _account_stored(status_file: Path, count: int) -> dict[str, Any] | None:
         return None
     (account,) = state["imap"]
     return account if account["stored"] >= count else None
+
+
+@pytest.mark.dovecot
+def test_doctor_shows_each_account_and_a_failing_one(daemon_factory: Any, mailbox: Mailbox) -> None:
+    """`mailgate doctor` reports each IMAP account's state from the daemon, FAIL for a bad password."""
+    good = {
+        "name": "support",
+        "host": "127.0.0.1",
+        "port": mailbox.server.imap_port,
+        "security": "none",
+        "username": mailbox.user,
+        "password": mailbox.password,
+    }
+    daemon = daemon_factory(imap=[good, {**good, "name": "sales", "password": "wrong"}])
+    daemon.wait_for("imap.auth_failed", timeout=15)
+    status_file = daemon.config_path.parent / "var" / "status.json"
+    wait_until(lambda: _states(status_file) == {"support": "idle", "sales": "auth_failed"}, timeout=15)
+    result = daemon.cli("doctor")
+    out = result.stdout.decode()
+    assert 1 == result.returncode  # the failing account is a FAIL
+    assert "OK    daemon: running" in out
+    assert "OK    imap support: idle" in out
+    assert "FAIL  imap sales: auth_failed" in out
+    assert "wrong" not in out  # no secret in the output
+
+
+def _states(status_file: Path) -> dict[str, str]:
+    try:
+        return {a["name"]: a["state"] for a in json.loads(status_file.read_text())["imap"]}
+    except (OSError, ValueError, KeyError):
+        return {}
