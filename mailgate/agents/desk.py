@@ -327,6 +327,10 @@ def _relay_or_note(
         from_name=f"{agent.name} via {helpdesk.name}",
         cc=cc,
     )
+    # The agent's files go along; inline images were part of their signature.
+    files = tuple(a for a in incoming.message.attachments if a.content and not a.inline)
+    if files:
+        mail = replace(mail, attachments=files)
     enqueue(conn, runtime, ticket.id, mail, automatic=False, now=now, visibility="public")
     if ticket_times(conn, ticket.id).first_response_at is None:
         update_ticket(conn, ticket.id, first_response_at=now)

@@ -11,14 +11,15 @@ quoted-printable UTF-8), so writing it costs a twentieth of that.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import encode_rfc2231, format_datetime, formataddr
 
-from mailgate.message import Address
+from mailgate.message import Address, Attachment
 
 LOOP_HEADER = "X-Mailgate-Loop"
 
@@ -41,6 +42,8 @@ class OutgoingMail:
     # for mail we start ourselves; None for a human's relayed words.
     auto_submitted: str | None = "auto-replied"
     language: str = "en"
+    # Files sent along (an agent's relayed reply keeps its attachments).
+    attachments: tuple[Attachment, ...] = ()
 
 
 def one_line(value: str) -> str:
@@ -123,20 +126,52 @@ def compose(mail: OutgoingMail, *, loop_value: str, now: datetime | None = None)
     headers.append(("Content-Language", header_value(mail.language)))
     headers.append(("MIME-Version", "1.0"))
     block = "".join(f"{name}: {_fold(value)}\r\n" for name, value in headers).encode("ascii")
+    files = [a for a in mail.attachments if a.content]
+    if not files:
+        return block + _body(mail)
+    # multipart/mixed: the readable body first, then each file (RFC 2046 §5.1.3).
+    boundary = f"=_mg_{secrets.token_hex(12)}"
+    parts = [_body(mail), *(_file_part(a) for a in files)]
+    return (
+        block
+        + f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'.encode("ascii")
+        + b"".join(f"--{boundary}\r\n".encode("ascii") + part + b"\r\n" for part in parts)
+        + f"--{boundary}--\r\n".encode("ascii")
+    )
+
+
+def _body(mail: OutgoingMail) -> bytes:
+    """The readable part: plain text, or text and HTML as alternatives."""
     if not mail.html:
-        return block + _text_part(mail.text, "plain") + b"\r\n"
+        return _text_part(mail.text, "plain") + b"\r\n"
     # The boundary is random and cannot occur in QP-encoded parts (RFC 2045
     # §6.7 output never contains "=_" followed by our token).
     boundary = f"=_mg_{secrets.token_hex(12)}"
     return (
-        block
-        + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
+        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
         + f"--{boundary}\r\n".encode("ascii")
         + _text_part(mail.text, "plain")
         + f"\r\n--{boundary}\r\n".encode("ascii")
         + _text_part(mail.html, "html")
         + f"\r\n--{boundary}--\r\n".encode("ascii")
     )
+
+
+def _file_part(attachment: Attachment) -> bytes:
+    name = one_line(attachment.filename) or "attachment"
+    # RFC 2231 for names that are not plain ASCII; quotes and backslashes never
+    # reach the header unescaped.
+    if name.isascii() and '"' not in name and "\\" not in name:
+        disposition = f'attachment; filename="{name}"'
+    else:
+        disposition = f"attachment; filename*={encode_rfc2231(name, 'utf-8')}"
+    content_type = attachment.content_type if "/" in attachment.content_type else "application/octet-stream"
+    head = (
+        f"Content-Type: {header_value(one_line(content_type))}\r\n"
+        f"Content-Disposition: {header_value(disposition)}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    return head.encode("ascii", "replace") + base64.encodebytes(attachment.content).replace(b"\n", b"\r\n")
 
 
 def _fold(value: str, width: int = 78) -> str:

@@ -228,3 +228,32 @@ def test_auto_close_closes_quiet_resolved_tickets(desk: Any) -> None:
     assert 1 == processor.maybe_auto_close(datetime.now(UTC) + timedelta(hours=73))
     assert ("closed", before) == (ticket(desk, 1).status, len(outbox_mails(desk)))
     assert "auto-close" == events(desk, "status_changed")[-1]["by"]
+
+
+def test_agent_reply_keeps_its_attachments(desk: Any) -> None:
+    """A file an agent attaches reaches the requester byte for byte, with its name."""
+    import base64
+
+    from mailgate.threading.tokens import reply_address
+
+    opened(desk)
+    manual = b"%PDF-1.4 printer manual " + bytes(range(256)) * 8
+    to = reply_address("helpdesk@example.com", desk.keys, 1, "alice@example.com")
+    raw = (
+        "From: Alice Admin <alice@example.com>\r\n"
+        f"To: {to}\r\nSubject: Re: [HD-1] Printer on floor 3 is broken\r\n"
+        "Message-ID: <alice-file@example.com>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe manual, page 12.\r\n"
+        "--b1\r\nContent-Type: application/pdf\r\n"
+        "Content-Disposition: attachment; filename*=utf-8''Handleiding%20printer%20%C3%A9.pdf\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(manual).decode()
+        + "\r\n--b1--\r\n"
+    ).encode()
+    assert "done" == deliver(desk, raw, "alice@example.com", (to,)).state
+    relay = mails_to(desk, "jan@example.org")[-1]
+    files = [part for part in relay.walk() if part.get_content_disposition() == "attachment"]
+    assert ["Handleiding printer é.pdf"] == [part.get_filename() for part in files]
+    assert manual == files[0].get_payload(decode=True)
+    assert "The manual, page 12." in relay.get_payload(0).get_payload(decode=True).decode()
