@@ -14,9 +14,10 @@ import random
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple, cast
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.faults import crash_point
@@ -47,6 +48,57 @@ def release_outbox_leases(sessions: sessionmaker[Session]) -> None:
     """
     with transaction(sessions) as session:
         session.execute(update(Outbox).where(Outbox.state == "queued").values(lease_until=None))
+
+
+OUTBOX = cast(Table, Outbox.__table__)
+_DUE = (
+    select(
+        OUTBOX.c.id,
+        OUTBOX.c.ticket_id,
+        OUTBOX.c.message_id,
+        OUTBOX.c.mail_from,
+        OUTBOX.c.rcpt,
+        OUTBOX.c.raw,
+        OUTBOX.c.attempts,
+        OUTBOX.c.created_at,
+    )
+    .where(
+        OUTBOX.c.state == "queued",
+        OUTBOX.c.next_attempt_at <= bindparam("b_now"),
+        or_(OUTBOX.c.lease_until.is_(None), OUTBOX.c.lease_until < bindparam("b_now")),
+    )
+    .order_by(OUTBOX.c.id)
+    .limit(bindparam("b_limit"))
+)
+_LEASE = (
+    OUTBOX.update()
+    .where(OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(lease_until=bindparam("b_until"))
+)
+_MARK_SENT = (
+    OUTBOX.update()
+    .where(OUTBOX.c.id == bindparam("b_id"))
+    .values(
+        state="sent",
+        sent_at=bindparam("b_now"),
+        attempts=bindparam("b_attempts"),
+        lease_until=None,
+        last_error=None,
+    )
+)
+
+
+class Due(NamedTuple):
+    """An outbox row leased for one delivery attempt."""
+
+    id: int
+    ticket_id: int | None
+    message_id: str
+    mail_from: str
+    rcpt: str
+    raw: bytes
+    attempts: int
+    created_at: datetime
 
 
 class OutboxWorker:
@@ -94,22 +146,11 @@ class OutboxWorker:
         """Send every due row once; returns how many were attempted."""
         now = now or datetime.now(UTC)
         with transaction(self._sessions) as session:
-            rows = list(
-                session.scalars(
-                    select(Outbox)
-                    .where(
-                        Outbox.state == "queued",
-                        Outbox.next_attempt_at <= now,
-                        or_(Outbox.lease_until.is_(None), Outbox.lease_until < now),
-                    )
-                    .order_by(Outbox.id)
-                    .limit(self._batch)
-                )
-            )
+            conn = session.connection()
+            rows = [Due(*found) for found in conn.execute(_DUE, {"b_now": now, "b_limit": self._batch})]
             if not rows:
                 return 0
-            ids = [row.id for row in rows]
-            session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(lease_until=now + self._lease))
+            conn.execute(_LEASE, {"b_ids": [row.id for row in rows], "b_until": now + self._lease})
         results = []
         for row in rows:
             result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)
@@ -121,13 +162,15 @@ class OutboxWorker:
                 self._record(session, row, result, finished)
         return len(rows)
 
-    def _record(self, session: Session, row: Outbox, result: DeliveryResult, now: datetime) -> None:
+    def _record(self, session: Session, row: Due, result: DeliveryResult, now: datetime) -> None:
         attempts = row.attempts + 1
         values: dict[str, object] = {"attempts": attempts, "lease_until": None, "last_error": None}
         bound = log.bind(outbox_id=row.id, ticket_id=row.ticket_id, message_id=row.message_id, rcpt=row.rcpt)
         if result.ok:
-            values.update(state="sent", sent_at=now)
+            # The common case, once per mail: a statement built once.
+            session.connection().execute(_MARK_SENT, {"b_id": row.id, "b_attempts": attempts, "b_now": now})
             bound.info("outbox.sent", detail=result.detail, attempts=attempts)
+            return
         else:
             too_old = (now - row.created_at).total_seconds() > self._policy.give_up_after_seconds
             if result.permanent or too_old:
