@@ -15,7 +15,7 @@ from typing import TextIO
 
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.engine import RuleSet, default_ruleset
-from mailgate.rules.expect import apply_given, load_expectation, mismatches, sidecar
+from mailgate.rules.expect import FIELDS, apply_given, load_expectation, mismatches, sidecar
 from mailgate.rules.loader import load_rules
 from mailgate.rules.model import Decision, RuleContext, RulesError
 
@@ -184,19 +184,9 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
         print("  (no rules evaluated)", file=out)
     print("", file=out)
     fields = decision.as_dict()
-    for name in (
-        "action",
-        "queue",
-        "priority",
-        "category",
-        "tags",
-        "assignee",
-        "language",
-        "sla",
-        "notify",
-        "internal",
-        "reject_template",
-    ):
+    # The fields an expectation file can name; the acknowledgement is shown
+    # below, and the matched rules are the trace above.
+    for name in (field for field in FIELDS if field not in ("ack", "matched", "changed")):
         print(f"  {name:<16} {_show(fields[name])}", file=out)
     if result.guard is not None:
         kind, _may_reply, reasons = result.guard

@@ -18,20 +18,7 @@ from tests.imap.conftest import Mailbox, make_message
 @pytest.mark.dovecot
 def test_appended_mail_is_acknowledged_within_two_seconds(daemon_factory: Any, mailbox: Mailbox) -> None:
     """With IDLE, APPEND -> ticket -> acknowledgement takes under 2 s (median of 5), and the mail is moved."""
-    daemon = daemon_factory(
-        imap=[
-            {
-                "name": "support",
-                "host": "127.0.0.1",
-                "port": mailbox.server.imap_port,
-                "security": "none",
-                "username": mailbox.user,
-                "password": mailbox.password,
-                "move_to": "Processed",
-                "address": "helpdesk@example.com",
-            }
-        ]
-    )
+    daemon = daemon_factory(imap=[_account(mailbox, move_to="Processed", address="helpdesk@example.com")])
     daemon.wait_for("imap.connected", timeout=15)
     latencies = []
     for n in range(5):
@@ -69,14 +56,7 @@ def _account_stored(status_file: Path, count: int) -> dict[str, Any] | None:
 @pytest.mark.dovecot
 def test_doctor_shows_each_account_and_a_failing_one(daemon_factory: Any, mailbox: Mailbox) -> None:
     """`mailgate doctor` reports each IMAP account's state from the daemon, FAIL for a bad password."""
-    good = {
-        "name": "support",
-        "host": "127.0.0.1",
-        "port": mailbox.server.imap_port,
-        "security": "none",
-        "username": mailbox.user,
-        "password": mailbox.password,
-    }
+    good = _account(mailbox)
     daemon = daemon_factory(imap=[good, {**good, "name": "sales", "password": "wrong"}])
     daemon.wait_for("imap.auth_failed", timeout=15)
     status_file = daemon.config_path.parent / "var" / "status.json"
@@ -95,3 +75,16 @@ def _states(status_file: Path) -> dict[str, str]:
         return {a["name"]: a["state"] for a in json.loads(status_file.read_text())["imap"]}
     except (OSError, ValueError, KeyError):
         return {}
+
+
+def _account(mailbox: Mailbox, **extra: str) -> dict[str, Any]:
+    """The `imap:` entry of the configuration for this test mailbox."""
+    return {
+        "name": "support",
+        "host": "127.0.0.1",
+        "port": mailbox.server.imap_port,
+        "security": "none",
+        "username": mailbox.user,
+        "password": mailbox.password,
+        **extra,
+    }
