@@ -22,8 +22,8 @@ from mailgate.agents.desk import Incoming, handle_agent_mail, notify_agents
 from mailgate.attachments import store_attachments
 from mailgate.bounces import record_bounce, suppressed
 from mailgate.guard.ratelimit import RateLimits, automatic_mail_allowed
-from mailgate.message import Envelope, ParsedMessage
-from mailgate.notify import enqueue, render_to
+from mailgate.message import Address, Envelope, ParsedMessage
+from mailgate.notify import enqueue, render_to, send_notice
 from mailgate.rules import Decision, RuleContext
 from mailgate.runtime import Runtime
 from mailgate.store.writes import (
@@ -177,8 +177,11 @@ class MessageHandler:
         )
         if decision.action != "accept":
             state = {"drop": "dropped", "quarantine": "quarantined", "reject": "rejected"}[decision.action]
-            bound.info("process.rule_action", action=decision.action, reason=decision.reason)
-            return self._finish(conn, row_id, state, f"rule: {decision.reason}", now)
+            reason = f"rule: {decision.reason}"
+            if decision.action == "reject" and decision.reject_template:
+                reason += "; " + self._reject_notice(conn, message, decision, verdict, now)
+            bound.info("process.rule_action", action=decision.action, reason=reason)
+            return self._finish(conn, row_id, state, reason, now)
 
         is_new = ticket is None
         if ticket is None:
@@ -226,6 +229,8 @@ class MessageHandler:
             guard_reasons=list(verdict.reasons),
             rules=list(decision.matched_rules),
         )
+        if decision.notify:
+            self._notify_by_rule(conn, ticket, message, decision, sender, now)
         if is_new:
             self._acknowledge(conn, ticket, message, decision, verdict, now)
             notify_agents(conn, runtime, ticket, message, now, event="new")
@@ -243,6 +248,75 @@ class MessageHandler:
         return self._finish(
             conn, row_id, "done", "; ".join(thread.reasons), now, ticket_id=ticket.id, article_id=article_id
         )
+
+    def _notify_by_rule(
+        self,
+        conn: Connection,
+        ticket: TicketView,
+        message: ParsedMessage,
+        decision: Decision,
+        sender: str,
+        now: datetime,
+    ) -> None:
+        """The rules' `notify:` addresses hear of the mail (internal: no rate limit)."""
+        article = {
+            "sender": sender,
+            "sender_name": message.sender.name if message.sender else "",
+            "text": message.new_text,
+        }
+        for address in dict.fromkeys(a.lower() for a in decision.notify):
+            if address == sender:
+                continue
+            mail = render_to(
+                self.runtime,
+                ticket,
+                "rule_notify",
+                Address(address),
+                kind="rule_notify",
+                extra={"article": article, "rules": list(decision.matched_rules)},
+                in_reply_to=message.message_id,
+                auto_submitted="auto-generated",
+            )
+            enqueue(conn, self.runtime, ticket.id, mail, automatic=False, now=now, visibility="internal")
+
+    def _reject_notice(
+        self,
+        conn: Connection,
+        message: ParsedMessage,
+        decision: Decision,
+        verdict: guard.GuardVerdict,
+        now: datetime,
+    ) -> str:
+        """Tell the sender why their mail was refused, if we may answer them at all."""
+        assert decision.reject_template is not None
+        if not verdict.may_auto_reply or message.sender is None:
+            return f"no notice: {verdict.kind}"
+        if (bounced := suppressed(conn, message.sender.email)) is not None:
+            return f"no notice: address suppressed ({bounced})"
+        limits = self.runtime.config.limits
+        hour, day = automatic_mail_counts(conn, message.sender.email, now)
+        rate = automatic_mail_allowed(
+            hour, day, RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day)
+        )
+        if not rate.allowed:
+            return f"no notice: {rate.reason}"
+        send_notice(
+            conn,
+            self.runtime,
+            decision.reject_template,
+            message.sender,
+            {
+                "requester": {"name": message.sender.name, "email": message.sender.email},
+                "original": {"subject": message.subject},
+                # Only the admin's `reason:` text, never our rule's name or line.
+                "reason": decision.reason.partition("): ")[2] or "it matched one of our filtering rules",
+            },
+            language=decision.language,
+            queue=self.runtime.directory.template_folder(decision.queue),
+            in_reply_to=message.message_id,
+            now=now,
+        )
+        return f"notice {decision.reject_template!r} sent to {message.sender.email}"
 
     def _agent_identity(self, sender: str) -> tuple[str, ...]:
         agent = self.runtime.directory.agent_for(sender)

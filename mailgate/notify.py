@@ -116,6 +116,22 @@ def enqueue(
         threaded_by="",
         created_at=now,
     )
+    _queue_rows(conn, runtime, ticket_id, article_id, mail, raw, recipients, automatic=automatic, now=now)
+    return article_id
+
+
+def _queue_rows(
+    conn: Connection,
+    runtime: Runtime,
+    ticket_id: int | None,
+    article_id: int | None,
+    mail: OutgoingMail,
+    raw: bytes,
+    recipients: list[str],
+    *,
+    automatic: bool,
+    now: datetime,
+) -> None:
     helpdesk = runtime.config.helpdesk.address
     for rcpt in recipients:
         outbox_id = insert_outbox(
@@ -136,4 +152,44 @@ def enqueue(
         # VERP (one return path per outbox row) tells us which mail to which
         # recipient bounced, without trusting anything the bounce says.
         set_return_path(conn, outbox_id, verp_address(helpdesk, outbox_id, runtime.keys.signing))
-    return article_id
+
+
+def send_notice(
+    conn: Connection,
+    runtime: Runtime,
+    template: str,
+    recipient: Address,
+    context: Mapping[str, Any],
+    *,
+    language: str,
+    queue: str | None,
+    in_reply_to: str | None,
+    now: datetime,
+) -> str:
+    """A mail that belongs to no ticket (a rejection notice); returns its Message-ID.
+
+    It has no reply address of its own: an answer to it reaches the helpdesk
+    address and is a new request like any other.
+    """
+    helpdesk = runtime.config.helpdesk
+    rendered = runtime.templates.render(
+        template,
+        {"helpdesk": {"name": helpdesk.name, "address": helpdesk.address}, **context},
+        language=language,
+        queue=queue,
+    )
+    mail = OutgoingMail(
+        kind="notice",
+        message_id=new_message_id(helpdesk.domain),
+        from_name=helpdesk.name,
+        from_address=helpdesk.address,
+        to=(recipient,),
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        in_reply_to=in_reply_to,
+        language=rendered.language,
+    )
+    raw = compose(mail, loop_value=helpdesk.address, now=now)
+    _queue_rows(conn, runtime, None, None, mail, raw, [recipient.email.lower()], automatic=True, now=now)
+    return mail.message_id

@@ -5,9 +5,11 @@ write transaction), then hand each to handle.py in one transaction. The
 inbound row is marked done in the same transaction that stores what it
 caused, so a crash anywhere leaves it either pending (processed again) or
 fully done: exactly once. A batch runs without savepoints; if any message
-fails, it is rolled back whole and redone one savepoint per message. A row is leased and its attempt counted in a commit of its own
-before work starts, so a message that crashes the process is quarantined
-after ``limits.max_attempts`` tries instead of looping for ever.
+fails, it is rolled back whole and redone one savepoint per message.
+
+A row is leased and its attempt counted in a commit of its own before work
+starts, so a message that crashes the process is quarantined after
+``limits.max_attempts`` tries instead of looping for ever.
 """
 
 from __future__ import annotations
