@@ -148,8 +148,8 @@ class Secrets(_Strict):
 
 
 class Limits(_Strict):
-    auto_replies_per_hour: int = Field(default=5, ge=0)
-    auto_replies_per_day: int = Field(default=20, ge=0)
+    auto_replies_per_hour: int = Field(default=5, ge=1)
+    auto_replies_per_day: int = Field(default=20, ge=1)
     max_attempts: int = Field(default=3, ge=1)
     # Attachments: each file up to this size is stored (once per content
     # hash); larger ones, and any past the per-message total, are listed on

@@ -18,21 +18,18 @@ from sqlalchemy import Connection
 
 from mailgate import guard, lifecycle
 from mailgate.agents.auth import check_agent
-from mailgate.agents.desk import Incoming, handle_agent_mail, notify_agents
-from mailgate.attachments import store_attachments
-from mailgate.bounces import record_bounce, suppressed
-from mailgate.guard.ratelimit import RateLimits, automatic_mail_allowed
+from mailgate.agents.desk import handle_agent_mail, notify_agents
+from mailgate.articles import Incoming, store_incoming
+from mailgate.bounces import record_bounce
 from mailgate.message import Address, Envelope, ParsedMessage
-from mailgate.notify import enqueue, render_to, send_notice
+from mailgate.notify import automatic_mail_permission, enqueue, render_to, send_notice
 from mailgate.rules import Decision, RuleContext
 from mailgate.runtime import Runtime
 from mailgate.store.writes import (
     CoreTicketLookup,
     TicketView,
     add_participants,
-    automatic_mail_counts,
     finish_inbound,
-    insert_article,
     insert_event,
     insert_ticket,
     ticket_times,
@@ -139,11 +136,11 @@ class MessageHandler:
         recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
         comment_queue = next((q for a in recipients if (q := directory.comment_queue(a)) is not None), None)
         is_agent = directory.agent_for(sender) is not None and (ticket is None or sender != ticket.requester)
+        incoming = Incoming(
+            row_id, ready.dedupe_key, message, verdict, thread.threaded_by, claim.received_at, sender
+        )
         if ticket is not None and (is_agent or comment_queue is not None):
-            check = check_agent(message, thread, directory, frozenset(runtime.config.trusted_authserv_ids))
-            incoming = Incoming(
-                row_id, ready.dedupe_key, message, verdict, thread.threaded_by, claim.received_at
-            )
+            check = check_agent(message, thread, directory, runtime.trusted_authserv_ids)
             article_id, why = handle_agent_mail(conn, runtime, ticket, incoming, check, comment_queue, now)
             known[ready.dedupe_key] = (article_id, ticket.id)
             bound.info("process.agent_mail", ticket=ticket.ref, article_id=article_id, outcome=why)
@@ -169,9 +166,9 @@ class MessageHandler:
             RuleContext(
                 is_reply=ticket is not None,
                 ticket_status=ticket.status if ticket is not None else None,
-                our_addresses=runtime.config.our_addresses,
+                our_addresses=runtime.config_addresses,
                 now=claim.received_at,
-                trusted_authserv_ids=frozenset(runtime.config.trusted_authserv_ids),
+                trusted_authserv_ids=runtime.trusted_authserv_ids,
                 language=ticket.language if ticket is not None else None,
             ),
         )
@@ -189,25 +186,14 @@ class MessageHandler:
         else:
             self._apply_to_reply(conn, ticket, decision)
 
-        article_id = insert_article(
+        article_id = store_incoming(
             conn,
-            ticket_id=ticket.id,
-            inbound_id=row_id,
-            dedupe_key=ready.dedupe_key,
-            direction="in",
+            runtime,
+            ticket.id,
+            incoming,
             visibility="internal" if decision.internal else "public",
             kind="request" if is_new else "reply",
-            sender=sender,
-            sender_name=message.sender.name if message.sender else "",
-            recipients=[a.email for a in (*message.to, *message.cc)],
-            message_id=message.message_id,
-            subject=message.subject,
-            body_text=message.new_text,
-            body_full=message.text,
-            body_html=message.html,
-            threaded_by=thread.threaded_by,
-            attachments=store_attachments(conn, message.attachments, runtime.config.limits),
-            created_at=claim.received_at,
+            text=message.new_text,
         )
         known[ready.dedupe_key] = (article_id, ticket.id)
         ours = runtime.is_our_address
@@ -291,15 +277,9 @@ class MessageHandler:
         assert decision.reject_template is not None
         if not verdict.may_auto_reply or message.sender is None:
             return f"no notice: {verdict.kind}"
-        if (bounced := suppressed(conn, message.sender.email)) is not None:
-            return f"no notice: address suppressed ({bounced})"
-        limits = self.runtime.config.limits
-        hour, day = automatic_mail_counts(conn, message.sender.email, now)
-        rate = automatic_mail_allowed(
-            hour, day, RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day)
-        )
-        if not rate.allowed:
-            return f"no notice: {rate.reason}"
+        permission = automatic_mail_permission(conn, self.runtime, message.sender.email, now)
+        if permission.refused is not None:
+            return f"no notice: {permission.refused}"
         send_notice(
             conn,
             self.runtime,
@@ -414,33 +394,22 @@ class MessageHandler:
             why_not = f"{verdict.kind}: {'; '.join(verdict.reasons)}"
         elif message.sender is None:
             why_not = "no sender address to answer"
-        elif (bounced := suppressed(conn, message.sender.email)) is not None:
-            why_not = (
-                f"address suppressed after a bounce ({bounced}); clear with `mailgate suppressions clear`"
-            )
-        if why_not is None and message.sender is not None:
-            limits = self.runtime.config.limits
-            hour, day = automatic_mail_counts(conn, message.sender.email, now)
-            rate = automatic_mail_allowed(
-                hour,
-                day,
-                RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day),
-            )
-            if not rate.allowed:
-                why_not = rate.reason
-                if rate.send_limit_notice:
-                    # Exactly one "no more automatic replies today" (it counts
-                    # as sent, so the next one finds the day over its limit).
-                    notice = render_to(
-                        self.runtime,
-                        ticket,
-                        "limit_notice",
-                        message.sender,
-                        kind="limit_notice",
-                        in_reply_to=message.message_id,
-                    )
-                    enqueue(conn, self.runtime, ticket.id, notice, automatic=True, now=now)
-                    why_not += "; sent the one daily limit notice"
+        else:
+            permission = automatic_mail_permission(conn, self.runtime, message.sender.email, now)
+            why_not = permission.refused
+            if permission.limit_notice:
+                # Exactly one "no more automatic replies today" (it counts
+                # as sent, so the next one finds the day over its limit).
+                notice = render_to(
+                    self.runtime,
+                    ticket,
+                    "limit_notice",
+                    message.sender,
+                    kind="limit_notice",
+                    in_reply_to=message.message_id,
+                )
+                enqueue(conn, self.runtime, ticket.id, notice, automatic=True, now=now)
+                why_not = f"{permission.refused}; sent the one daily limit notice"
         if why_not is not None:
             insert_event(conn, ticket.id, "ack_suppressed", now, reason=why_not)
             log.info("process.ack_suppressed", ticket=ticket.ref, reason=why_not)

@@ -9,17 +9,52 @@ does.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
+from mailgate.bounces import suppressed
+from mailgate.guard.ratelimit import automatic_mail_allowed
 from mailgate.guard.verp import verp_address
 from mailgate.message import Address
 from mailgate.outbox.compose import OutgoingMail, compose, new_message_id
 from mailgate.runtime import Runtime
-from mailgate.store.writes import TicketView, insert_article, insert_outbox, set_return_path
+from mailgate.store.writes import (
+    TicketView,
+    automatic_mail_counts,
+    insert_article,
+    insert_outbox,
+    set_return_path,
+)
 from mailgate.threading.tokens import reply_address
+
+
+@dataclass(frozen=True)
+class Permission:
+    """May an automatic mail go to an address now, and if not, why."""
+
+    refused: str | None
+    # The moment for the one "no more automatic replies today" notice.
+    limit_notice: bool = False
+
+
+def automatic_mail_permission(conn: Connection, runtime: Runtime, address: str, now: datetime) -> Permission:
+    """The one check before any automatic mail (SPEC §2 promise 3).
+
+    A hard-bounced address gets nothing until an admin clears it; any other
+    gets at most the configured number per hour and per day. The caller
+    checks the guard's verdict first: machines get nothing at all.
+    """
+    bounced = suppressed(conn, address)
+    if bounced is not None:
+        return Permission(
+            f"address suppressed after a bounce ({bounced}); clear with `mailgate suppressions clear`"
+        )
+    hour, day = automatic_mail_counts(conn, address, now)
+    rate = automatic_mail_allowed(hour, day, runtime.rate_limits)
+    return Permission(None if rate.allowed else rate.reason, rate.send_limit_notice)
 
 
 def ticket_context(runtime: Runtime, ticket: TicketView) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailgate.agents.directory import Directory, load_directory
 from mailgate.config import Config
 from mailgate.guard import OwnIdentity
+from mailgate.guard.ratelimit import RateLimits
 from mailgate.rules import RuleSet, default_ruleset, load_rules
 from mailgate.store.db import make_engine, session_factory, upgrade
 from mailgate.templates import TemplateSet
@@ -35,13 +36,24 @@ class Runtime:
     rules: RuleSet
     directory: Directory = field(default_factory=Directory)
     own: OwnIdentity = field(init=False)
+    config_addresses: frozenset[str] = field(init=False)
+    trusted_authserv_ids: frozenset[str] = field(init=False)
+    rate_limits: RateLimits = field(init=False)
 
     def __post_init__(self) -> None:
         self._identify()
 
     def _identify(self) -> None:
+        # Derived once per (re)load: the hot path asks for these for every
+        # recipient of every message.
+        self.config_addresses = self.config.our_addresses
+        self.trusted_authserv_ids = frozenset(self.config.trusted_authserv_ids)
+        limits = self.config.limits
+        self.rate_limits = RateLimits(
+            per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day
+        )
         self.own = OwnIdentity(
-            addresses=self.config.our_addresses | self.directory.addresses,
+            addresses=self.config_addresses | self.directory.addresses,
             message_id_domain=self.config.helpdesk.domain,
             loop_header_value=self.config.helpdesk.address,
         )
@@ -51,12 +63,10 @@ class Runtime:
         if self.config.helpdesk.accept_any_recipient:
             return True
         local, _, domain = address.lower().strip("<>").rpartition("@")
-        base = f"{local.split('+', 1)[0]}@{domain}"
-        return (
-            base in self.config.our_addresses
-            or base in self.directory.addresses
-            or (f"{local}@{domain}" in self.directory.addresses)
-        )
+        ours = self.own.addresses
+        # A queue may own a plus-address (helpdesk+network@), so the whole
+        # address counts as well as its base.
+        return f"{local.split('+', 1)[0]}@{domain}" in ours or f"{local}@{domain}" in ours
 
     def reload(self) -> list[str]:
         """Load rules, agents and templates anew; keep the running ones on any problem."""

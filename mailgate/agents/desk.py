@@ -8,7 +8,7 @@ the incoming mail says, so no header can steer one to a requester.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,17 +19,14 @@ from mailgate import lifecycle
 from mailgate.agents.auth import AgentCheck
 from mailgate.agents.commands import Changes, Commands, interpret, split_commands
 from mailgate.agents.directory import Agent, Queue
-from mailgate.guard import GuardVerdict
-from mailgate.guard.ratelimit import RateLimits, automatic_mail_allowed
+from mailgate.articles import Incoming, store_incoming
 from mailgate.message import Address, ParsedMessage
-from mailgate.notify import enqueue, render_to
+from mailgate.notify import automatic_mail_permission, enqueue, render_to
 from mailgate.runtime import Runtime
 from mailgate.store.writes import (
     TicketView,
     add_participants,
-    automatic_mail_counts,
     first_message,
-    insert_article,
     insert_event,
     last_message_from,
     ticket_times,
@@ -40,18 +37,6 @@ from mailgate.store.writes import (
 from mailgate.threading.tokens import reply_address
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """One agent-side message as the pipeline hands it over."""
-
-    inbound_id: int
-    dedupe_key: str
-    message: ParsedMessage
-    verdict: GuardVerdict
-    threaded_by: str
-    received_at: datetime
 
 
 def attachment_list(message: ParsedMessage) -> list[dict[str, Any]]:
@@ -150,13 +135,9 @@ def _notice(
     message = incoming.message
     if not incoming.verdict.may_auto_reply or message.sender is None:
         return f"no notice: {incoming.verdict.kind}"
-    limits = runtime.config.limits
-    hour, day = automatic_mail_counts(conn, message.sender.email, now)
-    rate = automatic_mail_allowed(
-        hour, day, RateLimits(per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day)
-    )
-    if not rate.allowed:
-        return f"no notice: {rate.reason}"
+    permission = automatic_mail_permission(conn, runtime, message.sender.email, now)
+    if permission.refused is not None:
+        return f"no notice: {permission.refused}"
     agent = runtime.directory.agent_for(message.sender.email)
     mail = render_to(
         runtime,
@@ -170,42 +151,6 @@ def _notice(
     )
     enqueue(conn, runtime, ticket.id, mail, automatic=True, now=now, visibility="internal")
     return "notice sent"
-
-
-def _store(
-    conn: Connection, ticket: TicketView, incoming: Incoming, *, visibility: str, kind: str, text: str
-) -> int:
-    message = incoming.message
-    return insert_article(
-        conn,
-        ticket_id=ticket.id,
-        inbound_id=incoming.inbound_id,
-        dedupe_key=incoming.dedupe_key,
-        direction="in",
-        visibility=visibility,
-        kind=kind,
-        sender=message.sender.email if message.sender else "",
-        sender_name=message.sender.name if message.sender else "",
-        recipients=[a.email for a in (*message.to, *message.cc)],
-        message_id=message.message_id,
-        subject=message.subject,
-        body_text=text,
-        body_full=message.text,
-        body_html=message.html,
-        threaded_by=incoming.threaded_by,
-        attachments=[
-            {
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "size": a.size,
-                "sha256": a.sha256,
-                "content_id": a.content_id,
-                "inline": a.inline,
-            }
-            for a in message.attachments
-        ],
-        created_at=incoming.received_at,
-    )
 
 
 def handle_agent_mail(
@@ -222,8 +167,14 @@ def handle_agent_mail(
     internal = comment_queue is not None or commands.internal
     if check.agent is None or not check.authenticated:
         # Kept, but only as an internal record: it is not relayed and changes nothing.
-        article_id = _store(
-            conn, ticket, incoming, visibility="internal", kind="unverified", text=incoming.message.new_text
+        article_id = store_incoming(
+            conn,
+            runtime,
+            ticket.id,
+            incoming,
+            visibility="internal",
+            kind="unverified",
+            text=incoming.message.new_text,
         )
         insert_event(conn, ticket.id, "agent_refused", now, article_id=article_id, reason=check.reason)
         why = "not an agent: kept as an internal record"
@@ -236,17 +187,24 @@ def handle_agent_mail(
     agent = check.agent
     changes = interpret(commands, runtime.directory, agent.key)
     if changes.errors:
-        article_id = _store(
-            conn, ticket, incoming, visibility="internal", kind="refused", text=incoming.message.new_text
+        article_id = store_incoming(
+            conn,
+            runtime,
+            ticket.id,
+            incoming,
+            visibility="internal",
+            kind="refused",
+            text=incoming.message.new_text,
         )
         insert_event(
             conn, ticket.id, "commands_refused", now, article_id=article_id, errors=list(changes.errors)
         )
         why = _notice(conn, runtime, ticket, incoming, list(changes.errors), now)
         return article_id, f"commands refused; {why}"
-    article_id = _store(
+    article_id = store_incoming(
         conn,
-        ticket,
+        runtime,
+        ticket.id,
         incoming,
         visibility="internal" if internal else "public",
         kind="note" if internal else "agent_reply",

@@ -36,8 +36,3 @@ def ticket_subject(subject: str, prefix: str) -> str:
     """The subject a new ticket keeps: prefixes and our tags removed."""
     without_tags = tag_pattern(prefix).sub(" ", subject)
     return re.sub(r"\s{2,}", " ", strip_prefixes(without_tags)).strip() or "(no subject)"
-
-
-def tagged(subject: str, ref: str) -> str:
-    """Our outgoing subject: ``[HD-12] original subject``, never two tags."""
-    return f"[{ref}] {subject}"

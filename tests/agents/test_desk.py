@@ -257,3 +257,10 @@ def test_agent_reply_keeps_its_attachments(desk: Any) -> None:
     assert ["Handleiding printer é.pdf"] == [part.get_filename() for part in files]
     assert manual == files[0].get_payload(decode=True)
     assert "The manual, page 12." in relay.get_payload(0).get_payload(decode=True).decode()
+    # The agent's article keeps the file too, stored once by its hash.
+    import hashlib
+
+    from mailgate.attachments import load_attachment
+
+    with desk.sessions() as session:
+        assert manual == load_attachment(session.connection(), hashlib.sha256(manual).hexdigest())
