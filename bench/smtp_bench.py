@@ -125,7 +125,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def write_config(folder: Path, smtp_port: int, sink_port: int, log_level: str = "warning") -> Path:
+def write_config(
+    folder: Path, smtp_port: int, sink_port: int, log_level: str = "warning", processing: str = ""
+) -> Path:
     config = folder / "mailgate.yaml"
     config.write_text(
         f"""\
@@ -147,7 +149,7 @@ limits:
 logging:
   format: json
   level: {log_level}
-""",
+{processing}""",
         encoding="utf-8",
     )
     return config
@@ -227,6 +229,9 @@ class Phase:
     # CPU seconds (user + system) the daemon used from the first send to the last ack.
     daemon_cpu: float = 0.0
     daemon_processes: int = 1
+    # CPU seconds per daemon process (by its command line) and of this bench.
+    process_cpu: dict[str, float] = field(default_factory=dict)
+    bench_cpu: float = 0.0
 
 
 class Traffic:
@@ -386,12 +391,22 @@ def _proc_stat(pid: int) -> list[str] | None:
         return None
 
 
-def cpu_seconds(pid: int) -> tuple[float, int]:
-    """User + system CPU seconds of a process and its descendants (Linux /proc).
+def _process_name(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return str(pid)
+    # "mailgate … run" / "mailgate … worker": the subcommand, last, tells them apart.
+    words = [arg.decode(errors="replace") for arg in argv if arg]
+    return f"mailgate {words[-1]}" if words else str(pid)
 
-    ``mailgate run`` may start worker processes; their time counts too. A
-    child that ended during the phase is missed, which a stable daemon
-    does not do. Returns (seconds, number of processes).
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds of a process and each of its descendants (Linux /proc).
+
+    ``mailgate run`` starts a worker process; its time counts too. A child
+    that ended during the phase is missed, which a stable daemon does not
+    do. Returns seconds per process, keyed by its command line.
     """
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -402,13 +417,15 @@ def cpu_seconds(pid: int) -> tuple[float, int]:
         kin = {child for child, parent in parents.items() if parent in family} - family
         family |= kin
         grew = bool(kin)
-    ticks = 0
-    for member in family:
+    seconds: dict[str, float] = {}
+    for member in sorted(family):
         fields = _proc_stat(member)
         if fields is not None:
             # Fields 14 and 15 of proc(5) (utime, stime), counted after the name.
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK"), len(family)
+            ticks = int(fields[11]) + int(fields[12])
+            name = _process_name(member)
+            seconds[name] = seconds.get(name, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def run_phase(
@@ -422,11 +439,14 @@ def run_phase(
     sink: AckSink,
     patience: float,
 ) -> None:
-    cpu_before, _ = cpu_seconds(daemon_pid)
+    cpu_before, bench_before = cpu_seconds(daemon_pid), time.process_time()
     send_phase(phase, traffic, port, count, connections, rate)
     wait_for_acks(sink, phase, patience)
-    cpu_after, phase.daemon_processes = cpu_seconds(daemon_pid)
-    phase.daemon_cpu = cpu_after - cpu_before
+    cpu_after = cpu_seconds(daemon_pid)
+    phase.bench_cpu = time.process_time() - bench_before
+    phase.process_cpu = {name: spent - cpu_before.get(name, 0.0) for name, spent in cpu_after.items()}
+    phase.daemon_processes = len(cpu_after)
+    phase.daemon_cpu = sum(phase.process_cpu.values())
 
 
 def check_alive(daemon: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -484,6 +504,13 @@ def report(phase: Phase, sink: AckSink) -> dict[str, float]:
             f"{1000 * phase.daemon_cpu / max(phase.sent, 1):.1f} ms per mail "
             f"({phase.daemon_processes} process{'es' if phase.daemon_processes > 1 else ''})"
         )
+        # Each process is one Python interpreter: the busiest one bounds the throughput.
+        busy = end_to_end_seconds
+        shares = ", ".join(
+            f"{name} {spent:.1f} s ({100 * spent / busy:.0f}% of a core)"
+            for name, spent in sorted(phase.process_cpu.items())
+        )
+        print(f"per process: {shares}; this bench {phase.bench_cpu:.1f} s")
     if len(arrivals) < len(phase.requests):
         print(f"MISSING: {len(phase.requests) - len(arrivals)} requests got no acknowledgement")
     return figures
@@ -492,7 +519,7 @@ def report(phase: Phase, sink: AckSink) -> dict[str, float]:
 # -- profiling ------------------------------------------------------------------------
 
 
-def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes] | None:
+def start_profiler(pid: int, output: Path, idle: bool = False) -> subprocess.Popen[bytes] | None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         print("--profile: py-spy is not installed (pip install py-spy); profiling skipped")
@@ -508,6 +535,8 @@ def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes] | None:
             "--threads",
             "--subprocesses",
             "--nonblocking",
+            # Waiting threads too: where a thread waits for a lock or a disk.
+            *(["--idle"] if idle else []),
             "--format",
             "raw",
             "--output",
@@ -623,6 +652,13 @@ def main(argv: list[str] | None = None) -> int:
         "installed build (default: this environment's mailgate); '-c CONFIG run' is appended",
     )
     parser.add_argument(
+        "--profile-idle",
+        action="store_true",
+        help="with --profile: sample waiting threads too (time spent on locks, fsync, sockets)",
+    )
+    parser.add_argument("--workers", type=int, help="processing.workers (default: mailgate's)")
+    parser.add_argument("--batch", type=int, help="processing.batch (default: mailgate's)")
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work folder (database, log, profile)"
     )
     args = parser.parse_args(argv)
@@ -636,7 +672,11 @@ def main(argv: list[str] | None = None) -> int:
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
     smtp_port = free_port()
-    config = write_config(folder, smtp_port, controller.port, args.log_level)
+    settings = (("workers", args.workers), ("batch", args.batch))
+    processing = "".join(f"  {key}: {value}\n" for key, value in settings if value is not None)
+    config = write_config(
+        folder, smtp_port, controller.port, args.log_level, f"processing:\n{processing}" if processing else ""
+    )
     log_path = folder / "daemon.log"
     try:
         daemon = start_daemon(config, log_path, args.daemon_command)
@@ -653,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         profile_path = folder / "profile.collapsed.txt"
-        profiler = start_profiler(daemon.pid, profile_path) if args.profile else None
+        profiler = start_profiler(daemon.pid, profile_path, args.profile_idle) if args.profile else None
         burst = Phase(
             f"burst: {args.messages} mails over {args.connections} connections"
             + (f" at {args.rate:g}/s" if args.rate else " as fast as accepted")

@@ -64,7 +64,8 @@ def make_outbox_worker(runtime: Runtime) -> OutboxWorker:
         max_seconds=outbound.retry_max_seconds,
         give_up_after_seconds=outbound.give_up_after_seconds,
     )
-    return OutboxWorker(runtime.sessions, make_transport(runtime.config), policy)
+    # Leases and delivery marks: a power cut may at worst send a mail again.
+    return OutboxWorker(runtime.lease_sessions, make_transport(runtime.config), policy)
 
 
 class WorkerProcess:
@@ -189,9 +190,7 @@ class Daemon:
             await asyncio.gather(*(worker.start() for worker in self.workers))
         else:
             self._local_outbox = make_outbox_worker(self.runtime)
-            self._local = Processor(
-                self.runtime, batch=config.processing.batch, on_outbox=self._local_outbox.wake.set
-            )
+            self._local = Processor(self.runtime, batch=config.processing.batch, outbox=self._local_outbox)
             self._start_thread("processor", self._local.run)
             self._start_thread("outbox", self._local_outbox.run)
         self._start_imap()

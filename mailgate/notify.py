@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from mailgate.bounces import suppressed
 from mailgate.guard.ratelimit import automatic_mail_allowed
 from mailgate.guard.verp import verp_address
 from mailgate.message import Address
@@ -23,7 +22,7 @@ from mailgate.outbox.compose import OutgoingMail, compose, new_message_id
 from mailgate.runtime import Runtime
 from mailgate.store.writes import (
     TicketView,
-    automatic_mail_counts,
+    automatic_mail_standing,
     insert_article,
     insert_outbox,
     set_return_path,
@@ -47,12 +46,11 @@ def automatic_mail_permission(conn: Connection, runtime: Runtime, address: str, 
     gets at most the configured number per hour and per day. The caller
     checks the guard's verdict first: machines get nothing at all.
     """
-    bounced = suppressed(conn, address)
+    bounced, hour, day = automatic_mail_standing(conn, address, now)
     if bounced is not None:
         return Permission(
             f"address suppressed after a bounce ({bounced}); clear with `mailgate suppressions clear`"
         )
-    hour, day = automatic_mail_counts(conn, address, now)
     rate = automatic_mail_allowed(hour, day, runtime.rate_limits)
     return Permission(None if rate.allowed else rate.reason, rate.send_limit_notice)
 

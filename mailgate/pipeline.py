@@ -15,7 +15,8 @@ starts, so a message that crashes the process is quarantined after
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -26,13 +27,12 @@ from mailgate import guard, lifecycle
 from mailgate.faults import crash_point
 from mailgate.handle import Claim, MessageHandler, Prepared, Result, dedupe_key
 from mailgate.message import Envelope
+from mailgate.outbox.deliver import Due, OutboxWorker
 from mailgate.parse import parse
 from mailgate.runtime import Runtime
 from mailgate.store.db import transaction
 from mailgate.store.models import Inbound
-from mailgate.store.writes import (
-    existing_articles,
-)
+from mailgate.store.writes import deferred_writes, existing_articles
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +65,10 @@ _CLAIMED = (
     .order_by(Inbound.id)
 )
 
+# How long one processing transaction may hold SQLite's write lock before it
+# commits and lets the SMTP listener's next group commit in.
+SLICE_SECONDS = 0.010
+
 # How often the processing loop looks for quiet tickets to close.
 AUTO_CLOSE_EVERY = timedelta(minutes=5)
 
@@ -76,12 +80,14 @@ class Processor:
         *,
         batch: int = 32,
         lease_seconds: float = 300.0,
-        on_outbox: Callable[[], None] | None = None,
+        outbox: OutboxWorker | None = None,
     ) -> None:
         self.runtime = runtime
         self._batch = batch
         self._lease = timedelta(seconds=lease_seconds)
-        self._on_outbox = on_outbox
+        # The outbox worker of this process: it gets the rows a batch queued
+        # leased in the batch's own transaction.
+        self._outbox = outbox
         self.wake = threading.Event()
         self._next_auto_close = datetime.now(UTC)
         self._handler = MessageHandler(runtime)
@@ -126,45 +132,63 @@ class Processor:
         # Parsing and the guard are pure and the slowest part: done before the
         # write transaction, so the database is held only for the writes.
         prepared = [(claim, self._prepare(claim)) for claim in claimed]
-        keys = [ready.dedupe_key for _, ready in prepared if isinstance(ready, Prepared)]
-        results = self._fast_batch(prepared, keys)
-        if results is None:
-            # The slow, safe path: each message in a savepoint of its own, so
-            # one that fails is recorded and the others still commit.
-            results = []
-            with transaction(self.runtime.sessions) as session:
-                known = existing_articles(session.connection(), keys)
-                for claim, ready in prepared:
-                    results.append(self._process_row(session, claim.id, claim, ready, known))
+        results: list[Result] = []
+        while prepared:
+            done = self._fast_slice(prepared)
+            if done is None:
+                # The slow, safe path: each message in a savepoint of its own,
+                # so one that fails is recorded and the others still commit.
+                done = self._slow_batch(prepared)
+            results += done
+            del prepared[: len(done)]
         crash_point("processed")
-        if self._on_outbox is not None:
-            self._on_outbox()
         return results
 
-    def _fast_batch(
-        self, prepared: list[tuple[Claim, Prepared | BaseException]], keys: list[str]
-    ) -> list[Result] | None:
-        """The whole batch in one transaction without savepoints, or None.
+    def _fast_slice(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result] | None:
+        """The first messages in one transaction without savepoints, or None.
+
+        The transaction holds SQLite's single write lock, which the SMTP
+        listener needs for every accepted mail, so it commits after
+        ``SLICE_SECONDS`` and lets the listener in; the rest of the batch
+        follows in further slices.
 
         Savepoints cost two statements and SQLAlchemy bookkeeping per
         message; nearly every batch has no failure, so it runs without them
-        and only a batch that fails is rolled back whole and done again the
+        and only a slice that fails is rolled back whole and done again the
         slow way (its "process.stored" log lines then appear twice).
         """
-        if any(isinstance(ready, BaseException) for _, ready in prepared):
+        if isinstance(prepared[0][1], BaseException):
             return None
+        results: list[Result] = []
+        due: list[Due] = []
         try:
             with transaction(self.runtime.sessions) as session:
                 conn = session.connection()
+                keys = [ready.dedupe_key for _, ready in prepared if isinstance(ready, Prepared)]
                 known = existing_articles(conn, keys)
-                return [
-                    self._handler.handle(conn, claim.id, claim, ready, known)
-                    for claim, ready in prepared
-                    if isinstance(ready, Prepared)
-                ]
+                deadline = time.monotonic() + SLICE_SECONDS
+                with deferred_writes(conn):
+                    for claim, ready in prepared:
+                        if not isinstance(ready, Prepared) or (results and time.monotonic() > deadline):
+                            break
+                        results.append(self._handler.handle(conn, claim.id, claim, ready, known))
+                if self._outbox is not None:
+                    due = self._outbox.lease_due(conn)
         except Exception as exc:  # redone message by message, each failure recorded
             log.info("process.batch_retried_one_by_one", error=f"{type(exc).__name__}: {exc}")
             return None
+        if self._outbox is not None:
+            self._outbox.hand_over(due)
+        return results
+
+    def _slow_batch(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result]:
+        keys = [ready.dedupe_key for _, ready in prepared if isinstance(ready, Prepared)]
+        with transaction(self.runtime.sessions) as session:
+            known = existing_articles(session.connection(), keys)
+            results = [self._process_row(session, claim.id, claim, ready, known) for claim, ready in prepared]
+        if self._outbox is not None:
+            self._outbox.wake.set()
+        return results
 
     def _prepare(self, claim: Claim) -> Prepared | BaseException:
         try:
@@ -178,7 +202,8 @@ class Processor:
     def _claim(self, only_ids: Sequence[int] | None) -> list[Claim]:
         now = datetime.now(UTC)
         limits = self.runtime.config.limits
-        with transaction(self.runtime.sessions) as session:
+        # A lease lost to a power cut is harmless: the row is claimed again.
+        with transaction(self.runtime.lease_sessions) as session:
             query = _PENDING
             if only_ids is not None:
                 query = query.where(Inbound.id.in_(list(only_ids)))

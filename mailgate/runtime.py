@@ -8,6 +8,7 @@ half-loaded file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import structlog
@@ -57,6 +58,26 @@ class Runtime:
             message_id_domain=self.config.helpdesk.domain,
             loop_header_value=self.config.helpdesk.address,
         )
+
+    @cached_property
+    def lease_sessions(self) -> sessionmaker[Session]:
+        """Sessions for leases and delivery marks: commits a power cut may undo.
+
+        On SQLite they skip the fsync (see store/db.py); elsewhere they are
+        the ordinary sessions.
+        """
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return self.sessions
+        return session_factory(make_engine(url.render_as_string(hide_password=False), durable=False))
+
+    def close(self) -> None:
+        """Close the database connections (both engines)."""
+        if "lease_sessions" in self.__dict__ and self.lease_sessions is not self.sessions:
+            bind = self.lease_sessions.kw.get("bind")
+            if bind is not None:
+                bind.dispose()
+        self.engine.dispose()
 
     def is_our_address(self, address: str) -> bool:
         """Ours: the helpdesk address or an alias, with or without +detail."""

@@ -44,7 +44,7 @@ def die_with_parent(parent_pid: int) -> None:
 
 def run_worker(runtime: Runtime, wake: socket.socket, outbox: OutboxWorker) -> int:
     stop = threading.Event()
-    processor = Processor(runtime, batch=runtime.config.processing.batch, on_outbox=outbox.wake.set)
+    processor = Processor(runtime, batch=runtime.config.processing.batch, outbox=outbox)
     faults.in_worker = True
 
     def read_wakeups() -> None:

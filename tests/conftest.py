@@ -134,7 +134,7 @@ def runtime_factory(tmp_path: Path) -> Iterator[Any]:
 
     yield factory
     for runtime in built:
-        runtime.engine.dispose()
+        runtime.close()
 
 
 # -- the daemon as a subprocess ------------------------------------------------------

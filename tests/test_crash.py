@@ -77,9 +77,12 @@ def test_random_sigkills_mid_stream(daemon_factory: Any) -> None:
     threads = [threading.Thread(target=client, args=(ids[n::3],)) for n in range(3)]
     for thread in threads:
         thread.start()
+    # Killed at chosen stages of the stream, not after a chosen time: a fast
+    # daemon takes all 90 in a fraction of a second.
     rng = random.Random(7)
-    for _ in range(3):
-        time.sleep(rng.uniform(0.3, 1.2))
+    for stage in (15, 40, 65):
+        kill_after = stage + rng.randint(0, 10)
+        wait_until(lambda kill_after=kill_after: len(tries) >= kill_after, timeout=60)
         daemon.kill()
         daemon.start()
     for thread in threads:

@@ -1,7 +1,10 @@
 """The outbox worker: durable rows in, mail out, every outcome recorded.
 
 A row is claimed with a lease, sent, and marked in one short transaction
-per batch. Temporary failures retry with exponential backoff until the
+per batch. While mail is streaming in, the processor leases the due rows in
+the transaction that created them and hands them over after its commit
+(``lease_due`` / ``hand_over``), which spares a transaction per batch on
+SQLite's single write lock. Temporary failures retry with exponential backoff until the
 give-up time; permanent failures and give-ups are recorded as ticket events
 and stay visible in ``mailgate outbox list``. A crash between sending and
 marking may send one row again with the same Message-ID (SMTP gives no
@@ -17,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.faults import crash_point
@@ -119,6 +122,8 @@ class OutboxWorker:
         self._lease = timedelta(seconds=lease_seconds)
         self._idle_poll = idle_poll_seconds
         self.wake = threading.Event()
+        self._handed: list[Due] = []
+        self._handed_lock = threading.Lock()
 
     def __enter__(self) -> OutboxWorker:
         return self
@@ -142,15 +147,34 @@ class OutboxWorker:
                 self.wake.clear()
         self.close()
 
+    def lease_due(self, conn: Connection, now: datetime | None = None) -> list[Due]:
+        """Lease the due rows inside the caller's transaction.
+
+        Give them to ``hand_over`` only after that transaction committed:
+        rows of a rolled-back transaction must never be sent.
+        """
+        now = now or datetime.now(UTC)
+        rows = [Due(*found) for found in conn.execute(_DUE, {"b_now": now, "b_limit": self._batch})]
+        if rows:
+            conn.execute(_LEASE, {"b_ids": [row.id for row in rows], "b_until": now + self._lease})
+        return rows
+
+    def hand_over(self, rows: list[Due]) -> None:
+        """Rows leased in a committed transaction, to be sent next."""
+        if rows:
+            with self._handed_lock:
+                self._handed += rows
+            self.wake.set()
+
     def deliver_due(self, now: datetime | None = None) -> int:
         """Send every due row once; returns how many were attempted."""
-        now = now or datetime.now(UTC)
-        with transaction(self._sessions) as session:
-            conn = session.connection()
-            rows = [Due(*found) for found in conn.execute(_DUE, {"b_now": now, "b_limit": self._batch})]
+        with self._handed_lock:
+            rows, self._handed = self._handed, []
+        if not rows:
+            with transaction(self._sessions) as session:
+                rows = self.lease_due(session.connection(), now)
             if not rows:
                 return 0
-            conn.execute(_LEASE, {"b_ids": [row.id for row in rows], "b_until": now + self._lease})
         results = []
         for row in rows:
             result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)

@@ -2,7 +2,13 @@
 
 SQLite is made durable per commit (``synchronous=FULL`` in WAL mode fsyncs
 the WAL on every commit) because a committed inbound row is what lets us
-answer 250. Write transactions start with ``BEGIN IMMEDIATE``: in WAL mode a
+answer 250. Leases and delivery marks use a second engine with
+``synchronous=NORMAL`` (``durable=False``): such a commit survives a killed
+process like any other and is only undone by a power cut, which costs a
+lease (taken again) or a mail sent once more with the same Message-ID, never
+a message; it spares an fsync while every other writer waits.
+
+Write transactions start with ``BEGIN IMMEDIATE``: in WAL mode a
 deferred transaction that reads and later writes fails at once with
 SQLITE_BUSY_SNAPSHOT when another writer committed in between, and the busy
 timeout does not help there.
@@ -29,25 +35,25 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0001"
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, durable: bool = True) -> Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and ":memory:" not in path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, pool_size=pool_size)
-        _make_sqlite_durable(engine)
+        _make_sqlite_durable(engine, "FULL" if durable else "NORMAL")
         return engine
     return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
 
 
-def _make_sqlite_durable(engine: Engine) -> None:
+def _make_sqlite_durable(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event own transaction start (see below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
@@ -91,18 +97,29 @@ class SqliteWriteLock:
             self._thread_lock.release()
 
 
-_WRITE_LOCKS: dict[int, SqliteWriteLock] = {}
+# One lock per database file, so that a durable and a lease engine on the
+# same file (see make_engine) are still one writer at a time; found by
+# engine first, because resolving the path on every transaction costs.
+_WRITE_LOCKS: dict[str, SqliteWriteLock] = {}
+_ENGINE_LOCKS: dict[int, tuple[str, SqliteWriteLock]] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
 def _write_lock(sessions: sessionmaker[Session]) -> SqliteWriteLock | nullcontext[None]:
     engine = sessions.kw.get("bind")
-    if engine is None or engine.dialect.name != "sqlite" or not engine.url.database:
+    if engine is None:
         return nullcontext()
-    if engine.url.database == ":memory:":
+    name = engine.url.database
+    found = _ENGINE_LOCKS.get(id(engine))
+    if found is not None and found[0] == name:  # ids are reused after an engine is gone
+        return found[1]
+    if engine.dialect.name != "sqlite" or name in (None, "", ":memory:"):
         return nullcontext()
+    database = Path(name).resolve()
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(id(engine), SqliteWriteLock(Path(engine.url.database)))
+        lock = _WRITE_LOCKS.setdefault(str(database), SqliteWriteLock(database))
+        _ENGINE_LOCKS[id(engine)] = (name, lock)
+    return lock
 
 
 @contextmanager

@@ -11,14 +11,15 @@ schema and serve the CLI and reports.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, case, func, select
+from sqlalchemy import Connection, Executable, Table, bindparam, case, func, select
 
-from mailgate.store.models import Article, Event, Inbound, Outbox, Participant, Ticket
+from mailgate.store.models import Article, Event, Inbound, Outbox, Participant, Suppression, Ticket
 
 # Declarative models type __table__ as FromClause; these are Tables.
 TICKETS = cast(Table, Ticket.__table__)
@@ -27,6 +28,7 @@ EVENTS = cast(Table, Event.__table__)
 PARTICIPANTS = cast(Table, Participant.__table__)
 OUTBOX = cast(Table, Outbox.__table__)
 INBOUND = cast(Table, Inbound.__table__)
+SUPPRESSIONS = cast(Table, Suppression.__table__)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ _BY_MESSAGE_ID = select(ARTICLES.c.message_id, ARTICLES.c.ticket_id).where(
 _BY_DEDUPE_KEY = select(ARTICLES.c.dedupe_key, ARTICLES.c.id, ARTICLES.c.ticket_id).where(
     ARTICLES.c.dedupe_key.in_(bindparam("b_keys", expanding=True))
 )
-_AUTOMATIC_COUNTS = select(
+# Suppression and both counts in one statement: it runs before every automatic mail.
+_AUTOMATIC_STANDING = select(
+    select(SUPPRESSIONS.c.reason).where(SUPPRESSIONS.c.address == bindparam("b_rcpt")).scalar_subquery(),
     func.coalesce(func.sum(case((OUTBOX.c.created_at >= bindparam("b_hour_ago"), 1), else_=0)), 0),
     func.count(OUTBOX.c.id),
 ).where(
@@ -105,6 +109,36 @@ _INSERT_OUTBOX = OUTBOX.insert().returning(OUTBOX.c.id)
 _SET_RETURN_PATH = (
     OUTBOX.update().where(OUTBOX.c.id == bindparam("b_id")).values(mail_from=bindparam("b_mail_from"))
 )
+
+
+_DEFERRED = "mailgate.deferred_writes"
+
+
+@contextmanager
+def deferred_writes(conn: Connection) -> Iterator[None]:
+    """Gather event rows and inbound state changes, and write them at the end.
+
+    Nothing in a processing transaction reads them back, so each becomes one
+    executemany per batch instead of a statement per message (SQLAlchemy's
+    cost is per statement). On an exception nothing is written: the caller's
+    transaction is rolled back anyway.
+    """
+    pending: dict[Executable, list[dict[str, Any]]] = {}
+    conn.info[_DEFERRED] = pending
+    try:
+        yield
+        for statement, rows in pending.items():
+            conn.execute(statement, rows)
+    finally:
+        conn.info.pop(_DEFERRED, None)
+
+
+def _write(conn: Connection, statement: Executable, params: dict[str, Any]) -> None:
+    pending = conn.info.get(_DEFERRED)
+    if pending is None:
+        conn.execute(statement, params)
+    else:
+        pending.setdefault(statement, []).append(params)
 
 
 def ticket_view(conn: Connection, ticket_id: int) -> TicketView | None:
@@ -157,8 +191,10 @@ def insert_article(conn: Connection, **values: Any) -> int:
 def insert_event(
     conn: Connection, ticket_id: int | None, kind: str, created_at: datetime, **detail: Any
 ) -> None:
-    conn.execute(
-        _INSERT_EVENT, {"ticket_id": ticket_id, "kind": kind, "detail": detail, "created_at": created_at}
+    _write(
+        conn,
+        _INSERT_EVENT,
+        {"ticket_id": ticket_id, "kind": kind, "detail": detail, "created_at": created_at},
     )
 
 
@@ -192,20 +228,21 @@ def existing_articles(conn: Connection, dedupe_keys: Sequence[str]) -> dict[str,
     return {key: (article_id, ticket_id) for key, article_id, ticket_id in rows}
 
 
-def automatic_mail_counts(conn: Connection, rcpt: str, now: datetime) -> tuple[int, int]:
-    """Automatic mails queued to ``rcpt`` in the last hour and the last day (one query)."""
+def automatic_mail_standing(conn: Connection, rcpt: str, now: datetime) -> tuple[str | None, int, int]:
+    """Why ``rcpt`` is suppressed (or None), and the automatic mails queued to
+    it in the last hour and the last day."""
     params = {
         "b_rcpt": rcpt.lower(),
         "b_hour_ago": now - timedelta(hours=1),
         "b_day_ago": now - timedelta(days=1),
     }
-    hour, day = conn.execute(_AUTOMATIC_COUNTS, params).one()
-    return int(hour), int(day)
+    reason, hour, day = conn.execute(_AUTOMATIC_STANDING, params).one()
+    return reason, int(hour), int(day)
 
 
 def finish_inbound(conn: Connection, inbound_id: int, state: str, reason: str, now: datetime) -> None:
-    conn.execute(
-        _FINISH_INBOUND, {"b_id": inbound_id, "b_state": state, "b_reason": reason[:2000], "b_now": now}
+    _write(
+        conn, _FINISH_INBOUND, {"b_id": inbound_id, "b_state": state, "b_reason": reason[:2000], "b_now": now}
     )
 
 

@@ -1,0 +1,152 @@
+"""How processing shares SQLite's one write lock: slices, lease commits, hand-over.
+
+The SMTP listener needs the write lock for every mail it accepts, so the
+processor commits in short slices, leases and delivery marks commit without
+an fsync, and the outbox rows a batch queued are leased in that batch's own
+transaction and handed to the outbox worker only after the commit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from mailgate import pipeline
+from mailgate.message import Envelope
+from mailgate.outbox.deliver import OutboxWorker, RetryPolicy
+from mailgate.outbox.transport import MaildirTransport
+from mailgate.pipeline import Processor
+from mailgate.store.db import _write_lock, transaction
+from mailgate.store.inbound import InboundItem, InboundStore
+from mailgate.store.models import Event, Inbound, Outbox
+from mailgate.store.writes import deferred_writes, insert_event
+from tests.conftest import make_mail
+
+
+def _store(runtime: Any, count: int) -> list[int]:
+    items = [
+        InboundItem(
+            make_mail(subject=f"Request {n}", sender=f"user{n}@example.org"),
+            Envelope(f"user{n}@example.org", ("helpdesk@example.com",), "smtp", datetime.now(UTC)),
+        )
+        for n in range(count)
+    ]
+    ids = InboundStore(runtime.sessions).accept(items)
+    assert None not in ids
+    return [row_id for row_id in ids if row_id is not None]
+
+
+def _outbox_worker(runtime: Any, folder: Path) -> OutboxWorker:
+    return OutboxWorker(runtime.lease_sessions, MaildirTransport(folder), RetryPolicy())
+
+
+def _count(runtime: Any, query: Any) -> int:
+    with runtime.sessions() as session:
+        return int(session.scalar(query) or 0)
+
+
+def test_lease_commits_skip_the_fsync_and_share_the_write_lock(runtime_factory: Any) -> None:
+    runtime = runtime_factory()
+    with runtime.sessions() as session:
+        assert 2 == session.execute(text("PRAGMA synchronous")).scalar()  # FULL
+    with runtime.lease_sessions() as session:
+        assert 1 == session.execute(text("PRAGMA synchronous")).scalar()  # NORMAL
+    # Two engines on one file are still one writer at a time.
+    assert _write_lock(runtime.sessions) is _write_lock(runtime.lease_sessions)
+
+
+def test_postgresql_has_one_kind_of_session(db_url: str, runtime_factory: Any) -> None:
+    runtime = runtime_factory(database={"url": db_url})
+    if db_url.startswith("sqlite"):
+        assert runtime.lease_sessions is not runtime.sessions
+    else:
+        assert runtime.lease_sessions is runtime.sessions
+
+
+def test_acks_are_leased_in_the_batch_and_handed_over(runtime_factory: Any, tmp_path: Path) -> None:
+    runtime = runtime_factory()
+    _store(runtime, 3)
+    outbox = _outbox_worker(runtime, tmp_path / "sent")
+    results = Processor(runtime, outbox=outbox).process_pending()
+    assert ["done"] * 3 == [result.state for result in results]
+    # Leased by the processing transaction itself: nobody else takes them.
+    assert 3 == _count(runtime, select(func.count()).where(Outbox.lease_until.is_not(None)))
+    assert 3 == outbox.deliver_due()
+    assert 3 == len(list((tmp_path / "sent" / "new").iterdir()))
+    assert 3 == _count(runtime, select(func.count()).where(Outbox.state == "sent"))
+    assert 0 == outbox.deliver_due()
+
+
+def test_a_failed_batch_hands_nothing_over(
+    runtime_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is rolled back, so its leased rows must not reach the outbox worker."""
+    runtime = runtime_factory()
+    ids = _store(runtime, 3)
+    outbox = _outbox_worker(runtime, tmp_path / "sent")
+    processor = Processor(runtime, outbox=outbox)
+    handle = processor._handler.handle
+
+    def failing_second(conn: Any, row_id: int, *args: Any) -> Any:
+        if row_id == ids[1]:
+            raise RuntimeError("disk on fire")
+        return handle(conn, row_id, *args)
+
+    monkeypatch.setattr(processor._handler, "handle", failing_second)
+    results = processor.process_pending()
+    assert ["done", "failed", "done"] == [result.state for result in results]
+    assert [] == outbox._handed
+    # The one-by-one path committed the other two; the outbox finds them itself.
+    assert 2 == outbox.deliver_due()
+    assert 2 == len(list((tmp_path / "sent" / "new").iterdir()))
+    with runtime.sessions() as session:
+        failed = session.get(Inbound, ids[1])
+        assert failed is not None and "pending" == failed.state and "disk on fire" in (failed.reason or "")
+
+
+def test_short_slices_still_process_every_message_once(
+    runtime_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no time to spare, every message gets a transaction of its own."""
+    monkeypatch.setattr(pipeline, "SLICE_SECONDS", 0.0)
+    runtime = runtime_factory()
+    _store(runtime, 5)
+    outbox = _outbox_worker(runtime, tmp_path / "sent")
+    results = Processor(runtime, outbox=outbox).process_pending()
+    assert 5 == len({result.ticket_id for result in results})
+    assert 5 == _count(runtime, select(func.count()).where(Inbound.state == "done"))
+    assert 5 == outbox.deliver_due()
+
+
+def test_deferred_writes_land_at_the_end_or_not_at_all(runtime_factory: Any) -> None:
+    runtime = runtime_factory()
+    now = datetime.now(UTC)
+    with transaction(runtime.sessions) as session:
+        conn = session.connection()
+        with deferred_writes(conn):
+            insert_event(conn, None, "first", now)
+            insert_event(conn, None, "second", now, detail="x")
+            assert 0 == conn.execute(select(func.count()).select_from(Event)).scalar()
+        assert 2 == conn.execute(select(func.count()).select_from(Event)).scalar()
+
+    with pytest.raises(RuntimeError), transaction(runtime.sessions) as session:
+        conn = session.connection()
+        with deferred_writes(conn):
+            insert_event(conn, None, "lost", now)
+            raise RuntimeError("rolled back")
+    kinds = set(_count_kinds(runtime))
+    assert {"first", "second"} == kinds
+    # Outside deferred_writes an event is written at once.
+    with transaction(runtime.sessions) as session:
+        conn = session.connection()
+        insert_event(conn, None, "now", now)
+        assert 1 == conn.execute(select(func.count()).where(Event.kind == "now")).scalar()
+
+
+def _count_kinds(runtime: Any) -> list[str]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Event.kind)))
