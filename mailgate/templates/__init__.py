@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplatesNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 SHIPPED = Path(__file__).parent
@@ -49,6 +49,20 @@ class TemplateSet:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._resolved: dict[tuple[str, str | None, str, str], Template | None] = {}
+
+    def _select(self, name: str, queue: str | None, language: str, ext: str) -> Template | None:
+        """The first existing candidate, remembered: a miss is a file lookup per
+        candidate, on every mail (Jinja caches found templates, not misses)."""
+        key = (name, queue, language, ext)
+        if key not in self._resolved:
+            candidates = self._candidates(name, queue, language, ext)
+            try:
+                found: Template | None = self._env.select_template(candidates)
+            except TemplateNotFound:
+                found = None
+            self._resolved[key] = found
+        return self._resolved[key]
 
     def names(self) -> set[str]:
         """Every template name available in any language."""
@@ -64,16 +78,15 @@ class TemplateSet:
     def render(
         self, name: str, context: Mapping[str, Any], *, language: str, queue: str | None = None
     ) -> RenderedMail:
-        text_template = self._env.select_template(self._candidates(name, queue, language, "txt"))
+        text_template = self._select(name, queue, language, "txt")
+        if text_template is None:
+            raise TemplatesNotFound(self._candidates(name, queue, language, "txt"))
         used_language = Path(text_template.name or "").parent.name or language
         ctx = text_template.new_context(dict(context))
         subject = "".join(text_template.blocks["subject"](ctx))
         body = "".join(text_template.blocks["body"](ctx))
         html = None
-        try:
-            html_template = self._env.select_template(self._candidates(name, queue, used_language, "html"))
-        except TemplateNotFound:
-            html_template = None
+        html_template = self._select(name, queue, used_language, "html")
         if html_template is not None:
             html = html_template.render(dict(context))
         # A subject is one line whatever the data held (no header injection).
