@@ -159,8 +159,9 @@ class Limits(_Strict):
 
 
 class Processing(_Strict):
-    # Processing runs in this many child processes (0: threads of the
-    # daemon itself). More than one only helps on PostgreSQL.
+    # Processing runs in this many child processes, and delivery in one
+    # more (0: both as threads of the daemon itself). More than one
+    # processing worker only helps on PostgreSQL.
     workers: int = Field(default=1, ge=0, le=16)
     # Messages per processing transaction: more is faster, fewer keeps the
     # SQLite write lock (and so the SMTP answer) free sooner.

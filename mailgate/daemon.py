@@ -34,7 +34,7 @@ from mailgate.reload import FileWatcher, watched_paths
 from mailgate.runtime import Runtime
 from mailgate.status import status_path, write_status
 from mailgate.store.inbound import GroupCommitter, InboundStore
-from mailgate.worker import WAKE_FD_ENV
+from mailgate.worker import DELIVERY_FD_ENV, WAKE_FD_ENV
 
 log = structlog.get_logger(__name__)
 
@@ -71,8 +71,11 @@ def make_outbox_worker(runtime: Runtime) -> OutboxWorker:
 class WorkerProcess:
     """One ``mailgate worker`` child, restarted with backoff if it dies."""
 
-    def __init__(self, config_path: str) -> None:
+    def __init__(self, config_path: str, role: str, delivery: socket.socket) -> None:
         self._config_path = config_path
+        self.role = role
+        # Its end of the processing → delivery wake-up socket (see worker.py).
+        self._delivery = delivery
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
         self._lock = threading.Lock()
@@ -94,11 +97,12 @@ class WorkerProcess:
         env = {
             **inherited,
             WAKE_FD_ENV: str(theirs.fileno()),
+            DELIVERY_FD_ENV: str(self._delivery.fileno()),
             "MAILGATE_PARENT_PID": str(os.getpid()),
         }
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "mailgate", "-c", self._config_path, "worker"],
-            pass_fds=(theirs.fileno(),),
+            [sys.executable, "-m", "mailgate", "-c", self._config_path, "worker", "--role", self.role],
+            pass_fds=(theirs.fileno(), self._delivery.fileno()),
             env=env,
         )
         theirs.close()
@@ -111,7 +115,7 @@ class WorkerProcess:
         with self._lock:
             self._socket = ours
         if ready != b"R":
-            log.error("worker.not_ready", pid=self._process.pid)
+            log.error("worker.not_ready", pid=self._process.pid, role=self.role)
 
     def wake(self) -> None:
         with self._lock:
@@ -138,7 +142,7 @@ class WorkerProcess:
         try:
             self._process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            log.error("worker.kill_after_timeout", pid=self._process.pid)
+            log.error("worker.kill_after_timeout", pid=self._process.pid, role=self.role)
             self._process.kill()
             self._process.wait()
         with self._lock:
@@ -155,7 +159,15 @@ class Daemon:
     def __init__(self, runtime: Runtime, config_path: str) -> None:
         self.runtime = runtime
         self.stop_threads = threading.Event()
-        self.workers = [WorkerProcess(config_path) for _ in range(runtime.config.processing.workers)]
+        # Processing workers send on one end, the delivery worker receives on
+        # the other; the daemon keeps both to hand them to restarted workers.
+        delivery_wake, delivery_listen = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        delivery_wake.setblocking(False)
+        self._delivery_sockets = (delivery_wake, delivery_listen)
+        count = runtime.config.processing.workers
+        self.workers = [WorkerProcess(config_path, "processing", delivery_wake) for _ in range(count)]
+        if count:
+            self.workers.append(WorkerProcess(config_path, "delivery", delivery_listen))
         self.store = InboundStore(runtime.sessions, on_accept=self._wake_processing)
         self.committer = GroupCommitter(self.store)
         self._threads: list[threading.Thread] = []
@@ -166,7 +178,8 @@ class Daemon:
 
     def _wake_processing(self) -> None:
         for worker in self.workers:
-            worker.wake()
+            if worker.role == "processing":
+                worker.wake()
         if self._local is not None:
             self._local.wake.set()
 
@@ -175,12 +188,14 @@ class Daemon:
         thread.start()
         self._threads.append(thread)
 
-    def _release_leases(self) -> None:
-        # On SQLite the worker(s) of this daemon are the only processors, so
+    def _release_leases(self, *, inbound: bool = True, outbox: bool = True) -> None:
+        # On SQLite the workers of this daemon are the only processors, so
         # leases left by a dead one can be taken at once.
         if self.runtime.engine.dialect.name == "sqlite":
-            Processor(self.runtime).release_leases()
-            release_outbox_leases(self.runtime.sessions)
+            if inbound:
+                Processor(self.runtime).release_leases()
+            if outbox:
+                release_outbox_leases(self.runtime.sessions)
 
     async def serve(self, stop: asyncio.Event) -> None:
         config = self.runtime.config
@@ -329,11 +344,17 @@ class Daemon:
             for worker in self.workers:
                 if worker.alive():
                     continue
-                log.error("worker.died", returncode=worker.returncode, restart_in=delays[id(worker)])
+                log.error(
+                    "worker.died",
+                    role=worker.role,
+                    returncode=worker.returncode,
+                    restart_in=delays[id(worker)],
+                )
                 await asyncio.sleep(delays[id(worker)])
                 delays[id(worker)] = min(60.0, delays[id(worker)] * 2)
                 worker.restarts += 1
-                self._release_leases()
+                # Only the dead worker's leases: the others are still working.
+                self._release_leases(inbound=worker.role == "processing", outbox=worker.role == "delivery")
                 await worker.start()
                 self._wake_processing()
 
@@ -356,7 +377,9 @@ class Daemon:
                     )
             state = {
                 "listeners": self.listening(),
-                "workers": [{"alive": w.alive(), "restarts": w.restarts} for w in self.workers],
+                "workers": [
+                    {"role": w.role, "alive": w.alive(), "restarts": w.restarts} for w in self.workers
+                ],
                 "imap": accounts,
             }
             try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -81,13 +81,16 @@ class Processor:
         batch: int = 32,
         lease_seconds: float = 300.0,
         outbox: OutboxWorker | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self._batch = batch
         self._lease = timedelta(seconds=lease_seconds)
-        # The outbox worker of this process: it gets the rows a batch queued
-        # leased in the batch's own transaction.
+        # The outbox worker of this process, if it has one: it gets the rows a
+        # batch queued leased in the batch's own transaction. Otherwise
+        # ``on_queued`` tells the delivery worker after each commit.
         self._outbox = outbox
+        self._on_queued = on_queued
         self.wake = threading.Event()
         self._next_auto_close = datetime.now(UTC)
         self._handler = MessageHandler(runtime)
@@ -179,6 +182,7 @@ class Processor:
             return None
         if self._outbox is not None:
             self._outbox.hand_over(due)
+        self._queued()
         return results
 
     def _slow_batch(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result]:
@@ -188,7 +192,12 @@ class Processor:
             results = [self._process_row(session, claim.id, claim, ready, known) for claim, ready in prepared]
         if self._outbox is not None:
             self._outbox.wake.set()
+        self._queued()
         return results
+
+    def _queued(self) -> None:
+        if self._on_queued is not None:
+            self._on_queued()
 
     def _prepare(self, claim: Claim) -> Prepared | BaseException:
         try:

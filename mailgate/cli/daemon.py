@@ -22,21 +22,25 @@ def run(state: State) -> None:
 
 
 @main.command(hidden=True)
+@click.option("--role", type=click.Choice(["processing", "delivery"]), default="processing")
 @pass_state
-def worker(state: State) -> None:
-    """The processing worker that `mailgate run` starts (internal)."""
+def worker(state: State, role: str) -> None:
+    """A worker process that `mailgate run` starts (internal)."""
     import os
     import socket
 
     from mailgate.daemon import make_outbox_worker
-    from mailgate.worker import WAKE_FD_ENV, die_with_parent, run_worker
+    from mailgate.worker import DELIVERY_FD_ENV, WAKE_FD_ENV, die_with_parent, run_worker
 
     fd = os.environ.get(WAKE_FD_ENV)
     if fd is None:
         fail("this command is started by `mailgate run`, not by hand")
     die_with_parent(int(os.environ.get("MAILGATE_PARENT_PID", os.getppid())))
     runtime = state.runtime()
-    sys.exit(run_worker(runtime, socket.socket(fileno=int(fd)), make_outbox_worker(runtime)))
+    delivery_fd = os.environ.get(DELIVERY_FD_ENV)
+    delivery = socket.socket(fileno=int(delivery_fd)) if delivery_fd else None
+    outbox = make_outbox_worker(runtime)
+    sys.exit(run_worker(runtime, socket.socket(fileno=int(fd)), outbox, role=role, delivery=delivery))
 
 
 @main.command()
