@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import smtplib
 import threading
 import time
@@ -96,4 +98,20 @@ def test_random_sigkills_mid_stream(daemon_factory: Any) -> None:
     assert {message_id: 1 for message_id in ids} == acks
     tickets = tickets_json(daemon.config_path)
     assert len(ids) == len(tickets)
+    assert 0 == daemon.stop()
+
+
+@pytest.mark.parametrize("role", ["processing", "delivery"])
+def test_a_killed_worker_is_restarted_and_mail_still_flows(daemon_factory: Any, role: str) -> None:
+    """kill -9 of one worker process: the daemon restarts it; mail sent meanwhile is answered."""
+    daemon = daemon_factory(start=True)
+    ready = {line["role"]: line["pid"] for line in daemon.lines if line.get("event") == "worker.ready"}
+    assert {"processing", "delivery"} == set(ready)
+    os.kill(ready[role], signal.SIGKILL)
+    daemon.wait_for("worker.died", timeout=10)
+    # Accepted while the worker is down: it waits in the database.
+    daemon.send(make_mail(message_id=f"<while-{role}-down@example.org>"))
+    restarted = daemon.wait_for("worker.ready", timeout=20, count=3)
+    assert role == restarted["role"] and ready[role] != restarted["pid"]
+    wait_until(lambda: _acks_by_request(daemon) == {f"<while-{role}-down@example.org>": 1}, timeout=20)
     assert 0 == daemon.stop()
