@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
@@ -34,6 +35,7 @@ from mailgate.reload import FileWatcher, watched_paths
 from mailgate.runtime import Runtime
 from mailgate.status import status_path, write_status
 from mailgate.store.inbound import GroupCommitter, InboundStore
+from mailgate.store.spool import Spool
 from mailgate.worker import DELIVERY_FD_ENV, WAKE_FD_ENV
 
 log = structlog.get_logger(__name__)
@@ -66,6 +68,14 @@ def make_outbox_worker(runtime: Runtime) -> OutboxWorker:
     )
     # Leases and delivery marks: a power cut may at worst send a mail again.
     return OutboxWorker(runtime.lease_sessions, make_transport(runtime.config), policy)
+
+
+def _spool_for(runtime: Runtime) -> Spool | None:
+    """SQLite gets a spool journal: its one writer at a time must not delay a 250."""
+    url = runtime.engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Spool.for_database(Path(url.database).resolve())
 
 
 class WorkerProcess:
@@ -169,7 +179,7 @@ class Daemon:
         if count:
             self.workers.append(WorkerProcess(config_path, "delivery", delivery_listen))
         self.store = InboundStore(runtime.sessions, on_accept=self._wake_processing)
-        self.committer = GroupCommitter(self.store)
+        self.committer = GroupCommitter(self.store, spool=_spool_for(runtime))
         self._threads: list[threading.Thread] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._local: Processor | None = None

@@ -30,6 +30,7 @@ from mailgate.doctor_daemon import check_daemon
 from mailgate.runtime import make_rules, make_templates
 from mailgate.store.db import current_revision, head_revision, make_engine
 from mailgate.store.models import Inbound, Outbox
+from mailgate.store.spool import Spool, read_segment
 from mailgate.threading.tokens import load_keys
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -80,6 +81,7 @@ def _findings(config: Config, source: Path | None) -> Iterator[Finding]:
             yield database
             if database.status != "FAIL":
                 yield from check_queues(engine)
+                yield from check_spool(config)
         finally:
             engine.dispose()
     yield check_reply_key(config)
@@ -235,6 +237,25 @@ def _duration(age: timedelta) -> str:
 
 
 # -- secrets and rules ---------------------------------------------------------------
+
+
+def check_spool(config: Config) -> Iterator[Finding]:
+    """Mail in the SQLite spool journal that is not in the database yet."""
+    url = make_url(config.database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    spool = Spool.for_database(config.path(url.database).resolve())
+    segments = spool.segments()
+    if not segments:
+        yield Finding("OK", "spool", "empty")
+        return
+    records = sum(1 for segment in segments for _ in read_segment(segment))
+    yield Finding(
+        "OK",
+        "spool",
+        f"{records} messages in {len(segments)} journal file(s); a running daemon imports them "
+        "at once, a stopped one at its next start",
+    )
 
 
 def check_reply_key(config: Config) -> Finding:

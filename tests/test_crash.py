@@ -39,7 +39,7 @@ def _send_until_accepted(daemon: DaemonProcess, raw: bytes, deadline: float) -> 
     raise AssertionError("message never accepted")
 
 
-@pytest.mark.parametrize("point", ["inbound-committed", "processed", "outbox-sent"])
+@pytest.mark.parametrize("point", ["inbound-committed", "spool-imported", "processed", "outbox-sent"])
 def test_kill_at_a_chosen_point_then_restart(daemon_factory: Any, point: str) -> None:
     """SIGKILL right after a commit, before its effect is reported, loses and doubles nothing."""
     daemon = daemon_factory(env={"MAILGATE_CRASH_AT": point}, start=True)
@@ -52,6 +52,12 @@ def test_kill_at_a_chosen_point_then_restart(daemon_factory: Any, point: str) ->
 
     daemon.env = {}
     daemon.start()
+    if point == "inbound-committed":
+        # Journaled but never imported: imported at start, before the listener opens.
+        assert 1 == daemon.wait_for("spool.recovered")["stored"]
+    if point == "spool-imported":
+        # Imported, but the journal was not yet told: found stored already.
+        assert 1 == daemon.wait_for("spool.recovered")["already_stored"]
     _send_until_accepted(daemon, raw, time.monotonic() + 20)  # the MTA retries
     wait_until(lambda: daemon.acks(), timeout=15)
     time.sleep(0.5)  # a second ack, if any, would be written by now

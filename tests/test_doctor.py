@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 from sqlalchemy.orm import sessionmaker
 
 from mailgate.config import Config, from_mapping
 from mailgate.doctor import run_doctor
+from mailgate.message import Envelope
 from mailgate.runtime import build
 from mailgate.store.db import make_engine, transaction
+from mailgate.store.inbound import InboundItem
 from mailgate.store.models import Inbound, Outbox
+from tests.conftest import make_mail
 from tests.smtp_sink import Sink
 
 HELPDESK = "helpdesk@example.com"
@@ -84,6 +88,7 @@ def test_healthy_installation_passes(tmp_path: Path, relay: Sink) -> None:
         "inbound queue",
         "quarantine",
         "outbox",
+        "spool",
         "reply key",
         "rules",
         "outbound relay",
@@ -282,3 +287,21 @@ def _wait_for_smtp(port: int, daemon: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError("mailgate run did not listen within 30 s")
+
+
+def test_mail_waiting_in_the_spool_is_reported(tmp_path: Path) -> None:
+    """Messages journaled but not yet imported (daemon stopped) show up, with what happens to them."""
+    from mailgate.store.spool import Spool
+
+    config = installed(make_config(tmp_path, None))
+    _, by_check = doctor(config)
+    assert "spool: empty" in by_check["spool"]
+    database = Path(make_url(config.database_url).database or "").resolve()
+    Spool.for_database(database).append(
+        [
+            InboundItem(make_mail(), Envelope("a@example.org", (HELPDESK,), "smtp", datetime.now(UTC)))
+            for _ in range(2)
+        ]
+    )
+    _, by_check = doctor(config)
+    assert "2 messages in 1 journal file(s)" in by_check["spool"]

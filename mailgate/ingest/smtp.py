@@ -1,8 +1,8 @@
 """SMTP and LMTP listeners (aiosmtpd): 250 only once the message is durable.
 
-The handler does no parsing and no database work beyond the one commit that
-makes the raw message durable; everything else happens later in the
-processing stage, off the answer path.
+The handler does no parsing and no database work: the answer waits only for
+the group commit that makes the raw message durable (an fsync of the spool
+journal on SQLite); everything else happens later, off the answer path.
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ class IngestHandler:
             ),
         )
         try:
-            row_id = await asyncio.wrap_future(self._committer.submit(item))
+            queue_id = await asyncio.wrap_future(self._committer.submit(item))
         except Exception as exc:  # any failure must become a 4xx, never 5xx
             outcome = storage_outcome(exc)
             log.error("smtp.store_failed", source=source, error=str(exc), reply=outcome.smtp)
             return self._per_recipient(envelope, outcome.smtp)
-        log.info("smtp.accepted", source=source, inbound_id=row_id, size=len(raw))
-        return self._per_recipient(envelope, f"250 2.0.0 Ok: queued as {row_id}")
+        log.info("smtp.accepted", source=source, queue_id=queue_id, size=len(raw))
+        return self._per_recipient(envelope, f"250 2.0.0 Ok: queued as {queue_id}")
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would answer "500 Error: ..." which tells the client to

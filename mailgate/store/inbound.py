@@ -4,7 +4,8 @@ Every ingest path (SMTP/LMTP, pipe, import, IMAP) hands raw messages to
 :class:`InboundStore.accept`, which returns only after the rows are
 committed. Only then may the caller answer 250, exit 0 or flag the IMAP
 message. :class:`GroupCommitter` lets many SMTP sessions share one commit
-(one fsync) while each is still answered only after that commit.
+(one fsync) while each is still answered only after that commit; on
+SQLite that commit is an fsync of the spool journal (store/spool.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import structlog
 from sqlalchemy import Table, select
@@ -24,6 +25,9 @@ from mailgate.faults import crash_point
 from mailgate.message import Envelope
 from mailgate.store.db import transaction
 from mailgate.store.models import Inbound
+
+if TYPE_CHECKING:
+    from mailgate.store.spool import Spool, Spooled
 
 log = structlog.get_logger(__name__)
 
@@ -128,26 +132,57 @@ class GroupCommitter:
 
     Sessions that arrive while a commit is running wait for the next one, so
     under load one fsync covers many messages; when idle a message commits
-    alone, at once.
+    alone, at once. Each future resolves to the message's queue id, for the
+    250 reply and the log.
+
+    With a ``spool`` (SQLite, see store/spool.py) the shared commit is an
+    fsync of the journal, and an importer thread moves the records into the
+    inbound table afterwards; without one (PostgreSQL, whose writers do not
+    queue behind each other) it is the database commit itself.
     """
 
-    def __init__(self, store: InboundStore, *, max_batch: int = 256) -> None:
+    def __init__(self, store: InboundStore, *, spool: Spool | None = None, max_batch: int = 256) -> None:
         self._store = store
+        self._spool = spool
         self._max_batch = max_batch
-        self._queue: queue.Queue[tuple[InboundItem, Future[int | None]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[InboundItem, Future[str]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._imports: queue.Queue[list[Spooled] | None] = queue.Queue()
+        self._importer = threading.Thread(target=self._import_loop, name="spool-import", daemon=True)
+        self._stopping = threading.Event()
 
     def start(self) -> None:
+        if self._spool is not None:
+            self._recover(self._spool)
+            self._importer.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+        if self._spool is not None:
+            self._stopping.set()
+            self._imports.put(None)
+            self._importer.join(timeout=30)
+            self._spool.close()
 
-    def submit(self, item: InboundItem) -> Future[int | None]:
-        future: Future[int | None] = Future()
+    def submit(self, item: InboundItem) -> Future[str]:
+        future: Future[str] = Future()
         self._queue.put((item, future))
         return future
+
+    def _recover(self, spool: Spool) -> None:
+        """Import what a previous run spooled but did not import, before any new mail."""
+        leftovers = spool.leftovers()
+        if not leftovers:
+            return
+        stored = 0
+        for start in range(0, len(leftovers), 500):
+            stored += sum(1 for row in self._store.accept(leftovers[start : start + 500]) if row is not None)
+        spool.discard_leftovers()
+        log.warning(
+            "spool.recovered", records=len(leftovers), stored=stored, already_stored=len(leftovers) - stored
+        )
 
     def _run(self) -> None:
         stopping = False
@@ -167,14 +202,56 @@ class GroupCommitter:
                 batch.append(nxt)
             self._commit(batch)
 
-    def _commit(self, batch: list[tuple[InboundItem, Future[int | None]]]) -> None:
+    def _commit(self, batch: list[tuple[InboundItem, Future[str]]]) -> None:
+        items = [item for item, _ in batch]
         try:
-            ids = self._store.accept([item for item, _ in batch])
+            if self._spool is not None:
+                spooled = self._spool.append(items)
+                ids = [record.item.source_key or "" for record in spooled]
+            else:
+                ids = [str(row_id) for row_id in self._store.accept(items)]
         except Exception as exc:  # every failure becomes a 451/452 for each waiting sender
             log.error("inbound.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
                 future.set_exception(exc)
             return
         crash_point("inbound-committed")
-        for (_, future), row_id in zip(batch, ids, strict=True):
-            future.set_result(row_id)
+        for (_, future), queue_id in zip(batch, ids, strict=True):
+            future.set_result(queue_id)
+        if self._spool is not None:
+            self._imports.put(spooled)
+
+    def _import_loop(self) -> None:
+        assert self._spool is not None
+        done = False
+        while not done:
+            first = self._imports.get()
+            if first is None:
+                break
+            records = list(first)
+            while len(records) < 1000:
+                try:
+                    more = self._imports.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                records += more
+            if not self._import(records):
+                return  # stopping with the database down: the records stay spooled
+            crash_point("spool-imported")
+            self._spool.imported(records)
+
+    def _import(self, records: list[Spooled]) -> bool:
+        """Store the records, retrying until the database takes them."""
+        delay = 0.1
+        while True:
+            try:
+                self._store.accept([record.item for record in records])
+                return True
+            except Exception as exc:  # the records are safe on disk; keep trying
+                log.error("spool.import_failed", error=str(exc), records=len(records), retry_in=delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, 5.0)

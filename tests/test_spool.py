@@ -1,0 +1,160 @@
+"""The SMTP spool journal: 250 after an fsync, imported later, never lost, never doubled."""
+
+from __future__ import annotations
+
+import smtplib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from mailgate.ingest.smtp import IngestHandler
+from mailgate.message import Envelope
+from mailgate.store import spool as spool_module
+from mailgate.store.db import make_engine, session_factory, upgrade
+from mailgate.store.inbound import GroupCommitter, InboundItem, InboundStore
+from mailgate.store.models import Inbound
+from mailgate.store.spool import Spool, read_segment
+from tests.conftest import HELPDESK, free_port, make_mail, wait_until
+
+
+def _item(n: int) -> InboundItem:
+    return InboundItem(
+        make_mail(message_id=f"<spool-{n}@example.org>", subject=f"Request {n}"),
+        Envelope(f"user{n}@example.org", (HELPDESK,), "smtp", datetime.now(UTC)),
+    )
+
+
+def _store(tmp_path: Path) -> tuple[Any, InboundStore]:
+    engine = make_engine(f"sqlite:///{tmp_path}/mailgate.db")
+    upgrade(engine)
+    return engine, InboundStore(session_factory(engine))
+
+
+def _rows(engine: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(Inbound)).scalar_one())
+
+
+def test_records_read_back_exactly(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    items = [_item(n) for n in range(3)]
+    spooled = spool.append(items)
+    back = spool.leftovers()
+    assert [item.raw for item in items] == [item.raw for item in back]
+    assert [item.envelope for item in items] == [item.envelope for item in back]
+    assert [record.item.source_key for record in spooled] == [item.source_key for item in back]
+    assert all(item.source_key and item.source_key.startswith("spool:") for item in back)
+
+
+def test_a_torn_tail_is_ignored_and_the_rest_kept(tmp_path: Path) -> None:
+    """A crash in the middle of a write leaves a partial record, which was never answered 250."""
+    spool = Spool(tmp_path / "spool")
+    spool.append([_item(n) for n in range(3)])
+    (segment,) = spool.segments()
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-10])
+    assert 2 == len(list(read_segment(segment)))
+
+
+def test_a_damaged_record_stops_the_reading(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([_item(0)])
+    spool.append([_item(1)])
+    (segment,) = spool.segments()
+    data = bytearray(segment.read_bytes())
+    data[-5] ^= 0xFF  # a bit flip in the last record's message
+    segment.write_bytes(bytes(data))
+    assert ["<spool-0@example.org>"] == [
+        item.raw.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode() for item in read_segment(segment)
+    ]
+
+
+def test_imported_segments_are_deleted(tmp_path: Path, monkeypatch: Any) -> None:
+    """Old segments go once all their records are in the database; the last one at stop."""
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 1)  # a new segment per group
+    engine, store = _store(tmp_path)
+    spool = Spool(tmp_path / "spool")
+    committer = GroupCommitter(store, spool=spool)
+    committer.start()
+    ids = [committer.submit(_item(n)).result(timeout=10) for n in range(5)]
+    assert all(queue_id.startswith("spool:") for queue_id in ids)
+    wait_until(lambda: _rows(engine) == 5)
+    wait_until(lambda: len(spool.segments()) == 1)  # the one still written to
+    committer.stop()
+    assert [] == spool.segments()
+    assert 5 == _rows(engine)
+    engine.dispose()
+
+
+def test_leftovers_are_imported_at_start_once(tmp_path: Path) -> None:
+    """Spooled before a crash: imported at the next start; imported already: not again."""
+    engine, store = _store(tmp_path)
+    folder = tmp_path / "spool"
+    crashed = Spool(folder)
+    spooled = crashed.append([_item(n) for n in range(4)])
+    # A crash after two of them were imported but before the journal heard of it.
+    store.accept([record.item for record in spooled[:2]])
+    assert 2 == _rows(engine)
+
+    committer = GroupCommitter(store, spool=Spool(folder))
+    committer.start()  # imports before it takes any new mail
+    assert 4 == _rows(engine)
+    assert [] == Spool(folder).segments()
+    committer.stop()
+    engine.dispose()
+
+
+def test_smtp_answer_comes_after_the_journal_fsync(tmp_path: Path) -> None:
+    """A 250 means the record is in the journal on disk (or already in the database)."""
+    engine, store = _store(tmp_path)
+    folder = tmp_path / "spool"
+    committer = GroupCommitter(store, spool=Spool(folder))
+    committer.start()
+    port = free_port()
+    controller = Controller(
+        IngestHandler(committer, lambda address: True, lmtp=False), hostname="127.0.0.1", port=port
+    )
+    controller.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.ehlo()
+            client.mail("alice@example.org")
+            client.rcpt(HELPDESK)
+            code, reply = client.data(make_mail(message_id="<fsynced@example.org>"))
+        assert 250 == code
+        assert b"queued as spool:" in reply
+        # Another reader of the folder finds the record (the segment is still open).
+        found = [item for item in Spool(folder).leftovers() if b"<fsynced@example.org>" in item.raw]
+        assert 1 == len(found)
+        wait_until(lambda: _rows(engine) == 1)
+    finally:
+        controller.stop()
+        committer.stop()
+        engine.dispose()
+
+
+def test_a_failed_write_leaves_no_garbage_between_records(tmp_path: Path, monkeypatch: Any) -> None:
+    """A full disk mid-write: that group fails (451/452), and later records stay readable."""
+    spool = Spool(tmp_path / "spool")
+    spool.append([_item(0)])
+    real_write = spool_module.os.write
+
+    def half_then_full(fd: int, data: Any) -> int:
+        monkeypatch.setattr(spool_module.os, "write", real_write)  # only this once
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "write", half_then_full)
+    try:
+        spool.append([_item(1)])
+    except OSError as exc:
+        assert 28 == exc.errno
+    else:
+        raise AssertionError("the failed write was not reported")
+    spool.append([_item(2)])
+    keys = [b"<spool-0@", b"<spool-2@"]
+    found = [item.raw for item in spool.leftovers()]
+    assert len(found) == 2 and all(key in raw for key, raw in zip(keys, found, strict=True))
