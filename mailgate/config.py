@@ -163,9 +163,10 @@ class Processing(_Strict):
     # more (0: both as threads of the daemon itself). More than one
     # processing worker only helps on PostgreSQL.
     workers: int = Field(default=1, ge=0, le=16)
-    # Messages per processing transaction: more is faster, fewer keeps the
-    # SQLite write lock (and so the SMTP answer) free sooner.
-    batch: int = Field(default=8, ge=1, le=500)
+    # Messages claimed and parsed together. They are written in slices of
+    # at most about 10 ms each, so a big batch does not hold SQLite's write
+    # lock long; bigger is faster under load (8: 408 acks/s, 32: 460).
+    batch: int = Field(default=32, ge=1, le=500)
 
 
 class Logging(_Strict):
