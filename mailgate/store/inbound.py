@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import structlog
 from sqlalchemy import Table, select
@@ -190,17 +190,8 @@ class GroupCommitter:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            self._commit(batch)
+            more, stopping = _waiting(self._queue, self._max_batch - 1)
+            self._commit([first, *more])
 
     def _commit(self, batch: list[tuple[InboundItem, Future[str]]]) -> None:
         items = [item for item, _ in batch]
@@ -223,21 +214,14 @@ class GroupCommitter:
 
     def _import_loop(self) -> None:
         assert self._spool is not None
-        done = False
-        while not done:
+        stopping = False
+        while not stopping:
             first = self._imports.get()
             if first is None:
                 break
-            records = list(first)
-            while len(records) < 1000:
-                try:
-                    more = self._imports.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    done = True
-                    break
-                records += more
+            # Each entry is one group commit's records; a few groups per import.
+            more, stopping = _waiting(self._imports, 8)
+            records = [record for group in (first, *more) for record in group]
             if not self._import(records):
                 return  # stopping with the database down: the records stay spooled
             crash_point("spool-imported")
@@ -255,3 +239,20 @@ class GroupCommitter:
                 if self._stopping.wait(delay):
                     return False
                 delay = min(delay * 2, 5.0)
+
+
+_T = TypeVar("_T")
+
+
+def _waiting(source: queue.Queue[_T | None], limit: int) -> tuple[list[_T], bool]:
+    """What waits in ``source`` now, up to ``limit`` entries, and whether a stop (None) came."""
+    found: list[_T] = []
+    while len(found) < limit:
+        try:
+            entry = source.get_nowait()
+        except queue.Empty:
+            break
+        if entry is None:
+            return found, True
+        found.append(entry)
+    return found, False
