@@ -81,7 +81,7 @@ def _findings(config: Config, source: Path | None) -> Iterator[Finding]:
             yield database
             if database.status != "FAIL":
                 yield from check_queues(engine)
-                yield from check_spool(config)
+                yield from check_spool(config, engine)
         finally:
             engine.dispose()
     yield check_reply_key(config)
@@ -239,22 +239,31 @@ def _duration(age: timedelta) -> str:
 # -- secrets and rules ---------------------------------------------------------------
 
 
-def check_spool(config: Config) -> Iterator[Finding]:
+def check_spool(config: Config, engine: Engine) -> Iterator[Finding]:
     """Mail in the SQLite spool journal that is not in the database yet."""
     url = make_url(config.database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return
-    spool = Spool.for_database(config.path(url.database).resolve())
-    segments = spool.segments()
-    if not segments:
-        yield Finding("OK", "spool", "empty")
+    spool = Spool.for_database(Path(url.database).resolve())
+    # The journal keeps imported records until its file is full or the
+    # daemon stops; only those not in the inbound table are waiting.
+    keys = sorted({item.source_key or "" for segment in spool.segments() for item in read_segment(segment)})
+    stored: set[str | None] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+            chunk = keys[start : start + 500]
+            query = select(Inbound.source_key).where(Inbound.source_key.in_(chunk))
+            stored.update(connection.execute(query).scalars())
+    waiting = len(set(keys) - stored)
+    if waiting == 0:
+        yield Finding("OK", "spool", "nothing waiting for import")
         return
-    records = sum(1 for segment in segments for _ in read_segment(segment))
     yield Finding(
         "OK",
         "spool",
-        f"{records} messages in {len(segments)} journal file(s); a running daemon imports them "
-        "at once, a stopped one at its next start",
+        f"{waiting} message{'s' if waiting != 1 else ''} not yet in the database; "
+        "a running daemon imports them at once, "
+        "a stopped one at its next start",
     )
 
 

@@ -24,7 +24,7 @@ from mailgate.doctor import run_doctor
 from mailgate.message import Envelope
 from mailgate.runtime import build
 from mailgate.store.db import make_engine, transaction
-from mailgate.store.inbound import InboundItem
+from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Inbound, Outbox
 from tests.conftest import make_mail
 from tests.smtp_sink import Sink
@@ -295,13 +295,19 @@ def test_mail_waiting_in_the_spool_is_reported(tmp_path: Path) -> None:
 
     config = installed(make_config(tmp_path, None))
     _, by_check = doctor(config)
-    assert "spool: empty" in by_check["spool"]
+    assert "spool: nothing waiting for import" in by_check["spool"]
     database = Path(make_url(config.database_url).database or "").resolve()
-    Spool.for_database(database).append(
+    spooled = Spool.for_database(database).append(
         [
             InboundItem(make_mail(), Envelope("a@example.org", (HELPDESK,), "smtp", datetime.now(UTC)))
-            for _ in range(2)
+            for _ in range(3)
         ]
     )
     _, by_check = doctor(config)
-    assert "2 messages in 1 journal file(s)" in by_check["spool"]
+    assert "3 messages not yet in the database" in by_check["spool"]
+    # Imported (the journal file stays until it is full or the daemon stops).
+    runtime = build(config)
+    InboundStore(runtime.sessions).accept([record.item for record in spooled[:2]])
+    runtime.close()
+    _, by_check = doctor(config)
+    assert "1 message not yet in the database" in by_check["spool"]
