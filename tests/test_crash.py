@@ -121,3 +121,14 @@ def test_a_killed_worker_is_restarted_and_mail_still_flows(daemon_factory: Any, 
     assert role == restarted["role"] and ready[role] != restarted["pid"]
     wait_until(lambda: _acks_by_request(daemon) == {f"<while-{role}-down@example.org>": 1}, timeout=20)
     assert 0 == daemon.stop()
+
+
+def test_without_worker_processes_everything_runs_in_the_daemon(daemon_factory: Any) -> None:
+    """processing.workers: 0 keeps processing and delivery as threads of `mailgate run`."""
+    daemon = daemon_factory(processing={"workers": 0})
+    assert not [line for line in daemon.lines if line.get("event") == "worker.ready"]
+    for n in range(3):
+        daemon.send(make_mail(message_id=f"<inline-{n}@example.org>"))
+    expected = {f"<inline-{n}@example.org>": 1 for n in range(3)}
+    wait_until(lambda: _acks_by_request(daemon) == expected, timeout=20)
+    assert 0 == daemon.stop()
