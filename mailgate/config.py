@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = Path("config/mailgate.yaml")
 
@@ -71,6 +71,15 @@ class TcpListener(_Strict):
     # the listener is reachable from outside the host).
     tls_cert: str | None = None
     tls_key: str | None = None
+    # With a users file every session must AUTH (after STARTTLS) before MAIL;
+    # lines made by `mailgate smtp-password NAME`. See ingest/smtp_auth.py.
+    users_file: str | None = None
+
+    @model_validator(mode="after")
+    def _auth_needs_tls(self) -> TcpListener:
+        if self.users_file is not None and self.tls_cert is None:
+            raise ValueError("users_file needs tls_cert too: passwords are only taken over TLS")
+        return self
 
 
 class LmtpListener(_Strict):

@@ -28,6 +28,7 @@ import structlog
 from mailgate import systemd
 from mailgate.config import Config, read_secret
 from mailgate.ingest.smtp import IngestHandler, make_protocol_factory
+from mailgate.ingest.smtp_auth import Authenticator, load_users
 from mailgate.outbox.deliver import OutboxWorker, RetryPolicy, release_outbox_leases
 from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
 from mailgate.pipeline import Processor
@@ -273,12 +274,14 @@ class Daemon:
         limit = config.listen.max_message_bytes
         if config.listen.smtp is not None:
             handler = IngestHandler(self.committer, self.runtime.is_our_address, lmtp=False)
+            users = config.listen.smtp.users_file
             factory = make_protocol_factory(
                 handler,
                 lmtp=False,
                 hostname=hostname,
                 max_message_bytes=limit,
                 tls_context=self._tls(),
+                authenticator=Authenticator(load_users(config.path(users))) if users else None,
             )
             self._servers.append(
                 await loop.create_server(

@@ -17,8 +17,34 @@ log = structlog.get_logger(__name__)
 def run(state: State) -> None:
     """Run the daemon in the foreground (SIGTERM stops, SIGHUP reloads)."""
     from mailgate.daemon import run as run_daemon
+    from mailgate.ingest.smtp_auth import UsersFileError, load_users
 
+    smtp = state.config.listen.smtp
+    if smtp is not None and smtp.users_file is not None:
+        try:
+            load_users(state.config.path(smtp.users_file))
+        except UsersFileError as exc:
+            fail(f"listen.smtp.users_file: {exc}")
     sys.exit(run_daemon(state.runtime(), str(state.config_path.resolve())))
+
+
+@main.command("smtp-password")
+@click.argument("name")
+def smtp_password(name: str) -> None:
+    """Print a users-file line for NAME (asks for the password).
+
+    Append it to the file named by listen.smtp.users_file, e.g.
+    `mailgate smtp-password relay >> /etc/mailgate/smtp-users`; the password
+    itself is stored nowhere.
+    """
+    from mailgate.ingest.smtp_auth import hash_password
+
+    if not name or ":" in name or any(char.isspace() for char in name):
+        fail("NAME must be one word without ':'")
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    if len(password) < 12:
+        fail("use a password of at least 12 characters")
+    click.echo(f"{name}:{hash_password(password)}")
 
 
 @main.command(hidden=True)

@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from mailgate.errors import Outcome, storage_outcome
+from mailgate.ingest.smtp_auth import Authenticator
 from mailgate.message import Envelope
 from mailgate.store.inbound import GroupCommitter, InboundItem
 
@@ -94,8 +95,13 @@ def make_protocol_factory(
     hostname: str,
     max_message_bytes: int,
     tls_context: ssl.SSLContext | None = None,
+    authenticator: Authenticator | None = None,
 ) -> Callable[[], Any]:
-    """A factory for ``loop.create_server`` / ``create_unix_server``."""
+    """A factory for ``loop.create_server`` / ``create_unix_server``.
+
+    With an ``authenticator`` every session must AUTH before MAIL, and AUTH
+    is offered only once STARTTLS is done.
+    """
     kind = LMTP if lmtp else SMTP
 
     def factory() -> SMTP:
@@ -106,7 +112,13 @@ def make_protocol_factory(
             enable_SMTPUTF8=True,
             decode_data=False,
             tls_context=tls_context,
-            require_starttls=False,
+            require_starttls=authenticator is not None,
+            authenticator=authenticator,
+            auth_required=authenticator is not None,
+            auth_require_tls=True,
+            # Without a users file there is nothing to authenticate against:
+            # do not offer AUTH at all.
+            auth_exclude_mechanism=None if authenticator is not None else ["LOGIN", "PLAIN"],
             ident="mailgate",
         )
 
