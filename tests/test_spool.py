@@ -158,3 +158,29 @@ def test_a_failed_write_leaves_no_garbage_between_records(tmp_path: Path, monkey
     keys = [b"<spool-0@", b"<spool-2@"]
     found = [item.raw for item in spool.leftovers()]
     assert len(found) == 2 and all(key in raw for key, raw in zip(keys, found, strict=True))
+
+
+def test_while_the_database_is_down_mail_waits_then_451(tmp_path: Path) -> None:
+    """Spooled mail waits for the database; past the backlog limit new mail gets 451, then flows again."""
+    from sqlalchemy import text
+
+    from mailgate.errors import Outcome, storage_outcome
+    from mailgate.store.inbound import SpoolBacklogFull
+
+    engine, store = _store(tmp_path)
+    committer = GroupCommitter(store, spool=Spool(tmp_path / "spool"), max_backlog_bytes=1)
+    committer.start()
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE inbound RENAME TO inbound_away"))
+    first = committer.submit(_item(0)).result(timeout=10)  # durable in the journal: 250
+    assert first.startswith("spool:")
+    refused = committer.submit(_item(1)).exception(timeout=10)
+    assert isinstance(refused, SpoolBacklogFull)
+    assert Outcome.STORE_FAILED == storage_outcome(refused)  # 451 4.3.0
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE inbound_away RENAME TO inbound"))
+    wait_until(lambda: _rows(engine) == 1, timeout=15)  # the importer retried
+    wait_until(lambda: committer.submit(_item(2)).exception(timeout=10) is None, timeout=15)
+    wait_until(lambda: _rows(engine) == 2, timeout=15)
+    committer.stop()
+    engine.dispose()

@@ -127,6 +127,10 @@ class InboundStore:
             return self._existing(session, source, keys)
 
 
+class SpoolBacklogFull(RuntimeError):
+    """Too much spooled mail waits for the database: answer 451 for now."""
+
+
 class GroupCommitter:
     """Batches concurrent ``accept`` calls into shared commits on one thread.
 
@@ -141,10 +145,23 @@ class GroupCommitter:
     queue behind each other) it is the database commit itself.
     """
 
-    def __init__(self, store: InboundStore, *, spool: Spool | None = None, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        store: InboundStore,
+        *,
+        spool: Spool | None = None,
+        max_batch: int = 256,
+        max_backlog_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
         self._store = store
         self._spool = spool
         self._max_batch = max_batch
+        # Spooled but not yet imported (held in memory for the importer).
+        # Past the limit new mail gets 451: when the database is down, the
+        # sending MTAs keep their mail instead of our memory filling up.
+        self._max_backlog = max_backlog_bytes
+        self._backlog = 0
+        self._backlog_lock = threading.Lock()
         self._queue: queue.Queue[tuple[InboundItem, Future[str]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._imports: queue.Queue[list[Spooled] | None] = queue.Queue()
@@ -195,9 +212,17 @@ class GroupCommitter:
 
     def _commit(self, batch: list[tuple[InboundItem, Future[str]]]) -> None:
         items = [item for item, _ in batch]
+        size = sum(len(item.raw) for item in items)
         try:
             if self._spool is not None:
+                with self._backlog_lock:
+                    if self._backlog > self._max_backlog:
+                        raise SpoolBacklogFull(
+                            f"{self._backlog} bytes wait for the database; is it reachable?"
+                        )
                 spooled = self._spool.append(items)
+                with self._backlog_lock:
+                    self._backlog += size
                 ids = [record.item.source_key or "" for record in spooled]
             else:
                 ids = [str(row_id) for row_id in self._store.accept(items)]
@@ -226,6 +251,8 @@ class GroupCommitter:
                 return  # stopping with the database down: the records stay spooled
             crash_point("spool-imported")
             self._spool.imported(records)
+            with self._backlog_lock:
+                self._backlog -= sum(len(record.item.raw) for record in records)
 
     def _import(self, records: list[Spooled]) -> bool:
         """Store the records, retrying until the database takes them."""
