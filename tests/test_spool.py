@@ -184,3 +184,21 @@ def test_while_the_database_is_down_mail_waits_then_451(tmp_path: Path) -> None:
     wait_until(lambda: _rows(engine) == 2, timeout=15)
     committer.stop()
     engine.dispose()
+
+
+def test_a_journal_that_cannot_be_written_answers_451(daemon_factory: Any, tmp_path: Path) -> None:
+    """The real daemon: when the spool folder cannot be made, the sender hears 451 and retries."""
+    daemon = daemon_factory(start=False)
+    blocker = tmp_path / "mailgate.db.spool"
+    blocker.write_text("not a folder")
+    daemon.start()
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=10) as client:
+        client.ehlo()
+        client.mail("alice@example.org")
+        client.rcpt(HELPDESK)
+        code, reply = client.data(make_mail(message_id="<blocked@example.org>"))
+    assert 451 == code and reply.startswith(b"4.3.0")
+    blocker.unlink()
+    daemon.send(make_mail(message_id="<blocked@example.org>"))  # the MTA's retry
+    wait_until(lambda: daemon.acks(), timeout=15)
+    assert 0 == daemon.stop()
