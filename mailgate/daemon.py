@@ -36,7 +36,7 @@ from mailgate.reload import FileWatcher, watched_paths
 from mailgate.runtime import Runtime
 from mailgate.status import status_path, write_status
 from mailgate.store.inbound import GroupCommitter, InboundStore
-from mailgate.store.spool import Spool
+from mailgate.store.spool import Spool, SpoolInUse
 from mailgate.worker import DELIVERY_FD_ENV, WAKE_FD_ENV
 
 log = structlog.get_logger(__name__)
@@ -180,7 +180,8 @@ class Daemon:
         if count:
             self.workers.append(WorkerProcess(config_path, "delivery", delivery_listen))
         self.store = InboundStore(runtime.sessions, on_accept=self._wake_processing)
-        self.committer = GroupCommitter(self.store, spool=_spool_for(runtime))
+        self.spool = _spool_for(runtime)
+        self.committer = GroupCommitter(self.store, spool=self.spool)
         self._threads: list[threading.Thread] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._local: Processor | None = None
@@ -419,5 +420,12 @@ def run(runtime: Runtime, config_path: str) -> int:
     async def main() -> None:
         await daemon.serve(asyncio.Event())
 
+    try:
+        # First of all: a second daemon on this database must touch nothing.
+        if daemon.spool is not None:
+            daemon.spool.claim()
+    except (SpoolInUse, OSError) as exc:
+        log.error("daemon.not_started", error=f"spool journal: {exc}")
+        return 1
     asyncio.run(main())
     return 0

@@ -17,7 +17,7 @@ from mailgate.store.db import make_engine, session_factory, upgrade
 from mailgate.store.inbound import GroupCommitter, InboundItem, InboundStore
 from mailgate.store.models import Inbound
 from mailgate.store.spool import Spool, read_segment
-from tests.conftest import HELPDESK, free_port, make_mail, wait_until
+from tests.conftest import HELPDESK, free_port, make_mail, run_cli, wait_until, write_config
 
 
 def _item(n: int) -> InboundItem:
@@ -187,18 +187,32 @@ def test_while_the_database_is_down_mail_waits_then_451(tmp_path: Path) -> None:
 
 
 def test_a_journal_that_cannot_be_written_answers_451(daemon_factory: Any, tmp_path: Path) -> None:
-    """The real daemon: when the spool folder cannot be made, the sender hears 451 and retries."""
-    daemon = daemon_factory(start=False)
-    blocker = tmp_path / "mailgate.db.spool"
-    blocker.write_text("not a folder")
-    daemon.start()
+    """The real daemon: when no journal file can be made, the sender hears 451 and retries."""
+    daemon = daemon_factory()
+    folder = tmp_path / "mailgate.db.spool"
+    folder.rename(tmp_path / "spool-away")
+    folder.write_text("not a folder")  # the journal's first file cannot be created
     with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=10) as client:
         client.ehlo()
         client.mail("alice@example.org")
         client.rcpt(HELPDESK)
         code, reply = client.data(make_mail(message_id="<blocked@example.org>"))
     assert 451 == code and reply.startswith(b"4.3.0")
-    blocker.unlink()
+    folder.unlink()
+    (tmp_path / "spool-away").rename(folder)
     daemon.send(make_mail(message_id="<blocked@example.org>"))  # the MTA's retry
     wait_until(lambda: daemon.acks(), timeout=15)
     assert 0 == daemon.stop()
+
+
+def test_a_second_daemon_on_the_same_database_does_not_start(daemon_factory: Any, tmp_path: Path) -> None:
+    """It would import and delete the first one's journal; it stops before touching anything."""
+    first = daemon_factory()
+    (tmp_path / "second").mkdir()
+    second_config = write_config(tmp_path / "second", database={"url": f"sqlite:///{tmp_path}/mailgate.db"})
+    result = run_cli(second_config, "run")
+    assert 1 == result.returncode
+    assert b"another `mailgate run` on this database" in result.stdout + result.stderr
+    first.send(make_mail(message_id="<still-works@example.org>"))
+    wait_until(lambda: first.acks(), timeout=15)
+    assert 0 == first.stop()

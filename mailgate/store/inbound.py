@@ -170,6 +170,7 @@ class GroupCommitter:
 
     def start(self) -> None:
         if self._spool is not None:
+            self._spool.claim()
             self._recover(self._spool)
             self._importer.start()
         self._thread.start()

@@ -23,6 +23,7 @@ and is ignored.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
@@ -103,6 +104,10 @@ def read_segment(path: Path) -> Iterator[InboundItem]:
         log.warning("spool.torn_record_ignored", segment=path.name, offset=offset, size=len(data))
 
 
+class SpoolInUse(RuntimeError):
+    """Another daemon writes this spool: two daemons on one SQLite database."""
+
+
 class Spool:
     """Appends groups of messages to the journal; one fsync per group.
 
@@ -118,6 +123,30 @@ class Spool:
         self._size = 0
         # Records written but not yet in the database, per segment.
         self._outstanding: dict[int, int] = {}
+        self._lock_fd: int | None = None
+
+    def claim(self) -> None:
+        """Take the spool for this process, or raise SpoolInUse.
+
+        Two daemons on one SQLite file would each import (and then delete)
+        the other's journal at start; the second one must not start at all.
+        The lock goes with the process.
+        """
+        if self._lock_fd is not None:
+            return
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise SpoolInUse(
+                f"{self.folder} is in use by pid {holder}: another `mailgate run` on this database"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
 
     @staticmethod
     def for_database(database: Path) -> Spool:
