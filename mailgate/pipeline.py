@@ -1,11 +1,12 @@
 """The processing stage: a durable inbound row becomes an article.
 
 Claim a batch of pending rows, parse and guard them (pure, outside the
-write transaction), then hand each to handle.py in one transaction. The
-inbound row is marked done in the same transaction that stores what it
-caused, so a crash anywhere leaves it either pending (processed again) or
-fully done: exactly once. A batch runs without savepoints; if any message
-fails, it is rolled back whole and redone one savepoint per message.
+write transaction), then hand them to handle.py in write transactions of
+at most ``SLICE_SECONDS`` each. The inbound row is marked done in the same
+transaction that stores what it caused, so a crash anywhere leaves it
+either pending (processed again) or fully done: exactly once. A slice runs
+without savepoints; if any message fails, it is rolled back whole and the
+rest of the batch is redone one savepoint per message.
 
 A row is leased and its attempt counted in a commit of its own before work
 starts, so a message that crashes the process is quarantined after
@@ -66,7 +67,8 @@ _CLAIMED = (
 )
 
 # How long one processing transaction may hold SQLite's write lock before it
-# commits and lets the SMTP listener's next group commit in.
+# commits and lets the other writers in (the spool importer, the delivery
+# worker's marks, `mailgate ingest`).
 SLICE_SECONDS = 0.010
 
 # How often the processing loop looks for quiet tickets to close.
@@ -150,10 +152,9 @@ class Processor:
     def _fast_slice(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result] | None:
         """The first messages in one transaction without savepoints, or None.
 
-        The transaction holds SQLite's single write lock, which the SMTP
-        listener needs for every accepted mail, so it commits after
-        ``SLICE_SECONDS`` and lets the listener in; the rest of the batch
-        follows in further slices.
+        The transaction holds SQLite's single write lock, which other
+        writers wait for, so it commits after ``SLICE_SECONDS``; the rest of
+        the batch follows in further slices.
 
         Savepoints cost two statements and SQLAlchemy bookkeeping per
         message; nearly every batch has no failure, so it runs without them

@@ -1,12 +1,15 @@
 """The outbox worker: durable rows in, mail out, every outcome recorded.
 
 A row is claimed with a lease, sent, and marked in one short transaction
-per batch. While mail is streaming in, the processor leases the due rows in
-the transaction that created them and hands them over after its commit
-(``lease_due`` / ``hand_over``), which spares a transaction per batch on
-SQLite's single write lock. Temporary failures retry with exponential backoff until the
+per batch. Temporary failures retry with exponential backoff until the
 give-up time; permanent failures and give-ups are recorded as ticket events
-and stay visible in ``mailgate outbox list``. A crash between sending and
+and stay visible in ``mailgate outbox list``.
+
+Delivery normally runs in a worker process of its own, woken by the
+processing worker. When both run in one process (``processing.workers:
+0``), the processor leases the due rows in the transaction that created
+them and hands them over after its commit (``lease_due`` / ``hand_over``),
+which spares a transaction per batch on SQLite's single write lock. A crash between sending and
 marking may send one row again with the same Message-ID (SMTP gives no
 exactly-once); the Maildir transport is idempotent per row.
 """
