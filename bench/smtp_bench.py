@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -126,7 +127,12 @@ def free_port() -> int:
 
 
 def write_config(
-    folder: Path, smtp_port: int, sink_port: int, log_level: str = "warning", processing: str = ""
+    folder: Path,
+    smtp_port: int,
+    sink_port: int,
+    log_level: str = "warning",
+    processing: str = "",
+    database_url: str = "sqlite:///mailgate.db",
 ) -> Path:
     config = folder / "mailgate.yaml"
     config.write_text(
@@ -135,7 +141,7 @@ helpdesk:
   address: {HELPDESK}
   name: Bench Helpdesk
 database:
-  url: sqlite:///mailgate.db
+  url: {database_url}
 listen:
   smtp: {{host: 127.0.0.1, port: {smtp_port}}}
 outbound:
@@ -153,6 +159,28 @@ logging:
         encoding="utf-8",
     )
     return config
+
+
+def _admin_url(server: str) -> str:
+    return server.replace("postgresql+psycopg://", "postgresql://", 1).rstrip("/") + "/postgres"
+
+
+def create_database(server: str) -> str:
+    """A new, empty database on the server; its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"mailgate_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_admin_url(server), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{server.rstrip('/')}/{name}"
+
+
+def drop_database(server: str, url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(_admin_url(server), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def start_daemon(
@@ -656,6 +684,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --profile: sample waiting threads too (time spent on locks, fsync, sockets)",
     )
+    parser.add_argument(
+        "--postgresql",
+        metavar="SERVER",
+        help="use a throwaway database on this PostgreSQL server instead of SQLite, "
+        "e.g. postgresql+psycopg://postgres@127.0.0.1:5432",
+    )
     parser.add_argument("--workers", type=int, help="processing.workers (default: mailgate's)")
     parser.add_argument("--batch", type=int, help="processing.batch (default: mailgate's)")
     parser.add_argument(
@@ -674,8 +708,14 @@ def main(argv: list[str] | None = None) -> int:
     smtp_port = free_port()
     settings = (("workers", args.workers), ("batch", args.batch))
     processing = "".join(f"  {key}: {value}\n" for key, value in settings if value is not None)
+    database_url = create_database(args.postgresql) if args.postgresql else "sqlite:///mailgate.db"
     config = write_config(
-        folder, smtp_port, controller.port, args.log_level, f"processing:\n{processing}" if processing else ""
+        folder,
+        smtp_port,
+        controller.port,
+        args.log_level,
+        f"processing:\n{processing}" if processing else "",
+        database_url,
     )
     log_path = folder / "daemon.log"
     try:
@@ -759,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if problems:
             print(f"{len(problems)} error lines in the daemon log, first: {problems[0][:300]}")
+        if args.postgresql and not args.keep:
+            drop_database(args.postgresql, database_url)
         if args.keep or args.profile:
             print(f"kept {folder}")
         else:
