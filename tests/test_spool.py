@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,25 @@ def test_a_second_daemon_on_the_same_database_does_not_start(daemon_factory: Any
     first.send(make_mail(message_id="<still-works@example.org>"))
     wait_until(lambda: first.acks(), timeout=15)
     assert 0 == first.stop()
+
+
+def test_a_full_disk_under_the_journal_answers_452(daemon_factory: Any, tmp_path: Path) -> None:
+    """A real full file system (a 1 MiB tmpfs under the journal): 452, and later mail still flows."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        (tmp_path / "mailgate.db.spool").symlink_to(small, target_is_directory=True)
+        daemon = daemon_factory()
+        big = make_mail(message_id="<too-big-for-the-disk@example.org>", body=("z" * 76 + "\n") * 20_000)
+        with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=10) as client:
+            client.ehlo()
+            client.mail("alice@example.org")
+            client.rcpt(HELPDESK)
+            code, reply = client.data(big)
+        assert 452 == code and reply.startswith(b"4.3.1")
+        daemon.send(make_mail(message_id="<small-enough@example.org>"))
+        wait_until(lambda: daemon.acks(), timeout=15)
+        assert 0 == daemon.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
