@@ -88,9 +88,16 @@ class LmtpListener(_Strict):
     path: str | None = None
 
 
+class MetricsListener(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
 class Listen(_Strict):
     smtp: TcpListener | None = TcpListener(host="127.0.0.1", port=2525)
     lmtp: LmtpListener | None = None
+    # Prometheus metrics over HTTP at /metrics (see mailgate/metrics.py).
+    metrics: MetricsListener | None = None
     # 552 at DATA above this many bytes.
     max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
 

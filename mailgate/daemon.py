@@ -22,13 +22,15 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from mailgate import systemd
+from mailgate import metrics, systemd
 from mailgate.config import Config, read_secret
 from mailgate.ingest.smtp import IngestHandler, make_protocol_factory
 from mailgate.ingest.smtp_auth import Authenticator, load_users
+from mailgate.metrics import MetricsServer
 from mailgate.outbox.deliver import OutboxWorker, RetryPolicy, release_outbox_leases
 from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
 from mailgate.pipeline import Processor
@@ -165,6 +167,10 @@ class WorkerProcess:
     def returncode(self) -> int | None:
         return None if self._process is None else self._process.returncode
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
 
 class Daemon:
     def __init__(self, runtime: Runtime, config_path: str) -> None:
@@ -187,6 +193,7 @@ class Daemon:
         self._local: Processor | None = None
         self._local_outbox: OutboxWorker | None = None
         self.fetchers: list[object] = []
+        self._metrics: MetricsServer | None = None
 
     def _wake_processing(self) -> None:
         for worker in self.workers:
@@ -225,6 +232,9 @@ class Daemon:
         # watches them for what it uses itself (our addresses, from agents).
         self._start_thread("reload-watch", FileWatcher(watched_paths(config), self.runtime.reload).run)
         await self._start_listeners()
+        if config.listen.metrics is not None and metrics.enabled():
+            where = config.listen.metrics
+            self._metrics = MetricsServer(where.host, where.port, self.runtime.engine, self.worker_states)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -258,7 +268,12 @@ class Daemon:
         await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in self.workers))
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 30)
+        if self._metrics is not None:
+            self._metrics.stop()
         log.info("daemon.stopped")
+
+    def worker_states(self) -> list[dict[str, Any]]:
+        return [{"role": w.role, "alive": w.alive(), "restarts": w.restarts} for w in self.workers]
 
     def listening(self) -> list[str]:
         found = []
@@ -367,6 +382,8 @@ class Daemon:
                 await asyncio.sleep(delays[id(worker)])
                 delays[id(worker)] = min(60.0, delays[id(worker)] * 2)
                 worker.restarts += 1
+                if worker.pid is not None:
+                    metrics.process_died(worker.pid)
                 # Only the dead worker's leases: the others are still working.
                 self._release_leases(inbound=worker.role == "processing", outbox=worker.role == "delivery")
                 await worker.start()
@@ -391,9 +408,7 @@ class Daemon:
                     )
             state = {
                 "listeners": self.listening(),
-                "workers": [
-                    {"role": w.role, "alive": w.alive(), "restarts": w.restarts} for w in self.workers
-                ],
+                "workers": self.worker_states(),
                 "imap": accounts,
             }
             try:

@@ -24,7 +24,7 @@ import structlog
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailgate import guard, lifecycle
+from mailgate import guard, lifecycle, metrics
 from mailgate.faults import crash_point
 from mailgate.handle import Claim, MessageHandler, Prepared, Result, dedupe_key
 from mailgate.message import Envelope
@@ -144,6 +144,7 @@ class Processor:
                 # The slow, safe path: each message in a savepoint of its own,
                 # so one that fails is recorded and the others still commit.
                 done = self._slow_batch(prepared)
+            _measure(prepared[: len(done)], done)
             results += done
             del prepared[: len(done)]
         crash_point("processed")
@@ -269,3 +270,13 @@ class Processor:
             return Result(row_id, "failed", reason=reason)
 
     # -- one message -------------------------------------------------------
+
+
+def _measure(prepared: list[tuple[Claim, Prepared | BaseException]], results: list[Result]) -> None:
+    if not metrics.enabled():
+        return
+    now = datetime.now(UTC)
+    for (claim, _), result in zip(prepared, results, strict=True):
+        metrics.count("processed", state=result.state)
+        if result.state != "failed":
+            metrics.observe("processing_delay", (now - claim.received_at).total_seconds())

@@ -19,6 +19,12 @@ def run(state: State) -> None:
     from mailgate.daemon import run as run_daemon
     from mailgate.ingest.smtp_auth import UsersFileError, load_users
 
+    if state.config.listen.metrics is not None:
+        # Before anything imports prometheus_client; the workers inherit it.
+        from mailgate import metrics
+        from mailgate.status import status_path
+
+        metrics.enable(status_path(state.config).parent / "metrics")
     smtp = state.config.listen.smtp
     if smtp is not None and smtp.users_file is not None:
         try:

@@ -18,6 +18,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
+from mailgate import metrics
 from mailgate.errors import Outcome, storage_outcome
 from mailgate.ingest.smtp_auth import Authenticator
 from mailgate.message import Envelope
@@ -71,8 +72,10 @@ class IngestHandler:
         except Exception as exc:  # any failure must become a 4xx, never 5xx
             outcome = storage_outcome(exc)
             log.error("smtp.store_failed", source=source, error=str(exc), reply=outcome.smtp)
+            metrics.count("smtp", listener=source, result=outcome.name.lower())
             return self._per_recipient(envelope, outcome.smtp)
         log.info("smtp.accepted", source=source, queue_id=queue_id, size=len(raw))
+        metrics.count("smtp", listener=source, result="accepted")
         return self._per_recipient(envelope, f"250 2.0.0 Ok: queued as {queue_id}")
 
     async def handle_exception(self, error: Exception) -> str:

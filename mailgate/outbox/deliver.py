@@ -26,6 +26,7 @@ import structlog
 from sqlalchemy import Connection, Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailgate import metrics
 from mailgate.faults import crash_point
 from mailgate.outbox.transport import DeliveryResult, Transport
 from mailgate.store.db import transaction
@@ -197,6 +198,8 @@ class OutboxWorker:
             # The common case, once per mail: a statement built once.
             session.connection().execute(_MARK_SENT, {"b_id": row.id, "b_attempts": attempts, "b_now": now})
             bound.info("outbox.sent", detail=result.detail, attempts=attempts)
+            metrics.count("delivery", result="sent")
+            metrics.observe("delivery_delay", (now - row.created_at).total_seconds())
             return
         else:
             too_old = (now - row.created_at).total_seconds() > self._policy.give_up_after_seconds
@@ -208,6 +211,7 @@ class OutboxWorker:
                 )
                 values.update(state="failed", last_error=reason)
                 bound.warning("outbox.failed", error=reason)
+                metrics.count("delivery", result="failed")
                 session.add(
                     Event(
                         ticket_id=row.ticket_id,
@@ -219,4 +223,5 @@ class OutboxWorker:
                 delay = self._policy.next_delay(attempts)
                 values.update(last_error=result.detail, next_attempt_at=now + timedelta(seconds=delay))
                 bound.info("outbox.deferred", error=result.detail, retry_in=round(delay, 1))
+                metrics.count("delivery", result="deferred")
         session.execute(update(Outbox).where(Outbox.id == row.id).values(**values))
