@@ -24,7 +24,12 @@ def run(state: State) -> None:
         from mailgate import metrics
         from mailgate.status import status_path
 
-        metrics.enable(status_path(state.config).parent / "metrics")
+        folder = status_path(state.config).parent / "metrics"
+        try:
+            metrics.enable(folder)
+        except OSError as exc:
+            where = f"listen.metrics: cannot prepare {folder}: {exc.strerror}"
+            fail(f"{where}; point status_file at a writable folder")
     smtp = state.config.listen.smtp
     if smtp is not None and smtp.users_file is not None:
         try:
