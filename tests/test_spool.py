@@ -239,3 +239,14 @@ def test_a_full_disk_under_the_journal_answers_452(daemon_factory: Any, tmp_path
         assert 0 == daemon.stop()
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_an_import_of_a_record_already_stored_stores_it_once(tmp_path: Path) -> None:
+    """The importer skips the key lookup on its first try; the unique index catches a double."""
+    engine, store = _store(tmp_path)
+    spooled = Spool(tmp_path / "spool").append([_item(0), _item(1)])
+    store.accept([spooled[0].item])  # as if imported before
+    committer = GroupCommitter(store, spool=Spool(tmp_path / "other"))
+    assert committer._import(spooled)  # first try refused by the index, second try skips it
+    assert 2 == _rows(engine)
+    engine.dispose()

@@ -55,18 +55,20 @@ class InboundStore:
         self._sessions = sessions
         self._on_accept = on_accept
 
-    def accept(self, items: Sequence[InboundItem]) -> list[int | None]:
+    def accept(self, items: Sequence[InboundItem], *, known_new: bool = False) -> list[int | None]:
         """Store every item in one transaction and return their row ids.
 
         An item whose (source, source_key) is already stored is not stored
-        again; its entry is None. Raises on any database failure, in which
+        again; its entry is None. ``known_new`` skips that lookup for keys the
+        caller knows are new (the spool importer's first try; a unique index
+        still refuses a double). Raises on any database failure, in which
         case nothing of the batch is stored.
         """
         results: list[int | None] = []
         with transaction(self._sessions) as session:
             keyed: dict[str, list[str]] = {}
             for item in items:
-                if item.source_key is not None:
+                if item.source_key is not None and not known_new:
                     keyed.setdefault(item.envelope.source, []).append(item.source_key)
             seen: set[tuple[str, str | None]] = {
                 (source, key)
@@ -258,12 +260,14 @@ class GroupCommitter:
     def _import(self, records: list[Spooled]) -> bool:
         """Store the records, retrying until the database takes them."""
         delay = 0.1
+        known_new = True  # new keys: no lookup, on the first try only
         while True:
             try:
-                self._store.accept([record.item for record in records])
+                self._store.accept([record.item for record in records], known_new=known_new)
                 return True
             except Exception as exc:  # the records are safe on disk; keep trying
                 log.error("spool.import_failed", error=str(exc), records=len(records), retry_in=delay)
+                known_new = False
                 if self._stopping.wait(delay):
                     return False
                 delay = min(delay * 2, 5.0)
