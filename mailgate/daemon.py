@@ -424,7 +424,11 @@ class Daemon:
         while True:
             # Ping only while every part is alive: a wedged process is
             # restarted by systemd instead of silently holding mail.
-            if all(t.is_alive() for t in self._threads) and all(w.alive() for w in self.workers):
+            if (
+                self.committer.alive()
+                and all(t.is_alive() for t in self._threads)
+                and all(w.alive() for w in self.workers)
+            ):
                 systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
 

@@ -80,11 +80,13 @@ def test_imported_segments_are_deleted(tmp_path: Path, monkeypatch: Any) -> None
     spool = Spool(tmp_path / "spool")
     committer = GroupCommitter(store, spool=spool)
     committer.start()
+    assert committer.alive()  # what the watchdog asks
     ids = [committer.submit(_item(n)).result(timeout=10) for n in range(5)]
     assert all(queue_id.startswith("spool:") for queue_id in ids)
     wait_until(lambda: _rows(engine) == 5)
     wait_until(lambda: len(spool.segments()) == 1)  # the one still written to
     committer.stop()
+    assert not committer.alive()
     assert [] == spool.segments()
     assert 5 == _rows(engine)
     engine.dispose()

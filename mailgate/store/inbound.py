@@ -186,6 +186,11 @@ class GroupCommitter:
             self._importer.join(timeout=30)
             self._spool.close()
 
+    def alive(self) -> bool:
+        """Both threads running (the importer only with a spool): for the watchdog."""
+        running = self._thread.is_alive()
+        return running and (self._spool is None or self._importer.is_alive())
+
     def submit(self, item: InboundItem) -> Future[str]:
         future: Future[str] = Future()
         self._queue.put((item, future))
@@ -253,9 +258,12 @@ class GroupCommitter:
             if not self._import(records):
                 return  # stopping with the database down: the records stay spooled
             crash_point("spool-imported")
-            self._spool.imported(records)
             with self._backlog_lock:
                 self._backlog -= sum(len(record.item.raw) for record in records)
+            try:
+                self._spool.imported(records)
+            except OSError as exc:  # a segment left behind is imported (once) at the next start
+                log.error("spool.cleanup_failed", error=str(exc))
 
     def _import(self, records: list[Spooled]) -> bool:
         """Store the records, retrying until the database takes them."""
