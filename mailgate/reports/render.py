@@ -1,0 +1,111 @@
+"""A report (a plain dict from reports/__init__.py) as a table, CSV or an HTML page."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+PAGE = Path(__file__).parent
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as people read them: 45 s, 12 min, 3.5 h, 2.1 d."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
+def text(report: dict[str, Any]) -> str:
+    """The report for a terminal: a few short tables."""
+    out: list[str] = []
+    period = report["period"]
+    scope = f" in queue {period['queue']}" if period["queue"] else ""
+    totals = report["totals"]
+    out.append(f"Report {period['first_day']} to {period['last_day']}{scope}")
+    out.append(
+        f"{totals['created']} tickets created, {totals['resolved']} resolved, "
+        f"{totals['backlog']} waiting at the end"
+    )
+    out += ["", "By priority"]
+    out += _table(
+        ["PRIORITY", "CREATED", "UNANSWERED", "1ST RESPONSE MEDIAN", "P90", "RESOLUTION MEDIAN", "P90"],
+        [
+            [
+                row["priority"],
+                row["created"],
+                row["unanswered"],
+                duration(row["first_response"]["median_seconds"]),
+                duration(row["first_response"]["p90_seconds"]),
+                duration(row["resolution"]["median_seconds"]),
+                duration(row["resolution"]["p90_seconds"]),
+            ]
+            for row in report["by_priority"]
+        ],
+    )
+    for key, title in (("queue", "By queue"), ("category", "By category")):
+        out += ["", title]
+        out += _table(
+            [key.upper(), "CREATED", "RESOLVED", "BACKLOG"],
+            [[row[key], row["created"], row["resolved"], row["backlog"]] for row in report[f"by_{key}"]],
+        )
+    fcr, csat = report["first_contact_resolution"], report["csat"]
+    out += [
+        "",
+        f"First-contact resolution: {fcr['first_contact']} of {fcr['resolved']} resolved "
+        f"({percent(fcr['rate'])})",
+        f"Satisfaction: {csat['ratings']} ratings ({percent(csat['response_rate'])} of resolved), "
+        f"average {csat['average'] if csat['average'] is not None else '-'} of 5; "
+        + ", ".join(f"{score}: {count}" for score, count in csat["distribution"].items()),
+        "Backlog by age: " + ", ".join(f"{name} {count}" for name, count in report["backlog_age"].items()),
+        f"SLA: {report['sla']['note']}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    cells = [[str(value) for value in row] for row in rows]
+    widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
+    lines = ["  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return lines
+
+
+def daily_csv(report: dict[str, Any]) -> str:
+    """Tickets created and resolved per day: for a spreadsheet."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["day", "queue", "created", "resolved"])
+    queue = report["period"]["queue"] or "all"
+    for day in report["daily"]:
+        writer.writerow([day["day"], queue, day["created"], day["resolved"]])
+    return buffer.getvalue()
+
+
+def html(report: dict[str, Any]) -> str:
+    """One self-contained page (no scripts, no external files) with bar charts."""
+    environment = Environment(
+        loader=FileSystemLoader(PAGE), autoescape=select_autoescape(["html"]), trim_blocks=True
+    )
+    environment.filters["duration"] = duration
+    environment.filters["percent"] = percent
+    days = report["daily"]
+    peak = max([1, *(max(day["created"], day["resolved"]) for day in days)])
+    return environment.get_template("page.html").render(report=report, days=days, peak=peak)
