@@ -197,6 +197,10 @@ class ImapFetcher:
                 self._checkpoint = None
                 self._quarantined = set()
                 self._unfinished = {}
+            if self._checkpoint is None:
+                # Where an earlier run got to in this folder: in flag mode,
+                # mail a human read while we were stopped is still fetched.
+                self._checkpoint = self._store.last_uid(self._source, folder.uidvalidity)
             use_idle = self._account.idle and folder.can_idle
             self._log.info(
                 "imap.connected",

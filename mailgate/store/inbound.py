@@ -123,6 +123,19 @@ class InboundStore:
             )
         return found
 
+    def last_uid(self, source: str, uidvalidity: int) -> int | None:
+        """The UID of the newest message stored from an IMAP folder with this UIDVALIDITY."""
+        query = (
+            select(Inbound.source_key)
+            .where(Inbound.source == source, Inbound.source_key.like(f"{uidvalidity}:%"))
+            .order_by(Inbound.id.desc())
+            .limit(1)
+        )
+        with transaction(self._sessions) as session:
+            key = session.scalar(query)
+        uid = (key or "").partition(":")[2]
+        return int(uid) if uid.isdigit() else None
+
     def known_keys(self, source: str, keys: Iterable[str]) -> set[str]:
         """Which of these source keys (e.g. IMAP "UIDVALIDITY:UID") are stored."""
         with transaction(self._sessions) as session:

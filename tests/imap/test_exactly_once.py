@@ -153,3 +153,22 @@ def test_two_fetchers_on_one_mailbox_store_each_message_once(
     assert 80 == len(keys)
     assert 1 == max(keys.values())
     assert 0 == mailbox.count("INBOX")
+
+
+def test_flag_mode_restart_fetches_mail_a_human_read_meanwhile(mailbox: Mailbox, store: Store) -> None:
+    """Where the last run got to comes from the database: a restart does not rely on \\Seen alone."""
+    account = mailbox.account()  # flag \\Seen, leave in place
+    with running(ImapFetcher(account, lambda: mailbox.password, store.inbound, **FAST)):
+        mailbox.append(*(make_message(f"before {n}") for n in range(2)))
+        assert wait_until(lambda: 2 == store.count())
+    # While mailgate is stopped, new mail arrives and a person reads all of it at once.
+    client = mailbox.client()
+    try:
+        for n in range(2):
+            client.append("INBOX", make_message(f"read meanwhile {n}"), flags=(b"\\Seen",))
+    finally:
+        client.logout()
+    restarted = ImapFetcher(account, lambda: mailbox.password, store.inbound, **FAST)
+    with running(restarted):
+        assert wait_until(lambda: 4 == store.count(), timeout=15), restarted.status()
+    assert 4 == len({row.source_key for row in store.rows()})
