@@ -38,7 +38,6 @@ log = structlog.get_logger(__name__)
 WAKE_FD_ENV = "MAILGATE_WAKE_FD"
 # A datagram socket: the processing worker sends on it, the delivery worker receives.
 DELIVERY_FD_ENV = "MAILGATE_DELIVERY_FD"
-ROLES = ("processing", "delivery")
 PR_SET_PDEATHSIG = 1
 
 
@@ -71,6 +70,9 @@ def run_worker(
     faults.in_worker = True
     work: list[tuple[str, Callable[[threading.Event], None], threading.Event]] = []
     if role == "processing":
+        if delivery is not None:
+            # Never wait on a full buffer: wake-ups are pending then anyway.
+            delivery.setblocking(False)
         processor = Processor(
             runtime,
             batch=runtime.config.processing.batch,

@@ -59,6 +59,7 @@ def smtp_password(name: str) -> None:
 
 
 @main.command(hidden=True)
+# The roles of mailgate/worker.py (not imported here: every command would pay for it).
 @click.option("--role", type=click.Choice(["processing", "delivery"]), default="processing")
 @pass_state
 def worker(state: State, role: str) -> None:
