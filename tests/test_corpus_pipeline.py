@@ -21,7 +21,7 @@ from mailgate.message import Envelope
 from mailgate.pipeline import Processor
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Inbound, Outbox
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, wait_until
 
 SISIMAI = CORPUS / "sisimai-set-of-emails" / "maildir"
 STDLIB_DATA = Path(os.__file__).parent / "test" / "test_email" / "data"
@@ -97,3 +97,69 @@ def test_zammad_and_stdlib_messages_all_have_an_outcome(runtime_factory: Any) ->
     assert 0 == outcomes["failed"]
     assert len(paths) == sum(outcomes.values())
     assert outcomes["done"] > 100
+
+
+def test_the_whole_corpus_over_smtp_through_a_real_daemon(daemon_factory: Any) -> None:
+    """About a thousand real messages over four SMTP connections: every one answered 250
+    and journaled, imported and processed to a final state; the daemon stops cleanly."""
+    import smtplib
+    import threading
+
+    from sqlalchemy import create_engine, func
+
+    daemon = daemon_factory(limits={"auto_replies_per_hour": 10_000, "auto_replies_per_day": 10_000})
+    paths = (
+        _files(SISIMAI)
+        + _files(CORPUS / "zammad-mail", (".box", ".eml"))
+        + _files(STDLIB_DATA, (".txt", ".eml"))
+    )
+    assert len(paths) > 900
+    answers: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def as_an_mta_sends_it(raw: bytes) -> bytes:
+        # CRLF line ends, and lines over 998 octets broken with CRLF SPACE,
+        # as Postfix does (smtp_line_length_limit): SMTP allows no more.
+        lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+        out = []
+        for line in lines:
+            while len(line) > 998:
+                out.append(line[:998])
+                line = b" " + line[998:]
+            out.append(line)
+        return b"\r\n".join(out)
+
+    def send(chunk: list[Path]) -> None:
+        with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+            for path in chunk:
+                raw = as_an_mta_sends_it(path.read_bytes())
+                try:
+                    client.sendmail(envelope_sender(raw) or "<>", ["helpdesk@example.com"], raw)
+                    code = 250
+                except smtplib.SMTPResponseException as exc:
+                    code = exc.smtp_code
+                with lock:
+                    answers[code] += 1
+
+    threads = [threading.Thread(target=send, args=(paths[n::4],)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {250: len(paths)} == dict(answers)
+
+    engine = create_engine(f"sqlite:///{daemon.config_path.parent / 'mailgate.db'}")
+    try:
+
+        def states() -> dict[str, int]:
+            with engine.connect() as connection:
+                query = select(Inbound.state, func.count()).group_by(Inbound.state)
+                return {state: count for state, count in connection.execute(query)}
+
+        wait_until(lambda: sum(states().values()) == len(paths) and "pending" not in states(), timeout=120)
+        print(f"\nthe corpus over SMTP: {len(paths)} messages -> {states()}")
+    finally:
+        engine.dispose()
+    errors = [line for line in daemon.lines if line.get("level") == "error"]
+    assert [] == errors
+    assert 0 == daemon.stop()
