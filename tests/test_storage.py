@@ -123,3 +123,66 @@ def test_two_processors_on_one_postgresql_never_double(runtime_factory: Any) -> 
         runtime.engine.dispose()
     finally:
         _pg_drop(name)
+
+
+def test_two_delivery_workers_on_one_postgresql_send_each_mail_once(runtime_factory: Any, sink: Any) -> None:
+    """Two instances' delivery workers racing over the same outbox rows: every mail leaves once."""
+    from collections import Counter
+
+    from mailgate.outbox.deliver import OutboxWorker, RetryPolicy
+    from mailgate.outbox.transport import SmtpTransport
+    from tests.conftest import _pg_create, _pg_drop
+
+    name = _pg_create()
+    try:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        runtime = runtime_factory(database={"url": url})
+        other = runtime_factory(database={"url": url})
+        InboundStore(runtime.sessions).accept(
+            [
+                InboundItem(
+                    make_mail(message_id=f"<send{n}@example.org>", sender=f"user{n}@example.org"),
+                    Envelope(f"user{n}@example.org", ("helpdesk@example.com",), "smtp", datetime.now(UTC)),
+                )
+                for n in range(60)
+            ]
+        )
+        processor = Processor(runtime, batch=60)
+        while processor.process_pending():
+            pass
+
+        def deliver(rt: Any) -> None:
+            transport = SmtpTransport("127.0.0.1", sink.port, timeout=10)
+            with OutboxWorker(rt.sessions, transport, RetryPolicy(), batch=5) as worker:
+                while worker.deliver_due():
+                    pass
+
+        threads = [threading.Thread(target=deliver, args=(rt,)) for rt in (runtime, other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sent = Counter(str(received.message["Message-ID"]) for received in sink.messages)
+        assert 60 == len(sent)
+        assert {1} == set(sent.values())
+    finally:
+        _pg_drop(name)
+
+
+def test_quiet_tickets_query_runs_on_each_backend(db_url: str, runtime_factory: Any) -> None:
+    """The auto-close query (locked rows skipped on PostgreSQL) finds a quiet resolved ticket."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from mailgate.store.db import transaction
+    from mailgate.store.writes import quiet_tickets
+
+    runtime = runtime_factory(database={"url": db_url})
+    deliver(runtime, make_mail())
+    with transaction(runtime.sessions) as session:
+        session.execute(update(Ticket).values(status="resolved"))
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with transaction(runtime.sessions) as session:
+        assert [1] == quiet_tickets(session.connection(), "resolved", later)
+        assert [] == quiet_tickets(session.connection(), "pending", later)

@@ -77,6 +77,7 @@ _DUE = (
     .order_by(OUTBOX.c.id)
     .limit(bindparam("b_limit"))
 )
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
 _LEASE = (
     OUTBOX.update()
     .where(OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)))
@@ -158,7 +159,10 @@ class OutboxWorker:
         rows of a rolled-back transaction must never be sent.
         """
         now = now or datetime.now(UTC)
-        rows = [Due(*found) for found in conn.execute(_DUE, {"b_now": now, "b_limit": self._batch})]
+        # Several instances on one PostgreSQL each take different rows; SQLite
+        # has one writer at a time anyway.
+        due = _DUE_LOCKED if conn.dialect.name == "postgresql" else _DUE
+        rows = [Due(*found) for found in conn.execute(due, {"b_now": now, "b_limit": self._batch})]
         if rows:
             conn.execute(_LEASE, {"b_ids": [row.id for row in rows], "b_until": now + self._lease})
         return rows

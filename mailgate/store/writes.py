@@ -318,6 +318,7 @@ _QUIET_TICKETS = (
     .where(TICKETS.c.status == bindparam("b_status"), TICKETS.c.updated_at < bindparam("b_before"))
     .limit(500)
 )
+_QUIET_TICKETS_LOCKED = _QUIET_TICKETS.with_for_update(skip_locked=True)
 
 
 @dataclass(frozen=True)
@@ -349,4 +350,6 @@ def watchers(conn: Connection, ticket_id: int) -> list[str]:
 
 
 def quiet_tickets(conn: Connection, status: str, before: datetime) -> list[int]:
-    return [int(i) for i in conn.execute(_QUIET_TICKETS, {"b_status": status, "b_before": before}).scalars()]
+    # Several instances on one PostgreSQL: each closes different tickets.
+    query = _QUIET_TICKETS_LOCKED if conn.dialect.name == "postgresql" else _QUIET_TICKETS
+    return [int(i) for i in conn.execute(query, {"b_status": status, "b_before": before}).scalars()]
