@@ -123,3 +123,27 @@ def test_smtp_password_prints_a_line_that_verifies(tmp_path: Path) -> None:
     assert verify_password(stored, PASSWORD.encode())
     assert not verify_password(stored, b"another password")
     assert PASSWORD.encode() not in result.stdout
+
+
+def test_repeated_wrong_passwords_from_one_address_are_throttled() -> None:
+    """Five refusals in five minutes: that address is refused unchecked until the window passes."""
+    from types import SimpleNamespace
+
+    from aiosmtpd.smtp import LoginPassword
+
+    from mailgate.ingest.smtp_auth import FAILURE_WINDOW_SECONDS, Authenticator
+
+    now = [1000.0]
+    authenticator = Authenticator({"relay": hash_password(PASSWORD)}, clock=lambda: now[0])
+    attacker = SimpleNamespace(peer=("192.0.2.7", 40000))
+    neighbour = SimpleNamespace(peer=("192.0.2.8", 40000))
+
+    def login(session: Any, password: str) -> bool:
+        result = authenticator(None, session, None, "PLAIN", LoginPassword(b"relay", password.encode()))
+        return bool(result.success)
+
+    assert not any(login(attacker, f"guess {n}") for n in range(5))
+    assert not login(attacker, PASSWORD)  # throttled: not even checked
+    assert login(neighbour, PASSWORD)  # other addresses are not affected
+    now[0] += FAILURE_WINDOW_SECONDS + 1
+    assert login(attacker, PASSWORD)

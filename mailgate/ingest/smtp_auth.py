@@ -14,7 +14,9 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +88,39 @@ def load_users(path: Path) -> dict[str, str]:
     return users
 
 
+# After this many refused logins from one address within the window, that
+# address is refused without checking: guessing stays slow, and scrypt,
+# which runs on the event loop, cannot be used to stall the listener.
+FAILURES_ALLOWED = 5
+FAILURE_WINDOW_SECONDS = 300.0
+
+
 class Authenticator:
     """aiosmtpd's authenticator hook: PLAIN and LOGIN against the users file."""
 
-    def __init__(self, users: Mapping[str, str]) -> None:
+    def __init__(self, users: Mapping[str, str], *, clock: Callable[[], float] = time.monotonic) -> None:
         self._users = dict(users)
         # scrypt is slow on purpose and runs on the event loop: a sender that
         # authenticates again with the same password is checked once.
         self._verified: set[tuple[str, bytes]] = set()
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _throttled(self, peer: str, now: float) -> bool:
+        recent = self._failures.get(peer)
+        while recent and recent[0] < now - FAILURE_WINDOW_SECONDS:
+            recent.popleft()
+        if recent is not None and not recent:
+            del self._failures[peer]
+            return False
+        return recent is not None and len(recent) >= FAILURES_ALLOWED
+
+    def _failed(self, peer: str, now: float) -> None:
+        if len(self._failures) > 10_000:  # many addresses: forget the quiet ones
+            since = now - FAILURE_WINDOW_SECONDS
+            for quiet in [p for p, times in self._failures.items() if times[-1] < since]:
+                del self._failures[quiet]
+        self._failures.setdefault(peer, deque()).append(now)
 
     def __call__(
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
@@ -101,15 +128,20 @@ class Authenticator:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         name = auth_data.login.decode("utf-8", "replace")
+        peer, now = _peer(session), self._clock()
+        if self._throttled(peer, now):
+            log.warning("smtp.auth_throttled", user=name, mechanism=mechanism, peer=peer)
+            return AuthResult(success=False, handled=False)
         remembered = (name, hashlib.sha256(auth_data.password).digest())
         stored = self._users.get(name)
         if stored is not None and (
             remembered in self._verified or verify_password(stored, auth_data.password)
         ):
             self._verified.add(remembered)
-            log.info("smtp.auth_accepted", user=name, mechanism=mechanism, peer=_peer(session))
+            log.info("smtp.auth_accepted", user=name, mechanism=mechanism, peer=peer)
             return AuthResult(success=True, auth_data=name)
-        log.warning("smtp.auth_refused", user=name, mechanism=mechanism, peer=_peer(session))
+        self._failed(peer, now)
+        log.warning("smtp.auth_refused", user=name, mechanism=mechanism, peer=peer)
         return AuthResult(success=False, handled=False)
 
 
