@@ -150,3 +150,45 @@ def test_deferred_writes_land_at_the_end_or_not_at_all(runtime_factory: Any) -> 
 def _count_kinds(runtime: Any) -> list[str]:
     with runtime.sessions() as session:
         return list(session.scalars(select(Event.kind)))
+
+
+def test_a_slow_relay_outlasting_the_lease_still_gets_each_mail_once(
+    runtime_factory: Any, sink: Any
+) -> None:
+    """Rows still being sent when their lease ends are leased again by the next batch;
+    they must not be handed over and sent a second time."""
+    import threading
+    import time
+    from collections import Counter
+
+    from mailgate.outbox.transport import SmtpTransport
+
+    class SlowRelay(SmtpTransport):
+        def send(self, outbox_id: int, mail_from: str, rcpt: str, raw: bytes) -> Any:
+            time.sleep(0.4)
+            return super().send(outbox_id, mail_from, rcpt, raw)
+
+    runtime = runtime_factory()
+    relay = SlowRelay("127.0.0.1", sink.port, timeout=10)
+    outbox = OutboxWorker(runtime.lease_sessions, relay, RetryPolicy(), lease_seconds=0.3)
+    processor = Processor(runtime, outbox=outbox)
+    _store(runtime, 2)
+    processor.process_pending()
+    sending = threading.Thread(target=outbox.deliver_due)
+    sending.start()
+    time.sleep(0.5)  # the two leases have run out while the relay is still busy
+    items = [
+        InboundItem(
+            make_mail(subject="Late request", sender="late@example.org"),
+            Envelope("late@example.org", ("helpdesk@example.com",), "smtp", datetime.now(UTC)),
+        )
+    ]
+    InboundStore(runtime.sessions).accept(items)
+    processor.process_pending()
+    sending.join()
+    while outbox.deliver_due():
+        pass
+    outbox.close()
+    sent = Counter(str(received.message["Message-ID"]) for received in sink.messages)
+    assert 3 == len(sent)
+    assert {1} == set(sent.values())

@@ -128,6 +128,10 @@ class OutboxWorker:
         self._idle_poll = idle_poll_seconds
         self.wake = threading.Event()
         self._handed: list[Due] = []
+        # Rows being sent right now: a processor's lease_due may lease them
+        # again once a slow relay outlasts the lease, and must not hand them
+        # over a second time.
+        self._taken: set[int] = set()
         self._handed_lock = threading.Lock()
 
     def __enter__(self) -> OutboxWorker:
@@ -169,29 +173,38 @@ class OutboxWorker:
 
     def hand_over(self, rows: list[Due]) -> None:
         """Rows leased in a committed transaction, to be sent next."""
-        if rows:
-            with self._handed_lock:
-                self._handed += rows
+        with self._handed_lock:
+            waiting = {row.id for row in self._handed} | self._taken
+            fresh = [row for row in rows if row.id not in waiting]
+            self._handed += fresh
+        if fresh:
             self.wake.set()
 
     def deliver_due(self, now: datetime | None = None) -> int:
         """Send every due row once; returns how many were attempted."""
         with self._handed_lock:
             rows, self._handed = self._handed, []
+            self._taken.update(row.id for row in rows)
         if not rows:
             with transaction(self._sessions) as session:
                 rows = self.lease_due(session.connection(), now)
             if not rows:
                 return 0
-        results = []
-        for row in rows:
-            result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)
-            crash_point("outbox-sent")
-            results.append((row, result))
-        finished = datetime.now(UTC)
-        with transaction(self._sessions) as session:
-            for row, result in results:
-                self._record(session, row, result, finished)
+            with self._handed_lock:
+                self._taken.update(row.id for row in rows)
+        try:
+            results = []
+            for row in rows:
+                result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)
+                crash_point("outbox-sent")
+                results.append((row, result))
+            finished = datetime.now(UTC)
+            with transaction(self._sessions) as session:
+                for row, result in results:
+                    self._record(session, row, result, finished)
+        finally:
+            with self._handed_lock:
+                self._taken.difference_update(row.id for row in rows)
         return len(rows)
 
     def _record(self, session: Session, row: Due, result: DeliveryResult, now: datetime) -> None:
