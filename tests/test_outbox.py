@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from mailgate.outbox.deliver import OutboxWorker, RetryPolicy
 from mailgate.outbox.transport import SmtpTransport
 from mailgate.store.models import Event, Outbox
-from tests.conftest import free_port, make_mail, run_cli
+from tests.conftest import free_port, make_mail, run_cli, ticket_json
 from tests.helpers import deliver
 
 
@@ -131,3 +131,32 @@ def test_daemon_delivers_through_the_relay(daemon_factory: Any, sink: Any) -> No
     (received,) = sink.wait(1)
     assert "<relay@example.org>" == received.message["In-Reply-To"]
     assert ["alice@example.org"] == received.rcpt_tos
+
+
+def test_the_delivery_worker_retries_a_4xx_until_it_goes_through(daemon_factory: Any, sink: Any) -> None:
+    """Through the daemon's own delivery process: deferred with backoff, then sent once, same Message-ID."""
+    relay = {"smtp": {"host": "127.0.0.1", "port": sink.port}, "retry_first_seconds": 1}
+    daemon = daemon_factory(outbound=relay)
+    sink.faults.append(("rcpt", "451 4.3.0 try again later"))
+    daemon.send(make_mail(message_id="<retry-me@example.org>"))
+    deferred = daemon.wait_for("outbox.deferred", timeout=15)
+    (received,) = sink.wait(1, timeout=20)
+    assert deferred["message_id"] == received.message["Message-ID"]
+    assert "<retry-me@example.org>" == received.message["In-Reply-To"]
+    sent = daemon.wait_for("outbox.sent", timeout=10)
+    assert 2 == sent["attempts"]
+    assert 0 == daemon.stop()
+
+
+def test_the_delivery_worker_records_a_5xx_on_the_ticket(daemon_factory: Any, sink: Any) -> None:
+    """Through the daemon's own delivery process: a permanent refusal is failed, listed and on the ticket."""
+    daemon = daemon_factory(outbound={"smtp": {"host": "127.0.0.1", "port": sink.port}})
+    sink.faults.append(("rcpt", "550 5.1.1 no such user"))
+    daemon.send(make_mail(message_id="<refused@example.org>"))
+    daemon.wait_for("outbox.failed", timeout=15)
+    listed = json.loads(daemon.cli("outbox", "list", "--json").stdout)
+    assert ["failed"] == [row["state"] for row in listed]
+    assert listed[0]["last_error"].startswith("550")
+    events = ticket_json(daemon.config_path, 1)["events"]
+    assert ["550"] == [e["detail"]["error"][:3] for e in events if e["kind"] == "delivery_failed"]
+    assert 0 == daemon.stop()
