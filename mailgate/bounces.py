@@ -15,7 +15,7 @@ from typing import cast
 
 from sqlalchemy import Connection, Table, bindparam, select
 
-from mailgate.guard.dsn import DeliveryReport, parse_dsn
+from mailgate.guard.dsn import DeliveryReport
 from mailgate.guard.verp import parse_verp
 from mailgate.store.models import Suppression
 from mailgate.store.writes import OUTBOX, insert_event
@@ -41,14 +41,14 @@ def suppressed(conn: Connection, address: str) -> str | None:
 
 def record_bounce(
     conn: Connection,
-    raw: bytes,
+    report: DeliveryReport | None,
     rcpt_tos: tuple[str, ...],
     *,
     helpdesk_address: str,
     keys: tuple[bytes, ...],
     now: datetime,
 ) -> BounceOutcome:
-    report = parse_dsn(raw)
+    """Record a bounce, read by ``parse_dsn`` (before the write transaction)."""
     matched = None
     for rcpt in rcpt_tos:
         outbox_id = parse_verp(rcpt, helpdesk_address, keys)

@@ -75,6 +75,9 @@ class Prepared:
     envelope: Envelope
     verdict: guard.GuardVerdict
     dedupe_key: str
+    # A delivery report's contents, read here so that the write transaction
+    # only records it.
+    report: guard.DeliveryReport | None = None
 
 
 def dedupe_key(message: ParsedMessage, raw: bytes) -> str:
@@ -102,7 +105,7 @@ class MessageHandler:
             # DSNs never become tickets; one about our own mail is recorded.
             bounce = record_bounce(
                 conn,
-                claim.raw,
+                ready.report,
                 claim.rcpt_tos,
                 helpdesk_address=runtime.config.helpdesk.address,
                 keys=runtime.keys.keys,

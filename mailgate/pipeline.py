@@ -206,9 +206,10 @@ class Processor:
             message = parse(claim.raw)
             envelope = Envelope(claim.mail_from, claim.rcpt_tos, claim.source, claim.received_at)
             verdict = guard.check(message, envelope, self.runtime.own, claim.raw)
+            report = guard.parse_dsn(claim.raw) if verdict.is_delivery_report else None
         except Exception as exc:  # recorded on the row like any other failure
             return exc
-        return Prepared(message, envelope, verdict, dedupe_key(message, claim.raw))
+        return Prepared(message, envelope, verdict, dedupe_key(message, claim.raw), report)
 
     def _claim(self, only_ids: Sequence[int] | None) -> list[Claim]:
         now = datetime.now(UTC)

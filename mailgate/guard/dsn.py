@@ -14,7 +14,6 @@ and some servers report them as permanent while they are not.
 from __future__ import annotations
 
 import email
-import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,10 +62,6 @@ def is_hard(status: str, action: str = "failed") -> bool:
     return status.startswith("5.") and status != "5.2.2"
 
 
-# The guard reads a bounce to classify it and the bounce stage again to
-# record it, both with the same bytes: the second read is free. The results
-# are immutable; two entries keep at most two raw messages alive.
-@functools.lru_cache(maxsize=2)
 def parse_dsn(raw: bytes) -> DeliveryReport | None:
     """Read a bounce; None when ``raw`` reports no recipients at all."""
     message = email.message_from_bytes(raw, policy=policy.compat32)
