@@ -56,7 +56,7 @@ def die_with_parent(parent_pid: int) -> None:
 def run_worker(
     runtime: Runtime,
     wake: socket.socket,
-    outbox: OutboxWorker,
+    outbox: OutboxWorker | None,
     *,
     role: str,
     delivery: socket.socket | None = None,
@@ -64,7 +64,8 @@ def run_worker(
     """Run one worker until the daemon closes ``wake`` or SIGTERM comes.
 
     ``role`` is "processing" (wakes the delivery worker through
-    ``delivery``) or "delivery" (woken through ``delivery``).
+    ``delivery``) or "delivery" (sends with ``outbox``, woken through
+    ``delivery``).
     """
     stop = threading.Event()
     faults.in_worker = True
@@ -80,6 +81,8 @@ def run_worker(
         )
         work.append(("processor", processor.run, processor.wake))
     else:
+        if outbox is None:
+            raise ValueError("the delivery worker needs an outbox")
         work.append(("outbox", outbox.run, outbox.wake))
         if delivery is not None:
             _listen(delivery, outbox.wake, stop)

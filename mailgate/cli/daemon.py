@@ -77,7 +77,8 @@ def worker(state: State, role: str) -> None:
     runtime = state.runtime()
     delivery_fd = os.environ.get(DELIVERY_FD_ENV)
     delivery = socket.socket(fileno=int(delivery_fd)) if delivery_fd else None
-    outbox = make_outbox_worker(runtime)
+    # Only delivery sends: processing must not need the relay's secrets.
+    outbox = make_outbox_worker(runtime) if role == "delivery" else None
     sys.exit(run_worker(runtime, socket.socket(fileno=int(fd)), outbox, role=role, delivery=delivery))
 
 
