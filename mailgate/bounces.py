@@ -11,16 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 
 from mailgate.guard.dsn import DeliveryReport
 from mailgate.guard.verp import parse_verp
-from mailgate.store.models import Suppression
-from mailgate.store.writes import OUTBOX, insert_event
+from mailgate.store.writes import OUTBOX, SUPPRESSIONS, insert_event
 
-SUPPRESSIONS = cast(Table, Suppression.__table__)
 _OUTBOX_BY_ID = select(OUTBOX.c.id, OUTBOX.c.ticket_id, OUTBOX.c.rcpt).where(OUTBOX.c.id == bindparam("b_id"))
 _OUTBOX_BY_MESSAGE_ID = select(OUTBOX.c.id, OUTBOX.c.ticket_id, OUTBOX.c.rcpt).where(
     OUTBOX.c.message_id == bindparam("b_mid")

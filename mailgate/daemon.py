@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -71,14 +70,6 @@ def make_outbox_worker(runtime: Runtime) -> OutboxWorker:
     )
     # Leases and delivery marks: a power cut may at worst send a mail again.
     return OutboxWorker(runtime.lease_sessions, make_transport(runtime.config), policy)
-
-
-def _spool_for(runtime: Runtime) -> Spool | None:
-    """SQLite gets a spool journal: its one writer at a time must not delay a 250."""
-    url = runtime.engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    return Spool.for_database(Path(url.database).resolve())
 
 
 class WorkerProcess:
@@ -186,7 +177,8 @@ class Daemon:
         if count:
             self.workers.append(WorkerProcess(config_path, "delivery", delivery_listen))
         self.store = InboundStore(runtime.sessions, on_accept=self._wake_processing)
-        self.spool = _spool_for(runtime)
+        # SQLite gets a spool journal: its one writer at a time must not delay a 250.
+        self.spool = Spool.for_url(runtime.engine.url)
         self.committer = GroupCommitter(self.store, spool=self.spool)
         self._threads: list[threading.Thread] = []
         self._servers: list[asyncio.base_events.Server] = []

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from mailgate.config import Config, LmtpListener, TcpListener
 from mailgate.doctor_daemon import check_daemon
 from mailgate.runtime import make_rules, make_templates
-from mailgate.store.db import current_revision, head_revision, make_engine
+from mailgate.store.db import current_revision, head_revision, make_engine, sqlite_file
 from mailgate.store.models import Inbound, Outbox
 from mailgate.store.spool import Spool, read_segment
 from mailgate.threading.tokens import load_keys
@@ -111,17 +111,16 @@ def _shown_url(url: str) -> str:
 def _open_database(config: Config) -> Engine | Finding:
     url = config.database_url
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and ":memory:" not in database and not Path(database).exists():
-            # make_engine would create the folder; the doctor changes nothing.
-            return Finding(
-                "FAIL",
-                "database",
-                f"{database} does not exist",
-                "start the daemon once or run `mailgate db upgrade` (as the service user)",
-            )
-    elif "connect_timeout" not in parsed.query:
+    database = sqlite_file(parsed)
+    if database is not None and not database.exists():
+        # make_engine would create the folder; the doctor changes nothing.
+        return Finding(
+            "FAIL",
+            "database",
+            f"{database} does not exist",
+            "start the daemon once or run `mailgate db upgrade` (as the service user)",
+        )
+    if parsed.get_backend_name() != "sqlite" and "connect_timeout" not in parsed.query:
         # libpq waits for ever on an unreachable host unless told otherwise.
         url = parsed.update_query_dict(
             {"connect_timeout": str(int(NETWORK_TIMEOUT_SECONDS))}
@@ -241,10 +240,9 @@ def _duration(age: timedelta) -> str:
 
 def check_spool(config: Config, engine: Engine) -> Iterator[Finding]:
     """Mail in the SQLite spool journal that is not in the database yet."""
-    url = make_url(config.database_url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    spool = Spool.for_url(config.database_url)
+    if spool is None:
         return
-    spool = Spool.for_database(Path(url.database).resolve())
     # The journal keeps imported records until its file is full or the
     # daemon stops; only those not in the inbound table are waiting.
     keys = sorted({item.source_key or "" for segment in spool.segments() for item in read_segment(segment)})

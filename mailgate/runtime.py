@@ -20,7 +20,7 @@ from mailgate.config import Config
 from mailgate.guard import OwnIdentity
 from mailgate.guard.ratelimit import RateLimits
 from mailgate.rules import RuleSet, default_ruleset, load_rules
-from mailgate.store.db import make_engine, session_factory, upgrade
+from mailgate.store.db import make_engine, session_factory, sqlite_file, upgrade
 from mailgate.templates import TemplateSet
 from mailgate.threading.tokens import ReplyKeys, load_keys
 
@@ -67,7 +67,7 @@ class Runtime:
         the ordinary sessions.
         """
         url = self.engine.url
-        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        if sqlite_file(url) is None:
             return self.sessions
         return session_factory(make_engine(url.render_as_string(hide_password=False), durable=False))
 

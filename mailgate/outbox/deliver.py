@@ -20,10 +20,10 @@ import random
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import structlog
-from sqlalchemy import Connection, Table, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate import metrics
@@ -31,6 +31,7 @@ from mailgate.faults import crash_point
 from mailgate.outbox.transport import DeliveryResult, Transport
 from mailgate.store.db import transaction
 from mailgate.store.models import Event, Outbox
+from mailgate.store.writes import OUTBOX
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +58,6 @@ def release_outbox_leases(sessions: sessionmaker[Session]) -> None:
         session.execute(update(Outbox).where(Outbox.state == "queued").values(lease_until=None))
 
 
-OUTBOX = cast(Table, Outbox.__table__)
 _DUE = (
     select(
         OUTBOX.c.id,

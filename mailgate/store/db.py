@@ -25,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,11 +35,19 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0001"
 
 
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite database URL; None for PostgreSQL or an in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def make_engine(url: str, *, pool_size: int = 5, durable: bool = True) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and ":memory:" not in path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, pool_size=pool_size)
         _make_sqlite_durable(engine, "FULL" if durable else "NORMAL")
         return engine
@@ -113,9 +121,10 @@ def _write_lock(sessions: sessionmaker[Session]) -> SqliteWriteLock | nullcontex
     found = _ENGINE_LOCKS.get(id(engine))
     if found is not None and found[0] == name:  # ids are reused after an engine is gone
         return found[1]
-    if engine.dialect.name != "sqlite" or name in (None, "", ":memory:"):
+    path = sqlite_file(engine.url)
+    if path is None:
         return nullcontext()
-    database = Path(name).resolve()
+    database = path.resolve()
     with _WRITE_LOCKS_GUARD:
         lock = _WRITE_LOCKS.setdefault(str(database), SqliteWriteLock(database))
         _ENGINE_LOCKS[id(engine)] = (name, lock)

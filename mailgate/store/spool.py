@@ -36,8 +36,10 @@ from datetime import datetime
 from pathlib import Path
 
 import structlog
+from sqlalchemy import URL
 
 from mailgate.message import Envelope
+from mailgate.store.db import sqlite_file
 from mailgate.store.inbound import InboundItem
 
 log = structlog.get_logger(__name__)
@@ -152,6 +154,12 @@ class Spool:
     def for_database(database: Path) -> Spool:
         return Spool(database.with_name(database.name + ".spool"))
 
+    @staticmethod
+    def for_url(url: str | URL) -> Spool | None:
+        """The spool of a SQLite database; None elsewhere (no single writer to avoid)."""
+        database = sqlite_file(url)
+        return None if database is None else Spool.for_database(database.resolve())
+
     def segments(self) -> list[Path]:
         if not self.folder.is_dir():
             return []
@@ -199,10 +207,8 @@ class Spool:
         with self._lock:
             for record in spooled:
                 self._outstanding[record.segment] -= 1
-            done = [seq for seq, left in self._outstanding.items() if left == 0 and seq != self._segment]
-            for seq in done:
-                del self._outstanding[seq]
-                self._path(seq).unlink(missing_ok=True)
+            for seq in [seq for seq in self._outstanding if seq != self._segment]:
+                self._retire_if_done(seq)
 
     def close(self) -> None:
         """Close the journal; delete it too if everything in it was imported."""
@@ -210,9 +216,7 @@ class Spool:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            if self._outstanding.get(self._segment, 0) == 0:
-                self._outstanding.pop(self._segment, None)
-                self._path(self._segment).unlink(missing_ok=True)
+            self._retire_if_done(self._segment)
 
     def _abandon(self) -> None:
         assert self._fd is not None
@@ -222,9 +226,13 @@ class Spool:
             log.error("spool.truncate_failed", segment=self._segment, error=str(exc))
         os.close(self._fd)
         self._fd = None
-        if self._outstanding.get(self._segment, 0) == 0:
-            self._outstanding.pop(self._segment, None)
-            self._path(self._segment).unlink(missing_ok=True)
+        self._retire_if_done(self._segment)
+
+    def _retire_if_done(self, seq: int) -> None:
+        """Delete a segment none of whose records still wait for the database."""
+        if self._outstanding.get(seq, 0) == 0:
+            self._outstanding.pop(seq, None)
+            self._path(seq).unlink(missing_ok=True)
 
     def _path(self, seq: int) -> Path:
         return self.folder / f"{seq:016d}.journal"
@@ -232,9 +240,7 @@ class Spool:
     def _open_next(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
-            if self._outstanding.get(self._segment, 0) == 0:
-                self._outstanding.pop(self._segment, None)
-                self._path(self._segment).unlink(missing_ok=True)
+            self._retire_if_done(self._segment)
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         existing = [int(path.stem) for path in self.segments() if path.stem.isdigit()]
         self._segment = max([self._segment, *existing]) + 1
