@@ -18,12 +18,12 @@ from sqlalchemy import Connection
 from mailgate.bounces import suppressed
 from mailgate.message import Address
 from mailgate.notify import enqueue, render_to
+from mailgate.rules.model import STATUSES
 from mailgate.runtime import Runtime
 from mailgate.store.writes import TicketView, insert_event, last_message_from, quiet_tickets, update_ticket
 
 log = structlog.get_logger(__name__)
 
-STATUSES = ("new", "open", "pending", "resolved", "closed")
 # The requester hears about these changes; new/open are our business.
 STATUS_TEMPLATES = {"pending": "status_pending", "resolved": "resolved", "closed": "closed"}
 WAITING = ("resolved", "closed")

@@ -132,8 +132,6 @@ class _QueueCollector:
             log.warning("metrics.database_unavailable", error=str(exc))
         else:
             yield from (inbound, outbox, tickets)
-            if first is not None and first.tzinfo is None:
-                first = first.replace(tzinfo=UTC)
             oldest.add_metric([], (datetime.now(UTC) - first).total_seconds() if first else 0.0)
             yield oldest
         alive = GaugeMetricFamily(

@@ -12,9 +12,8 @@ import re
 from dataclasses import dataclass, field
 
 from mailgate.agents.directory import Directory
-from mailgate.rules.model import PRIORITIES
+from mailgate.rules.model import PRIORITIES, STATUSES
 
-STATUSES = ("new", "open", "pending", "resolved", "closed")
 # A command line: "#word" and an optional value; "# heading" (a space
 # after the hash) is prose, not a command.
 _COMMAND = re.compile(r"^#(?P<name>[A-Za-z][\w-]*)(?:[ \t]+(?P<value>.*?))?\s*$")

@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
+from mailgate.rules.model import OPEN_STATUSES, PRIORITIES
 from mailgate.store.models import Article, Event, Ticket
 
-OPEN = ("new", "open", "pending")
+OPEN = OPEN_STATUSES
 AGE_BUCKETS = (
     (timedelta(days=1), "under 1 day"),
     (timedelta(days=3), "1-3 days"),
@@ -46,12 +47,6 @@ class Period:
     def last_days(days: int, now: datetime | None = None) -> Period:
         end = now or datetime.now(UTC)
         return Period(end - timedelta(days=days), end)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def _seconds(values: list[float]) -> dict[str, Any]:
@@ -86,9 +81,6 @@ def build_report(conn: Connection, period: Period, *, queue: str | None = None) 
     if queue is not None:
         query = query.where(Ticket.queue == queue)
     tickets = [row._asdict() for row in conn.execute(query)]
-    for ticket in tickets:
-        for key in ("created_at", "first_response_at", "resolved_at", "closed_at"):
-            ticket[key] = _aware(ticket[key])
     ids = [ticket["id"] for ticket in tickets]
     replies = _agent_replies(conn, ids)
     reopened = _reopened(conn, ids)
@@ -180,7 +172,7 @@ def _by_priority(created: list[dict[str, Any]], resolved: list[dict[str, Any]]) 
 
 
 def _priority_order(name: str) -> tuple[int, str]:
-    known = ["urgent", "high", "normal", "low"]
+    known = PRIORITIES[::-1]  # most urgent first
     return (known.index(name) if name in known else len(known), name)
 
 

@@ -15,6 +15,7 @@ from mailgate.rules.auth import METHODS, RESULTS
 from mailgate.rules.hours import BusinessHours
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.matchers import KINDS, TextMatcher, check_regex
+from mailgate.rules.model import STATUSES
 from mailgate.rules.syntax import (
     Source,
     describe_type,
@@ -26,8 +27,6 @@ from mailgate.rules.syntax import (
     want_texts,
 )
 from mailgate.rules.yamlpos import Pos
-
-STATUSES = ("new", "open", "pending", "resolved", "closed")
 
 # key -> (view attribute, lower-cased attribute, default match kind).
 # Addresses are lower-cased by the view already, so they are their own copy.

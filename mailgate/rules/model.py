@@ -17,6 +17,9 @@ Priority = Literal["low", "normal", "high", "urgent"]
 Action = Literal["accept", "quarantine", "reject", "drop"]
 
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
+# A ticket's statuses, in the order of its life; the first three wait for work.
+STATUSES: tuple[str, ...] = ("new", "open", "pending", "resolved", "closed")
+OPEN_STATUSES: tuple[str, ...] = STATUSES[:3]
 
 
 @dataclass(frozen=True)
