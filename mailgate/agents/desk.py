@@ -264,11 +264,11 @@ def _relay_or_note(
         return ticket
     helpdesk = runtime.config.helpdesk
     ours = runtime.is_our_address
-    agents = {a for x in runtime.directory.agents for a in x.addresses}
+    agent_for = runtime.directory.agent_for
     cc = tuple(
         Address(a)
         for a in watchers(conn, ticket.id)
-        if a != ticket.requester and a not in agents and not ours(a)
+        if a != ticket.requester and agent_for(a) is None and not ours(a)
     )
     last = last_message_from(conn, ticket.id, ticket.requester)
     first = first_message(conn, ticket.id)

@@ -18,6 +18,7 @@ from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parseaddr
+from functools import cached_property
 
 from mailgate.guard import rules, subjects
 from mailgate.guard.dsn import DeliveryReport, DsnRecipient, parse_dsn
@@ -41,6 +42,11 @@ class OwnIdentity:
     addresses: frozenset[str]  # our helpdesk/queue/comment addresses, lower-case
     message_id_domain: str  # domain of the Message-IDs we generate
     loop_header_value: str  # value of our loop header "X-Mailgate-Loop"
+
+    @cached_property
+    def bare_addresses(self) -> frozenset[str]:
+        """Our addresses without +detail: asked for every message, made once."""
+        return frozenset(rules.without_detail(address) for address in self.addresses)
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,7 @@ def noreply_sender(clues: Clues) -> str | None:
 # -- our own mail coming back -------------------------------------------------
 
 
-def _without_detail(address: str) -> str:
+def without_detail(address: str) -> str:
     """``helpdesk+token@example.com`` -> ``helpdesk@example.com`` (RFC 5233)."""
     local, _, domain = address.lower().strip().strip("<>").rpartition("@")
     return f"{local.split('+', 1)[0]}@{domain}"
@@ -281,9 +281,9 @@ def own_message_id(clues: Clues) -> str | None:
 
 def own_sender(clues: Clues) -> str | None:
     """Mail from one of our own addresses (reply tokens and VERP included)."""
-    ours = {_without_detail(address) for address in clues.own.addresses}
+    ours = clues.own.bare_addresses
     for address in (clues.sender, clues.envelope.mail_from):
-        if address and "@" in address and _without_detail(address) in ours:
+        if address and "@" in address and without_detail(address) in ours:
             return f"sender {address} is one of our own addresses"
     return None
 
