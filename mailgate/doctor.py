@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from mailgate.config import Config, LmtpListener, TcpListener
 from mailgate.doctor_daemon import check_daemon
 from mailgate.runtime import make_rules, make_templates
-from mailgate.store.db import current_revision, head_revision, make_engine, sqlite_file
+from mailgate.store.db import current_revision, head_revision, make_engine, read_only, sqlite_file
 from mailgate.store.models import Inbound, Outbox
 from mailgate.store.spool import Spool, read_segment
 from mailgate.threading.tokens import load_keys
@@ -158,7 +158,7 @@ def check_database(config: Config, engine: Engine) -> Finding:
 def check_queues(engine: Engine) -> Iterator[Finding]:
     """Pending, quarantined, queued and failed rows, and how old the oldest waiting ones are."""
     now = datetime.now(UTC)
-    with engine.connect() as connection:
+    with read_only(), engine.connect() as connection:
         by_state = select(Inbound.state, func.count()).group_by(Inbound.state)
         inbound: dict[str, int] = {state: count for state, count in connection.execute(by_state)}
         by_state = select(Outbox.state, func.count()).group_by(Outbox.state)
@@ -247,7 +247,7 @@ def check_spool(config: Config, engine: Engine) -> Iterator[Finding]:
     # daemon stops; only those not in the inbound table are waiting.
     keys = sorted({item.source_key or "" for segment in spool.segments() for item in read_segment(segment)})
     stored: set[str | None] = set()
-    with engine.connect() as connection:
+    with read_only(), engine.connect() as connection:
         for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
             chunk = keys[start : start + 500]
             query = select(Inbound.source_key).where(Inbound.source_key.in_(chunk))

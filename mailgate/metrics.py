@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, func, select
 
+from mailgate.store.db import read_only
 from mailgate.store.models import Inbound, Outbox, Ticket
 
 log = structlog.get_logger(__name__)
@@ -112,7 +113,7 @@ class _QueueCollector:
             "mailgate_oldest_pending_seconds", "Age of the oldest inbound message not yet processed"
         )
         try:
-            with self._engine.connect() as connection:
+            with read_only(), self._engine.connect() as connection:
                 for state, number in connection.execute(
                     select(Inbound.state, func.count()).group_by(Inbound.state)
                 ):

@@ -186,3 +186,35 @@ def test_quiet_tickets_query_runs_on_each_backend(db_url: str, runtime_factory: 
     with transaction(runtime.sessions) as session:
         assert [1] == quiet_tickets(session.connection(), "resolved", later)
         assert [] == quiet_tickets(session.connection(), "pending", later)
+
+
+def test_reads_marked_read_only_do_not_wait_for_the_writer(runtime_factory: Any) -> None:
+    """A status query or an IMAP lookup runs while processing holds SQLite's write lock."""
+    import time
+
+    from sqlalchemy import text
+
+    from mailgate.store.db import read_only, transaction
+
+    runtime = runtime_factory()
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with transaction(runtime.sessions) as session:
+            session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the write lock is held
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with read_only(), runtime.engine.connect() as connection:
+            assert 0 == connection.execute(select(func.count()).select_from(Ticket)).scalar()
+        assert time.monotonic() - started < 1.0
+        assert set() == InboundStore(runtime.sessions).known_keys("imap:x", ["1:1"])
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        thread.join()

@@ -52,6 +52,7 @@ def report(
     """
     from mailgate.reports import Period, build_report
     from mailgate.reports.render import daily_csv, html, text
+    from mailgate.store.db import read_only
 
     if as_json and as_csv:
         fail("choose one of --json and --csv")
@@ -64,7 +65,7 @@ def report(
         datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
     )
     runtime = state.runtime(rules=False)
-    with runtime.engine.connect() as connection:
+    with read_only(), runtime.engine.connect() as connection:
         found = build_report(connection, period, queue=queue)
     if html_file is not None:
         try:

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,27 @@ def _make_sqlite_durable(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
+
+
+# Set by read_only(): the transactions started meanwhile only read, so they
+# begin deferred and never wait for (or hold up) SQLite's one writer.
+_READ_ONLY: ContextVar[bool] = ContextVar("mailgate_read_only", default=False)
+
+
+@contextmanager
+def read_only() -> Iterator[None]:
+    """Transactions begun inside only read: on SQLite they take no write lock.
+
+    Everything else begins with ``BEGIN IMMEDIATE`` (see the module
+    docstring); a status query, a metrics scrape or an IMAP "do we have
+    these?" must not queue behind processing or block it.
+    """
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -155,7 +176,7 @@ def head_revision(engine: Engine) -> str | None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    with read_only(), engine.connect() as connection:
         if not inspect(connection).has_table("alembic_version"):
             return None
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.faults import crash_point
 from mailgate.message import Envelope
-from mailgate.store.db import transaction
+from mailgate.store.db import read_only, transaction
 from mailgate.store.models import Inbound
 
 if TYPE_CHECKING:
@@ -131,14 +131,14 @@ class InboundStore:
             .order_by(Inbound.id.desc())
             .limit(1)
         )
-        with transaction(self._sessions) as session:
+        with read_only(), self._sessions() as session:
             key = session.scalar(query)
         uid = (key or "").partition(":")[2]
         return int(uid) if uid.isdigit() else None
 
     def known_keys(self, source: str, keys: Iterable[str]) -> set[str]:
         """Which of these source keys (e.g. IMAP "UIDVALIDITY:UID") are stored."""
-        with transaction(self._sessions) as session:
+        with read_only(), self._sessions() as session:
             return self._existing(session, source, keys)
 
 
