@@ -18,7 +18,7 @@ from pathlib import Path
 from mailgate.message import Envelope
 from mailgate.store.inbound import InboundItem
 
-_RETURN_PATH = re.compile(rb"^Return-Path:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
+_RETURN_PATH = re.compile(rb"^Return-Path:[ \t]*<?([^>\r\n]*)>?", re.IGNORECASE | re.MULTILINE)
 _FROM = re.compile(rb"^From:[^\r\n]*?<?([\w.+'=-]+@[\w.-]+)>?", re.IGNORECASE | re.MULTILINE)
 
 
@@ -29,6 +29,12 @@ def header_block(raw: bytes) -> bytes:
     return raw[: min(candidates)] if candidates else raw[:65536]
 
 
+def return_path(raw: bytes) -> str | None:
+    """The Return-Path the delivering MTA recorded ("" for ``<>``), None without one."""
+    match = _RETURN_PATH.search(header_block(raw))
+    return None if match is None else match.group(1).decode("utf-8", "replace").strip()
+
+
 def envelope_sender(raw: bytes) -> str:
     """The envelope sender when no MTA told us: Return-Path, else From.
 
@@ -37,9 +43,9 @@ def envelope_sender(raw: bytes) -> str:
     mistaken for a bounce.
     """
     headers = header_block(raw)
-    match = _RETURN_PATH.search(headers)
-    if match is not None:
-        return match.group(1).decode("ascii", "replace").strip().lower()
+    recorded = return_path(headers)
+    if recorded is not None:
+        return recorded.lower()
     match = _FROM.search(headers)
     return match.group(1).decode("ascii", "replace").lower() if match else ""
 

@@ -25,7 +25,6 @@ them by Message-ID, so nothing is lost and no second ticket is made.
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from pathlib import Path
 import structlog
 
 from mailgate.config import ImapAccount
+from mailgate.ingest.files import return_path
 from mailgate.ingest.imap_credentials import (
     TokenUnavailable,
     make_password_provider,
@@ -59,7 +59,6 @@ __all__ = [
 # others at 29-30); renewing at 25 leaves room for slow clocks and NATs.
 DEFAULT_IDLE_RENEW = 25 * 60.0
 
-_RETURN_PATH = re.compile(rb"^Return-Path:[ \t]*<?([^>\r\n]*)>?", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -354,7 +353,7 @@ class ImapFetcher:
 
     def _item(self, raw: bytes, key: str, quarantine_reason: str | None = None) -> InboundItem:
         envelope = Envelope(
-            mail_from=_return_path(raw),
+            mail_from=return_path(raw) or "",  # the MTA's, if it recorded one
             rcpt_tos=(self._recipient,),
             source=self._source,
             received_at=_now(),
@@ -392,13 +391,6 @@ class ImapFetcher:
         # Full spread between half and all of the delay, so that many
         # fetchers cut off by one server restart do not return in lockstep.
         return delay * random.uniform(0.5, 1.0)
-
-
-def _return_path(raw: bytes) -> str:
-    """The Return-Path the delivering MTA recorded, "" when there is none."""
-    header = raw[: raw.find(b"\r\n\r\n") if b"\r\n\r\n" in raw[:65536] else 65536]
-    match = _RETURN_PATH.search(header)
-    return match.group(1).decode("utf-8", "replace").strip() if match else ""
 
 
 def _now() -> datetime:

@@ -1,0 +1,19 @@
+"""The sender an MTA recorded: one reading for IMAP, the pipe and imports."""
+
+from __future__ import annotations
+
+from mailgate.ingest.files import envelope_sender, return_path
+
+
+def test_return_path_as_recorded_in_any_line_ending() -> None:
+    assert "Bob@Example.org" == return_path(b"Return-Path: <Bob@Example.org>\nFrom: a@b.c\n\nbody\n")
+    assert "bob@example.org" == return_path(b"Return-Path: bob@example.org\r\n\r\nbody")
+    assert "" == return_path(b"Return-Path: <>\r\nFrom: MAILER-DAEMON@x.org\r\n\r\n")
+    # Only the header block counts: a quoted header in the body is not the envelope.
+    assert None is return_path(b"From: a@b.c\n\nReturn-Path: <evil@x.org>\n")
+
+
+def test_envelope_sender_falls_back_to_from_and_keeps_a_null_sender() -> None:
+    assert "bob@example.org" == envelope_sender(b"Return-Path: <Bob@Example.org>\n\n")
+    assert "alice@example.org" == envelope_sender(b"From: Alice <Alice@example.org>\n\nhi\n")
+    assert "" == envelope_sender(b"Return-Path: <>\nFrom: MAILER-DAEMON@x.org\n\n")
