@@ -8,6 +8,7 @@ transaction and handed to the outbox worker only after the commit.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Event, Inbound, Outbox
 from mailgate.store.writes import deferred_writes, insert_event
 from tests.conftest import make_mail
+from tests.helpers import outbox_mails
 
 
 def _store(runtime: Any, count: int) -> list[int]:
@@ -192,3 +194,71 @@ def test_a_slow_relay_outlasting_the_lease_still_gets_each_mail_once(
     sent = Counter(str(received.message["Message-ID"]) for received in sink.messages)
     assert 3 == len(sent)
     assert {1} == set(sent.values())
+
+
+def _accept_together(runtime: Any, raws: list[tuple[bytes, str]]) -> None:
+    items = [
+        InboundItem(raw, Envelope(sender, ("helpdesk@example.com",), "smtp", datetime.now(UTC)))
+        for raw, sender in raws
+    ]
+    assert None not in InboundStore(runtime.sessions).accept(items)
+
+
+@pytest.mark.parametrize("way", ["one transaction", "a slice per message", "one by one after a failure"])
+def test_duplicates_in_one_batch_make_one_ticket_each(
+    runtime_factory: Any, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """The same Message-ID twice, and the same bytes without one twice, in a single batch."""
+    runtime = runtime_factory()
+    with_id = make_mail(message_id="<twice@example.org>", sender="ann@example.org")
+    without_id = b"From: bea@example.org\r\nTo: helpdesk@example.com\r\nSubject: no id\r\n\r\nhello\r\n"
+    _accept_together(
+        runtime,
+        [(with_id, "ann@example.org"), (with_id, "ann@example.org"),
+         (without_id, "bea@example.org"), (without_id, "bea@example.org")],
+    )  # fmt: skip
+    processor = Processor(runtime)
+    if way == "a slice per message":
+        monkeypatch.setattr(pipeline, "SLICE_SECONDS", 0.0)
+    if way == "one by one after a failure":
+        handle, failed = processor._handler.handle, []
+
+        def fail_once(conn: Any, row_id: int, *args: Any) -> Any:
+            if not failed:
+                failed.append(row_id)
+                raise RuntimeError("a passing hiccup")
+            return handle(conn, row_id, *args)
+
+        monkeypatch.setattr(processor._handler, "handle", fail_once)
+    while processor.process_pending():
+        pass
+    if way == "one by one after a failure":
+        monkeypatch.setattr(processor._handler, "handle", handle)
+        with runtime.sessions() as session:
+            session.execute(text("UPDATE inbound SET lease_until = NULL"))
+            session.commit()
+        while processor.process_pending():
+            pass
+    assert 2 == _count(runtime, select(func.count()).select_from(Outbox))
+    states = Counter(_states(runtime))
+    assert {"done": 4} == dict(states)
+
+
+@pytest.mark.parametrize("slice_seconds", [pipeline.SLICE_SECONDS, 0.0])
+def test_the_daily_limit_holds_inside_one_batch(
+    runtime_factory: Any, monkeypatch: pytest.MonkeyPatch, slice_seconds: float
+) -> None:
+    """Six requests from one address processed together: three answers, one notice, then silence."""
+    monkeypatch.setattr(pipeline, "SLICE_SECONDS", slice_seconds)
+    runtime = runtime_factory(limits={"auto_replies_per_hour": 100, "auto_replies_per_day": 3})
+    chatty = "chatty@example.org"
+    _accept_together(runtime, [(make_mail(sender=chatty, subject=f"issue {n}"), chatty) for n in range(6)])
+    assert 6 == len(Processor(runtime).process_pending())
+    subjects = [str(mail["Subject"]) for mail in outbox_mails(runtime)]
+    assert 4 == len(subjects)
+    assert subjects[3].endswith("No more automatic replies today")
+
+
+def _states(runtime: Any) -> list[str]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Inbound.state)))

@@ -147,6 +147,11 @@ def test_lmtp_answers_once_per_recipient(daemon_factory: Any) -> None:
         assert second[0].startswith("250 2.0.0")
         command("QUIT")
     wait_until(lambda: tickets_json(daemon.config_path))
+    # Two recipients, both ours, through the spool journal: still one ticket and one answer.
+    wait_until(lambda: daemon.acks())
+    daemon.stop()
+    assert 1 == len(tickets_json(daemon.config_path))
+    assert 1 == len(daemon.acks())
 
 
 def read_reply(stream: Any) -> list[str]:
