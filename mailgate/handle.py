@@ -278,10 +278,8 @@ class MessageHandler:
     ) -> str:
         """Tell the sender why their mail was refused, if we may answer them at all."""
         assert decision.reject_template is not None
-        if not verdict.may_auto_reply or message.sender is None:
-            return f"no notice: {verdict.kind}"
-        permission = automatic_mail_permission(conn, self.runtime, message.sender.email, now)
-        if permission.refused is not None:
+        permission = automatic_mail_permission(conn, self.runtime, verdict, message.sender, now)
+        if permission.refused is not None or message.sender is None:
             return f"no notice: {permission.refused}"
         send_notice(
             conn,
@@ -393,14 +391,10 @@ class MessageHandler:
         why_not = None
         if decision.ack_template is None:
             why_not = decision.ack_reason or "rules say: no acknowledgement"
-        elif not verdict.may_auto_reply:
-            why_not = f"{verdict.kind}: {'; '.join(verdict.reasons)}"
-        elif message.sender is None:
-            why_not = "no sender address to answer"
         else:
-            permission = automatic_mail_permission(conn, self.runtime, message.sender.email, now)
+            permission = automatic_mail_permission(conn, self.runtime, verdict, message.sender, now)
             why_not = permission.refused
-            if permission.limit_notice:
+            if permission.limit_notice and message.sender is not None:
                 # Exactly one "no more automatic replies today" (it counts
                 # as sent, so the next one finds the day over its limit).
                 notice = render_to(

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from mailgate.guard import GuardVerdict
 from mailgate.guard.ratelimit import automatic_mail_allowed
 from mailgate.guard.verp import verp_address
 from mailgate.message import Address
@@ -39,14 +40,21 @@ class Permission:
     limit_notice: bool = False
 
 
-def automatic_mail_permission(conn: Connection, runtime: Runtime, address: str, now: datetime) -> Permission:
-    """The one check before any automatic mail (SPEC §2 promise 3).
+def automatic_mail_permission(
+    conn: Connection, runtime: Runtime, verdict: GuardVerdict, sender: Address | None, now: datetime
+) -> Permission:
+    """The one check before any automatic mail to the sender of a message (SPEC §2 promise 3).
 
-    A hard-bounced address gets nothing until an admin clears it; any other
-    gets at most the configured number per hour and per day. The caller
-    checks the guard's verdict first: machines get nothing at all.
+    Machines (bounces, auto-replies, lists, our own mail: the guard's
+    verdict) get nothing at all, nor does mail without a sender; a
+    hard-bounced address gets nothing until an admin clears it; any other
+    gets at most the configured number per hour and per day.
     """
-    bounced, hour, day = automatic_mail_standing(conn, address, now)
+    if not verdict.may_auto_reply:
+        return Permission(f"{verdict.kind}: {'; '.join(verdict.reasons)}")
+    if sender is None:
+        return Permission("no sender address to answer")
+    bounced, hour, day = automatic_mail_standing(conn, sender.email, now)
     if bounced is not None:
         return Permission(
             f"address suppressed after a bounce ({bounced}); clear with `mailgate suppressions clear`"

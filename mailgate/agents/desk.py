@@ -133,10 +133,8 @@ def _notice(
 ) -> str:
     """One short answer to the sender saying why nothing was done (never to a machine)."""
     message = incoming.message
-    if not incoming.verdict.may_auto_reply or message.sender is None:
-        return f"no notice: {incoming.verdict.kind}"
-    permission = automatic_mail_permission(conn, runtime, message.sender.email, now)
-    if permission.refused is not None:
+    permission = automatic_mail_permission(conn, runtime, incoming.verdict, message.sender, now)
+    if permission.refused is not None or message.sender is None:
         return f"no notice: {permission.refused}"
     agent = runtime.directory.agent_for(message.sender.email)
     mail = render_to(
