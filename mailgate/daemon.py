@@ -377,7 +377,10 @@ class Daemon:
                 if worker.pid is not None:
                     metrics.process_died(worker.pid)
                 # Only the dead worker's leases: the others are still working.
-                self._release_leases(inbound=worker.role == "processing", outbox=worker.role == "delivery")
+                # Leases do not say which processing worker holds them, so
+                # with several they run out on their own instead.
+                processing = [w for w in self.workers if w.role == "processing"]
+                self._release_leases(inbound=processing == [worker], outbox=worker.role == "delivery")
                 await worker.start()
                 self._wake_processing()
 
