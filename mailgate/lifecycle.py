@@ -246,15 +246,7 @@ def set_status(
         raise ValueError(f"unknown status {status!r}")
     if status == ticket.status:
         return ticket
-    values: dict[str, object] = {"status": status, "updated_at": now}
-    if status == "resolved":
-        values["resolved_at"] = now
-    elif status == "closed":
-        values["closed_at"] = now
-    else:
-        values.update(resolved_at=None, closed_at=None)
-    update_ticket(conn, ticket.id, **values)
-    insert_event(conn, ticket.id, "status_changed", now, previous=ticket.status, status=status, by=by)
+    _record_status(conn, ticket.id, ticket.status, status, now, by=by)
     changed = replace(ticket, status=status)
     template = STATUS_TEMPLATES.get(status)
     if status == "open" and ticket.status in WAITING:
@@ -277,6 +269,21 @@ def record_rating(
         )
 
 
+def _record_status(
+    conn: Connection, ticket_id: int, previous: str, status: str, now: datetime, *, by: str, **detail: object
+) -> None:
+    """The ticket's new status with its timestamps, and the event that says who changed it."""
+    values: dict[str, object] = {"status": status, "updated_at": now}
+    if status == "resolved":
+        values["resolved_at"] = now
+    elif status == "closed":
+        values["closed_at"] = now
+    else:
+        values.update(resolved_at=None, closed_at=None)
+    update_ticket(conn, ticket_id, **values)
+    insert_event(conn, ticket_id, "status_changed", now, previous=previous, status=status, by=by, **detail)
+
+
 def auto_close(conn: Connection, runtime: Runtime, now: datetime) -> int:
     """Close resolved (and, when configured, pending) tickets after a quiet period."""
     directory = runtime.directory
@@ -288,17 +295,7 @@ def auto_close(conn: Connection, runtime: Runtime, now: datetime) -> int:
         if hours is None:
             continue
         for ticket_id in quiet_tickets(conn, status, now - timedelta(hours=hours)):
-            update_ticket(conn, ticket_id, status="closed", closed_at=now, updated_at=now)
-            insert_event(
-                conn,
-                ticket_id,
-                "status_changed",
-                now,
-                previous=status,
-                status="closed",
-                by="auto-close",
-                quiet_hours=hours,
-            )
+            _record_status(conn, ticket_id, status, "closed", now, by="auto-close", quiet_hours=hours)
             closed += 1
     if closed:
         log.info("lifecycle.auto_closed", count=closed)
