@@ -43,6 +43,11 @@ ACTION_KEYS: tuple[str, ...] = (
 )
 # Words that mean "send no acknowledgement" besides YAML's false and null.
 NO_ACK = frozenset({"none", "no"})
+
+
+def means_no_ack(value: Any) -> bool:
+    """false, null, "none" or "no" (any case): send no acknowledgement."""
+    return value is None or value is False or (isinstance(value, str) and value.lower() in NO_ACK)
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 
@@ -104,7 +109,7 @@ class ActionParser:
 
     def ack(self, value: Any, pos: Pos, what: str) -> tuple[bool, str | None]:
         """(valid, template): false, null, "none" or "no" mean no acknowledgement."""
-        if value is None or value is False or (isinstance(value, str) and value.lower() in NO_ACK):
+        if means_no_ack(value):
             return True, None
         template = want_text(self.src, value, pos, what)
         if template is None:

@@ -22,6 +22,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from mailgate.rules.actions import means_no_ack
 from mailgate.rules.model import Decision, RuleContext
 from mailgate.rules.syntax import did_you_mean
 
@@ -43,9 +44,6 @@ FIELDS = (
 )
 GIVEN = ("reply", "ticket_status", "language", "our_addresses", "trusted_authserv_ids")
 # Words that mean "no acknowledgement" in an expectation, as in the rules file.
-_NONE = (None, False, "none", "no")
-
-
 @dataclasses.dataclass(frozen=True)
 class Expectation:
     """The situation a mail is routed in, and what the decision must say."""
@@ -110,7 +108,7 @@ def _actual(decision: Decision, key: str) -> Any:
 
 
 def _normal(key: str, value: Any) -> Any:
-    if key == "ack" and value in _NONE:
+    if key == "ack" and means_no_ack(value):
         return None
     if key in ("tags", "notify", "matched") and isinstance(value, str):
         return [value]

@@ -155,3 +155,13 @@ def test_expectation_with_unknown_field_fails(tmp_path: Path) -> None:
     code, output = run(RULES, [tmp_path / "vpn.eml"], True)
     assert (1, ['unknown field "queu" (did you mean "queue"?)']) == (
         code, json.loads(output)["expectation_failures"])
+
+
+def test_expectation_of_no_ack_is_read_like_the_rules_file(tmp_path: Path) -> None:
+    """'None' and 'NO' mean no acknowledgement in an expectation as they do under then: ack."""
+    shutil.copy(MAILS / "vpn_problem.eml", tmp_path / "vpn.eml")
+    for spelled in ("None", "NO"):
+        (tmp_path / "vpn.expect.yaml").write_text(
+            f"given: {{reply: true, ticket_status: open}}\nqueue: general\nack: {spelled}\nmatched: []\n")
+        code, output = run(RULES, [tmp_path / "vpn.eml"], True)
+        assert (0, []) == (code, json.loads(output)["expectation_failures"]), spelled
