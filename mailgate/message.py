@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,20 @@ class ParsedMessage:
     size: int
     defects: tuple[str, ...] = ()
 
+    @cached_property
+    def _by_name(self) -> dict[str, list[str]]:
+        # The guard alone asks for some thirty headers per message: one pass
+        # over the headers instead of one per question.
+        table: dict[str, list[str]] = {}
+        for key, value in self.headers:
+            table.setdefault(key.lower(), []).append(value)
+        return table
+
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return None
+        values = self._by_name.get(name.lower())
+        return values[0] if values else None
 
     def header_all(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive), in order."""
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
+        return list(self._by_name.get(name.lower(), ()))
