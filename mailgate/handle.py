@@ -123,17 +123,18 @@ class MessageHandler:
                 conn, row_id, "duplicate", reason, now, ticket_id=ticket_id, article_id=article_id
             )
 
+        lookup = CoreTicketLookup(conn)
         thread = resolve(
             message,
             envelope,
             helpdesk_address=runtime.config.helpdesk.address,
             ref_prefix=runtime.config.helpdesk.ref_prefix,
             keys=runtime.keys,
-            lookup=CoreTicketLookup(conn),
+            lookup=lookup,
             token_bases=runtime.directory.token_bases,
             identities=self._agent_identity,
         )
-        ticket = ticket_view(conn, thread.ticket_id) if thread.ticket_id is not None else None
+        ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
         sender = message.sender.email if message.sender else claim.mail_from.lower()
         directory = runtime.directory
         recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]

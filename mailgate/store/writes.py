@@ -78,7 +78,6 @@ _KNOWN_PARTICIPANTS = select(PARTICIPANTS.c.address).where(
 _IS_PARTICIPANT = select(PARTICIPANTS.c.id).where(
     PARTICIPANTS.c.ticket_id == bindparam("b_id"), PARTICIPANTS.c.address == bindparam("b_address")
 )
-_TICKET_EXISTS = select(TICKETS.c.id).where(TICKETS.c.id == bindparam("b_id"))
 _BY_MESSAGE_ID = select(ARTICLES.c.message_id, ARTICLES.c.ticket_id).where(
     ARTICLES.c.message_id.in_(bindparam("b_ids", expanding=True))
 )
@@ -259,6 +258,7 @@ class CoreTicketLookup:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._seen: dict[int, TicketView] = {}
 
     def ticket_for_message_ids(self, message_ids: list[str]) -> int | None:
         wanted = [m for m in message_ids if m][:100]
@@ -274,7 +274,15 @@ class CoreTicketLookup:
         return None
 
     def ticket_exists(self, ticket_id: int) -> bool:
-        return self._conn.execute(_TICKET_EXISTS, {"b_id": ticket_id}).first() is not None
+        # Read whole and kept: the handler needs this ticket next (``view``).
+        found = ticket_view(self._conn, ticket_id)
+        if found is not None:
+            self._seen[ticket_id] = found
+        return found is not None
+
+    def view(self, ticket_id: int) -> TicketView | None:
+        """The ticket, from the threading stage's own read when it made one."""
+        return self._seen.get(ticket_id) or ticket_view(self._conn, ticket_id)
 
     def is_participant(self, ticket_id: int, address: str) -> bool:
         return (
