@@ -45,3 +45,16 @@ def ticket(runtime: Any, ticket_id: int) -> Ticket:
 def ticket_count(runtime: Any) -> int:
     with runtime.sessions() as session:
         return len(list(session.scalars(select(Ticket.id))))
+
+
+def as_an_mta_sends_it(raw: bytes) -> bytes:
+    """``raw`` as an MTA relays it: CRLF line ends, and lines over 998 octets
+    broken with CRLF SPACE as Postfix does (smtp_line_length_limit); SMTP
+    allows no longer lines, and smtplib does not fix line ends of bytes."""
+    out = []
+    for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
+        while len(line) > 998:
+            out.append(line[:998])
+            line = b" " + line[998:]
+        out.append(line)
+    return b"\r\n".join(out)

@@ -22,6 +22,7 @@ from mailgate.pipeline import Processor
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Inbound, Outbox
 from tests.conftest import CORPUS, wait_until
+from tests.helpers import as_an_mta_sends_it
 
 SISIMAI = CORPUS / "sisimai-set-of-emails" / "maildir"
 STDLIB_DATA = Path(os.__file__).parent / "test" / "test_email" / "data"
@@ -116,18 +117,6 @@ def test_the_whole_corpus_over_smtp_through_a_real_daemon(daemon_factory: Any) -
     assert len(paths) > 900
     answers: Counter[int] = Counter()
     lock = threading.Lock()
-
-    def as_an_mta_sends_it(raw: bytes) -> bytes:
-        # CRLF line ends, and lines over 998 octets broken with CRLF SPACE,
-        # as Postfix does (smtp_line_length_limit): SMTP allows no more.
-        lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-        out = []
-        for line in lines:
-            while len(line) > 998:
-                out.append(line[:998])
-                line = b" " + line[998:]
-            out.append(line)
-        return b"\r\n".join(out)
 
     def send(chunk: list[Path]) -> None:
         with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
