@@ -53,11 +53,7 @@ class Runtime:
         self.rate_limits = RateLimits(
             per_hour=limits.auto_replies_per_hour, per_day=limits.auto_replies_per_day
         )
-        self.own = OwnIdentity(
-            addresses=self.config_addresses | self.directory.addresses,
-            message_id_domain=self.config.helpdesk.domain,
-            loop_header_value=self.config.helpdesk.address,
-        )
+        self.own = own_identity(self.config, self.directory)
 
     @cached_property
     def lease_sessions(self) -> sessionmaker[Session]:
@@ -103,6 +99,15 @@ class Runtime:
         self._identify()
         log.info("reload.applied")
         return []
+
+
+def own_identity(config: Config, directory: Directory) -> OwnIdentity:
+    """How the guard knows our own mail: every address of ours, queues' included."""
+    return OwnIdentity(
+        addresses=config.our_addresses | directory.addresses,
+        message_id_domain=config.helpdesk.domain,
+        loop_header_value=config.helpdesk.address,
+    )
 
 
 def make_templates(config: Config) -> TemplateSet:

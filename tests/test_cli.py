@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import free_port, make_mail, run_cli, write_config
+from tests.conftest import HELPDESK, free_port, make_mail, run_cli, write_config
 
 
 def test_ingest_exit_codes(config_path: Path) -> None:
@@ -202,3 +202,13 @@ def test_rules_naming_an_undefined_queue_are_refused(tmp_path: Path) -> None:
     assert 1 == result.returncode
     assert f"{rules}:3:".encode() in result.stdout
     assert b'did you mean "network"' in result.stdout
+
+
+def test_rules_test_predicts_the_daemon_for_a_dutch_helpdesk(tmp_path: Path) -> None:
+    """Without a rules file, `rules test` uses the helpdesk's language as the daemon does."""
+    config = write_config(tmp_path, helpdesk={"address": HELPDESK, "language": "nl"})
+    mail = tmp_path / "short.eml"
+    mail.write_bytes(b"From: a@example.org\r\nTo: helpdesk@example.com\r\nSubject: x\r\n\r\nok\r\n")
+    result = run_cli(config, "rules", "test", str(mail), "--json")
+    assert 0 == result.returncode, result.stderr
+    assert "nl" == json.loads(result.stdout)["language"]

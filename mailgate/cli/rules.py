@@ -9,7 +9,7 @@ from typing import Any
 import click
 import structlog
 
-from mailgate.cli import State, main, pass_state
+from mailgate.cli import State, fail, main, pass_state
 
 log = structlog.get_logger(__name__)
 
@@ -82,12 +82,18 @@ def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
         )
 
     from mailgate import guard
+    from mailgate.runtime import make_directory, own_identity
 
-    own = guard.OwnIdentity(config.our_addresses, config.helpdesk.domain, config.helpdesk.address)
+    # The daemon's own view of our addresses, queues' included.
+    try:
+        own = own_identity(config, make_directory(config))
+    except Exception as exc:  # a broken agents file: `rules check` says where
+        fail(f"agents: {exc}; see `mailgate rules check`")
 
     def guard_check(message: Any, envelope: Any, raw: bytes) -> tuple[str, bool, tuple[str, ...]]:
         verdict = guard.check(message, envelope, own, raw)
         return verdict.kind, verdict.may_auto_reply, verdict.reasons
 
     rules_path = config.path(config.rules) if config.rules else None
-    sys.exit(run_test(rules_path, list(mails), as_json, context, sys.stdout, guard_check))
+    language = config.helpdesk.language
+    sys.exit(run_test(rules_path, list(mails), as_json, context, sys.stdout, guard_check, language=language))

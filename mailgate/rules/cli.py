@@ -77,12 +77,17 @@ def run_test(
     context_factory: ContextFactory,
     out: TextIO,
     guard_check: GuardCheck | None = None,
+    *,
+    language: str = "en",
 ) -> int:
-    """Show what the rules would do with saved mails; 1 on any problem."""
+    """Show what the rules would do with saved mails; 1 on any problem.
+
+    ``language`` is the helpdesk's, for the built-in rules without a file.
+    """
     from mailgate.parse import parse  # Imported late: the parse stage is heavy.
 
     try:
-        ruleset = load_rules(rules_path) if rules_path is not None else default_ruleset()
+        ruleset = load_rules(rules_path) if rules_path is not None else default_ruleset(language=language)
     except RulesError as error:
         for problem in error.problems:
             print(problem, file=out)
