@@ -58,3 +58,25 @@ def as_an_mta_sends_it(raw: bytes) -> bytes:
             line = b" " + line[998:]
         out.append(line)
     return b"\r\n".join(out)
+
+
+def settled_inbound_states(daemon: Any, count: int, timeout: float) -> dict[str, int]:
+    """Wait until the daemon's database holds ``count`` inbound rows, none pending;
+    then the number of rows in each state."""
+    from sqlalchemy import create_engine, func
+
+    from mailgate.store.models import Inbound
+    from tests.conftest import wait_until
+
+    engine = create_engine(f"sqlite:///{daemon.config_path.parent / 'mailgate.db'}")
+    try:
+
+        def states() -> dict[str, int]:
+            with engine.connect() as connection:
+                query = select(Inbound.state, func.count()).group_by(Inbound.state)
+                return {state: number for state, number in connection.execute(query)}
+
+        wait_until(lambda: sum(states().values()) == count and "pending" not in states(), timeout=timeout)
+        return states()
+    finally:
+        engine.dispose()

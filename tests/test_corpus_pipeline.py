@@ -21,8 +21,8 @@ from mailgate.message import Envelope
 from mailgate.pipeline import Processor
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Inbound, Outbox
-from tests.conftest import CORPUS, wait_until
-from tests.helpers import as_an_mta_sends_it
+from tests.conftest import CORPUS
+from tests.helpers import as_an_mta_sends_it, settled_inbound_states
 
 SISIMAI = CORPUS / "sisimai-set-of-emails" / "maildir"
 STDLIB_DATA = Path(os.__file__).parent / "test" / "test_email" / "data"
@@ -106,8 +106,6 @@ def test_the_whole_corpus_over_smtp_through_a_real_daemon(daemon_factory: Any) -
     import smtplib
     import threading
 
-    from sqlalchemy import create_engine, func
-
     daemon = daemon_factory(limits={"auto_replies_per_hour": 10_000, "auto_replies_per_day": 10_000})
     paths = (
         _files(SISIMAI)
@@ -137,18 +135,8 @@ def test_the_whole_corpus_over_smtp_through_a_real_daemon(daemon_factory: Any) -
         thread.join()
     assert {250: len(paths)} == dict(answers)
 
-    engine = create_engine(f"sqlite:///{daemon.config_path.parent / 'mailgate.db'}")
-    try:
-
-        def states() -> dict[str, int]:
-            with engine.connect() as connection:
-                query = select(Inbound.state, func.count()).group_by(Inbound.state)
-                return {state: count for state, count in connection.execute(query)}
-
-        wait_until(lambda: sum(states().values()) == len(paths) and "pending" not in states(), timeout=120)
-        print(f"\nthe corpus over SMTP: {len(paths)} messages -> {states()}")
-    finally:
-        engine.dispose()
+    states = settled_inbound_states(daemon, len(paths), timeout=120)
+    print(f"\nthe corpus over SMTP: {len(paths)} messages -> {states}")
     errors = [line for line in daemon.lines if line.get("level") == "error"]
     assert [] == errors
     assert 0 == daemon.stop()

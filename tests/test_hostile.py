@@ -92,27 +92,15 @@ def test_hostile_mail_over_smtp_through_a_real_daemon(daemon_factory: Any) -> No
     an outcome, no worker dies and nothing is logged as an error."""
     import smtplib
 
-    from sqlalchemy import create_engine, func
-
-    from tests.conftest import HELPDESK, wait_until
-    from tests.helpers import as_an_mta_sends_it
+    from tests.conftest import HELPDESK
+    from tests.helpers import as_an_mta_sends_it, settled_inbound_states
 
     daemon = daemon_factory()
     with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
         for name in sorted(HOSTILE):
             assert {} == client.sendmail("a@example.org", [HELPDESK], as_an_mta_sends_it(HOSTILE[name])), name
-    engine = create_engine(f"sqlite:///{daemon.config_path.parent / 'mailgate.db'}")
-    try:
-
-        def states() -> dict[str, int]:
-            with engine.connect() as connection:
-                query = select(Inbound.state, func.count()).group_by(Inbound.state)
-                return {state: count for state, count in connection.execute(query)}
-
-        wait_until(lambda: sum(states().values()) == len(HOSTILE) and "pending" not in states(), timeout=60)
-        assert set(states()) <= {"done", "quarantined"}
-    finally:
-        engine.dispose()
+    states = settled_inbound_states(daemon, len(HOSTILE), timeout=60)
+    assert set(states) <= {"done", "quarantined"}
     assert 0 == daemon.stop()
     assert [] == [line for line in daemon.lines if line.get("event") == "worker.died"]
     assert [] == [line for line in daemon.lines if line.get("level") == "error"]
