@@ -87,6 +87,9 @@ def test_a_failed_batch_hands_nothing_over(
     runtime_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The batch is rolled back, so its leased rows must not reach the outbox worker."""
+    # One transaction for the whole batch, however slow the machine: a slice
+    # that ended after the first message would commit and hand it over.
+    monkeypatch.setattr(pipeline, "SLICE_SECONDS", 60.0)
     runtime = runtime_factory()
     ids = _store(runtime, 3)
     outbox = _outbox_worker(runtime, tmp_path / "sent")
