@@ -96,7 +96,7 @@ class MetricsListener(_Strict):
 class Listen(_Strict):
     smtp: TcpListener | None = TcpListener(host="127.0.0.1", port=2525)
     lmtp: LmtpListener | None = None
-    # Prometheus metrics over HTTP at /metrics (see mailgate/metrics.py).
+    # Prometheus metrics over HTTP at /metrics (see mailgate/service/metrics.py).
     metrics: MetricsListener | None = None
     # 552 at DATA above this many bytes.
     max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)

@@ -175,7 +175,7 @@ def config_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def runtime_factory(tmp_path: Path) -> Iterator[Any]:
     from mailgate.config import load
-    from mailgate.runtime import build
+    from mailgate.service.runtime import build
 
     built: list[Any] = []
 

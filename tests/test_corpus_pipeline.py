@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from mailgate.ingest.files import envelope_sender
 from mailgate.message import Envelope
-from mailgate.pipeline import Processor
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Inbound, Outbox
+from mailgate.tickets.pipeline import Processor
 from tests.content.corpus import SISIMAI, ZAMMAD, needs_zammad
 from tests.helpers import as_an_mta_sends_it, settled_inbound_states
 

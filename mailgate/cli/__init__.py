@@ -39,7 +39,7 @@ class State:
 
     def runtime(self, *, migrate: bool = True, rules: bool = True) -> Any:
         from mailgate.rules import RulesError
-        from mailgate.runtime import build
+        from mailgate.service.runtime import build
 
         try:
             return build(self.config, migrate=migrate, with_rules=rules)

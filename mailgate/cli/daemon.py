@@ -16,13 +16,13 @@ log = structlog.get_logger(__name__)
 @pass_state
 def run(state: State) -> None:
     """Run the daemon in the foreground (SIGTERM stops, SIGHUP reloads)."""
-    from mailgate.daemon import run as run_daemon
     from mailgate.ingest.smtp_auth import UsersFileError, load_users
+    from mailgate.service.daemon import run as run_daemon
 
     if state.config.listen.metrics is not None:
         # Before anything imports prometheus_client; the workers inherit it.
-        from mailgate import metrics
-        from mailgate.status import status_path
+        from mailgate.service import metrics
+        from mailgate.service.status import status_path
 
         folder = status_path(state.config).parent / "metrics"
         try:
@@ -59,7 +59,7 @@ def smtp_password(name: str) -> None:
 
 
 @main.command(hidden=True)
-# The roles of mailgate/worker.py (not imported here: every command would pay for it).
+# The roles of mailgate/service/worker.py (not imported here: every command would pay for it).
 @click.option("--role", type=click.Choice(["processing", "delivery"]), default="processing")
 @pass_state
 def worker(state: State, role: str) -> None:
@@ -67,8 +67,8 @@ def worker(state: State, role: str) -> None:
     import os
     import socket
 
-    from mailgate.daemon import make_outbox_worker
-    from mailgate.worker import DELIVERY_FD_ENV, WAKE_FD_ENV, die_with_parent, run_worker
+    from mailgate.service.daemon import make_outbox_worker
+    from mailgate.service.worker import DELIVERY_FD_ENV, WAKE_FD_ENV, die_with_parent, run_worker
 
     fd = os.environ.get(WAKE_FD_ENV)
     if fd is None:
@@ -86,7 +86,7 @@ def worker(state: State, role: str) -> None:
 @pass_state
 def doctor(state: State) -> None:
     """Check configuration, database, rules, relay and queues; say what to fix."""
-    from mailgate.doctor import run_doctor
+    from mailgate.service.doctor import run_doctor
 
     # No runtime first: that would migrate and create files the doctor should inspect.
     sys.exit(run_doctor(state.config, sys.stdout, source=state.config_path))

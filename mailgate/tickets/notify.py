@@ -20,7 +20,7 @@ from mailgate.guard.ratelimit import automatic_mail_allowed
 from mailgate.guard.verp import verp_address
 from mailgate.message import Address
 from mailgate.outbox.compose import OutgoingMail, compose, new_message_id
-from mailgate.runtime import Runtime
+from mailgate.service.runtime import Runtime
 from mailgate.store.writes import (
     TicketView,
     automatic_mail_standing,

@@ -26,8 +26,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from mailgate.config import Config, LmtpListener, TcpListener
-from mailgate.doctor_daemon import check_daemon
-from mailgate.runtime import make_rules, make_templates
+from mailgate.service.doctor_daemon import check_daemon
+from mailgate.service.runtime import make_rules, make_templates
 from mailgate.store.db import current_revision, head_revision, make_engine, read_only, sqlite_file
 from mailgate.store.models import Inbound, Outbox
 from mailgate.store.spool import Spool, read_segment

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import Connection
 
-from mailgate.bounces import suppressed
 from mailgate.message import Address
-from mailgate.notify import enqueue, render_to
 from mailgate.rules.model import STATUSES
-from mailgate.runtime import Runtime
+from mailgate.service.runtime import Runtime
 from mailgate.store.writes import TicketView, insert_event, last_message_from, quiet_tickets, update_ticket
+from mailgate.tickets.bounces import suppressed
+from mailgate.tickets.notify import enqueue, render_to
 
 log = structlog.get_logger(__name__)
 

@@ -24,16 +24,18 @@ import structlog
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailgate import guard, lifecycle, metrics
+from mailgate import guard
 from mailgate.faults import crash_point
-from mailgate.handle import Claim, MessageHandler, Prepared, Result, dedupe_key
 from mailgate.message import Envelope
 from mailgate.outbox.deliver import Due, OutboxWorker
 from mailgate.parse import parse
-from mailgate.runtime import Runtime
+from mailgate.service import metrics
+from mailgate.service.runtime import Runtime
 from mailgate.store.db import transaction
 from mailgate.store.models import Inbound
 from mailgate.store.writes import deferred_writes, existing_articles
+from mailgate.tickets import lifecycle
+from mailgate.tickets.handle import Claim, MessageHandler, Prepared, Result, dedupe_key
 
 log = structlog.get_logger(__name__)
 

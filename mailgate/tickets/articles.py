@@ -12,11 +12,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from mailgate.attachments import store_attachments
 from mailgate.guard import GuardVerdict
 from mailgate.message import ParsedMessage
-from mailgate.runtime import Runtime
+from mailgate.service.runtime import Runtime
 from mailgate.store.writes import insert_article
+from mailgate.tickets.attachment_store import store_attachments
 
 
 @dataclass(frozen=True)

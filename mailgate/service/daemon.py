@@ -25,20 +25,20 @@ from typing import Any
 
 import structlog
 
-from mailgate import metrics, systemd
 from mailgate.config import Config, read_secret
 from mailgate.ingest.smtp import IngestHandler, make_protocol_factory
 from mailgate.ingest.smtp_auth import Authenticator, load_users
-from mailgate.metrics import MetricsServer
 from mailgate.outbox.deliver import OutboxWorker, RetryPolicy, release_outbox_leases
 from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
-from mailgate.pipeline import Processor
-from mailgate.reload import FileWatcher, watched_paths
-from mailgate.runtime import Runtime
-from mailgate.status import status_path, write_status
+from mailgate.service import metrics, systemd
+from mailgate.service.metrics import MetricsServer
+from mailgate.service.reload import FileWatcher, watched_paths
+from mailgate.service.runtime import Runtime
+from mailgate.service.status import status_path, write_status
+from mailgate.service.worker import DELIVERY_FD_ENV, WAKE_FD_ENV
 from mailgate.store.inbound import GroupCommitter, InboundStore
 from mailgate.store.spool import Spool, SpoolInUse
-from mailgate.worker import DELIVERY_FD_ENV, WAKE_FD_ENV
+from mailgate.tickets.pipeline import Processor
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """What `mailgate doctor` learns from the running daemon: its status file.
 
-The daemon rewrites ``status.json`` every few seconds (mailgate.status);
+The daemon rewrites ``status.json`` every few seconds (mailgate.service.status);
 an old file means the daemon is not running (or is wedged), and each IMAP
 account's state, last UID, backlog and last error are reported from it.
 """
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from mailgate.config import Config
-from mailgate.status import read_status, status_path
+from mailgate.service.status import read_status, status_path
 
 # The daemon writes every 5 s; three missed writes mean it is not running.
 STALE_AFTER_SECONDS = 15.0

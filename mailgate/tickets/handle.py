@@ -16,15 +16,12 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy import Connection
 
-from mailgate import guard, lifecycle
+from mailgate import guard
 from mailgate.agents.auth import check_agent
 from mailgate.agents.desk import handle_agent_mail, notify_agents
-from mailgate.articles import Incoming, store_incoming
-from mailgate.bounces import record_bounce
 from mailgate.message import Address, Envelope, ParsedMessage
-from mailgate.notify import automatic_mail_permission, enqueue, render_to, send_notice
 from mailgate.rules import Decision, RuleContext
-from mailgate.runtime import Runtime
+from mailgate.service.runtime import Runtime
 from mailgate.store.writes import (
     CoreTicketLookup,
     TicketView,
@@ -39,6 +36,10 @@ from mailgate.store.writes import (
 )
 from mailgate.threading.resolve import resolve
 from mailgate.threading.subject import ticket_subject
+from mailgate.tickets import lifecycle
+from mailgate.tickets.articles import Incoming, store_incoming
+from mailgate.tickets.bounces import record_bounce
+from mailgate.tickets.notify import automatic_mail_permission, enqueue, render_to, send_notice
 
 log = structlog.get_logger(__name__)
 

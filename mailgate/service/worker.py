@@ -29,9 +29,9 @@ import structlog
 
 from mailgate import faults
 from mailgate.outbox.deliver import OutboxWorker
-from mailgate.pipeline import Processor
-from mailgate.reload import FileWatcher, watched_paths
-from mailgate.runtime import Runtime
+from mailgate.service.reload import FileWatcher, watched_paths
+from mailgate.service.runtime import Runtime
+from mailgate.tickets.pipeline import Processor
 
 log = structlog.get_logger(__name__)
 
