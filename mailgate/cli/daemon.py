@@ -5,17 +5,18 @@ from __future__ import annotations
 import sys
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.command()
 @pass_state
 def run(state: State) -> None:
     """Run the daemon in the foreground (SIGTERM stops, SIGHUP reloads)."""
+    state.daemon_logs = True
     from mailgate.ingest.smtp_auth import UsersFileError, load_users
     from mailgate.service.daemon import run as run_daemon
 
@@ -64,6 +65,7 @@ def smtp_password(name: str) -> None:
 @pass_state
 def worker(state: State, role: str) -> None:
     """A worker process that `mailgate run` starts (internal)."""
+    state.daemon_logs = True
     import os
     import socket
 
