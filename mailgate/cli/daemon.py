@@ -77,6 +77,7 @@ def worker(state: State, role: str) -> None:
         fail("this command is started by `mailgate run`, not by hand")
     die_with_parent(int(os.environ.get("MAILGATE_PARENT_PID", os.getppid())))
     runtime = state.runtime()
+    runtime.reports_reload_problems = False  # the daemon reports them
     delivery_fd = os.environ.get(DELIVERY_FD_ENV)
     delivery = socket.socket(fileno=int(delivery_fd)) if delivery_fd else None
     # Only delivery sends: processing must not need the relay's secrets.
