@@ -10,7 +10,9 @@ CONFIG ?= config/mailgate.yaml
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# compat: a path entry instead of an import hook, which every `mailgate`
+	# process (one per piped message) would pay for at start-up.
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -39,6 +41,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/smtp_bench.py
 	$(BIN)/python bench/rules_bench.py
+	$(BIN)/python bench/pipe_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -212,7 +212,7 @@ class DaemonProcess:
     def outbox_dir(self) -> Path:
         return Path(self.config["outbound"]["maildir"])
 
-    def start(self, timeout: float = 20.0) -> DaemonProcess:
+    def start(self, timeout: float = 60.0) -> DaemonProcess:
         if self.process is not None:
             self.kill()  # a previous run, dead or alive: reap it and close its pipe
         self.lines = []
