@@ -32,6 +32,18 @@ HEADER_BLOCK_LINES = 5
 MAX_FIELD_BLOCK_LINES = 12
 # How many lines a wrapped "On ... wrote:" header may run over.
 WRAPPED_HEADER_LINES = 6
+# A header recognised by its shape alone may wrap over this many lines.
+STRUCTURAL_HEADER_LINES = 3
+MAX_HEADER_CHARS = 300
+# After the quoted sender's address a header has at most a verb and a colon
+# ("> het volgende geschreven:").
+MAX_HEADER_TAIL = 40
+MAX_HEADER_TAIL_WORDS = 4
+# A quoted line this long that is followed by a lower-case line without a
+# quote mark was wrapped by a client that did not repeat the mark.
+WRAPPED_QUOTE_CHARS = 60
+# Lines below a quoted block that read as a sign-off rather than answers.
+MAX_SIGN_OFF_LINES = 2
 
 
 def _content(line: str) -> str:
@@ -47,6 +59,57 @@ def _is_quote_header(text: str) -> bool:
         return False
     # "Here is what John wrote:" is text; a real header names a date or an address.
     return any(char.isdigit() for char in text) or "@" in text or bool(p.QUOTE_HEADER_LEAD.match(text))
+
+
+def _is_structural_header(text: str) -> bool:
+    """Whether ``text`` has the shape of a quote header, whatever its language.
+
+    Clients everywhere write "<date> <time>, <name> <address>" and end with a
+    colon or a verb: "ср, 30 апр. 2025 г. в 15:19, John <j@x.ru>:",
+    "pe 20. lokakuuta 2017 klo 17.50 John <j@x.fi> kirjoitti:". So: a date or
+    time, then the quoted sender's address, then at most a few words.
+    """
+    if len(text) > MAX_HEADER_CHARS:
+        return False
+    if not text.endswith(COLONS) and not p.QUOTE_HEADER_NO_COLON.search(text):
+        return False
+    last = None
+    for last in p.EMAIL.finditer(text):
+        pass
+    if last is None:
+        return False
+    tail = text[last.end() :]
+    if len(tail) > MAX_HEADER_TAIL or len(tail.split()) > MAX_HEADER_TAIL_WORDS:
+        return False
+    return bool(p.DATE_OR_TIME.search(text, 0, last.start()))
+
+
+def _is_field(text: str) -> bool:
+    return bool(p.HEADER_FROM.match(text) or p.HEADER_FIELD.match(text))
+
+
+def _bare_field_block(contents: list[str], index: int) -> int:
+    """Lines of a header block that starts without its From line, or 0.
+
+    Some clients quote "Date: ... / To: ..." alone, others write field names
+    in a language we have no list for; either way it is two or more field
+    lines in a row, one naming an address. Unknown labels need three lines
+    and the address on the first ("Fra: A <a@b.dk>"), so that an ordinary
+    "Date: / Time: / Address:" list stays text.
+    """
+    end = index
+    limit = min(len(contents), index + MAX_FIELD_BLOCK_LINES)
+    while end < limit and _is_field(contents[end]):
+        end += 1
+    known = contents[index:end]
+    if len(known) >= 2 and any(p.EMAIL.search(line) for line in known):
+        return end - index
+    if not p.EMAIL.search(contents[index]):
+        return 0
+    end = index
+    while end < limit and p.LABELLED_FIELD.match(contents[end]):
+        end += 1
+    return end - index if end - index >= 3 else 0
 
 
 def _field_block(contents: list[str], index: int) -> int:
@@ -75,14 +138,30 @@ def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
     text = contents[index]
     if not text:
         return 0
-    if p.ORIGINAL_MESSAGE.match(text) or p.FORWARD_INTRO.match(text):
+    if p.ORIGINAL_MESSAGE.match(text) or p.FORWARD_INTRO.match(text) or p.FRAMED_MESSAGE.match(text):
         return _field_block(contents, index)
-    if _is_quote_header(text) or p.DATE_HEADER.match(text):
+    if _is_quote_header(text) or p.DATE_HEADER.match(text) or p.DASHED_WROTE.match(text):
+        return 1
+    if _is_structural_header(text):
         return 1
     if p.HEADER_FROM.match(text):
         following = contents[index + 1 : index + 1 + HEADER_BLOCK_LINES]
         if any(p.HEADER_FIELD.match(line) for line in following):
             return _field_block(contents, index)
+    if p.LABELLED_FIELD.match(text):
+        block = _bare_field_block(contents, index)
+        if block:
+            return block
+    if (index == 0 or not contents[index - 1]) and p.DATE_OR_TIME.search(text):
+        # A header wrapped by the client, recognised by its shape: no blank
+        # line inside, and a blank line (or nothing) above it.
+        joined = text
+        for extra in range(1, STRUCTURAL_HEADER_LINES):
+            if index + extra >= len(contents) or not contents[index + extra]:
+                break
+            joined = f"{joined} {contents[index + extra]}"
+            if _is_structural_header(joined):
+                return extra + 1
     if not colon_ahead:
         return 0
     if p.QUOTE_HEADER_LEAD.match(text) or text[:1].isdigit() or p.EMAIL.search(text):
@@ -101,6 +180,14 @@ def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
             if _is_quote_header(joined) or (p.DATE_HEADER.match(joined) and joined.endswith(COLONS)):
                 return extra + 1
     return 0
+
+
+def _continues_quote(lines: list[str], kinds: list[str], index: int) -> bool:
+    """Whether ``lines[index]`` is the rest of a long quoted line the client wrapped."""
+    if not kinds or kinds[-1] != QUOTE or len(lines[index - 1].rstrip()) < WRAPPED_QUOTE_CHARS:
+        return False
+    first = lines[index].lstrip()[:1]
+    return first.islower()
 
 
 def _classify(lines: list[str]) -> list[str]:
@@ -132,10 +219,17 @@ def _classify(lines: list[str]) -> list[str]:
             continue
         if stripped.startswith(">"):
             kinds.append(QUOTE)
+        elif _continues_quote(lines, kinds, index):
+            kinds.append(QUOTE)
         elif p.INITIALS_QUOTE.match(line):
             kinds.append(INITIALS_QUOTE)
-        elif p.DELIMITER.match(line) or p.SIGNATURE_DASHES.match(line):
+        elif p.SIGNATURE_DASHES.match(line):
             kinds.append(DELIMITER)
+        elif p.DELIMITER.match(line):
+            # A rule right under a line of text underlines a heading or a
+            # table header; a signature or history separator stands apart.
+            underline = stripped[0] in "-=" and bool(kinds) and kinds[-1] == TEXT
+            kinds.append(TEXT if underline else DELIMITER)
         elif p.DEVICE_SIGNATURE.search(stripped):
             kinds.append(SIGNATURE)
         else:
@@ -180,7 +274,14 @@ def _first_cut(kinds: list[str], dropped: set[int]) -> int:
             after += 1
         if after >= len(kinds) or kinds[after] != TEXT:
             return index
-        dropped.update(range(index, header_end))
+        below = [kind for kind in kinds[after:] if kind != EMPTY]
+        if TEXT in kinds[:index] and len(below) <= MAX_SIGN_OFF_LINES and set(below) == {TEXT}:
+            # Text above one quoted block and a sign-off below it ("Regards,
+            # Roman"): the block is history, the text around it the reply.
+            dropped.update(range(index, after))
+        else:
+            # Answers between quoted questions keep the questions.
+            dropped.update(range(index, header_end))
         index = after
     return len(kinds)
 
