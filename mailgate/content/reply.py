@@ -65,7 +65,7 @@ def _is_structural_header(text: str) -> bool:
     """Whether ``text`` has the shape of a quote header, whatever its language.
 
     Clients everywhere write "<date> <time>, <name> <address>" and end with a
-    colon or a verb: "ср, 30 апр. 2025 г. в 15:19, John <j@x.ru>:",
+    colon or a verb: "<weekday>, 30 <month> 2025 <year> 15:19, John <j@x.ru>:",
     "pe 20. lokakuuta 2017 klo 17.50 John <j@x.fi> kirjoitti:". So: a date or
     time, then the quoted sender's address, then at most a few words.
     """
@@ -73,11 +73,10 @@ def _is_structural_header(text: str) -> bool:
         return False
     if not text.endswith(COLONS) and not p.QUOTE_HEADER_NO_COLON.search(text):
         return False
-    last = None
-    for last in p.EMAIL.finditer(text):
-        pass
-    if last is None:
+    addresses = list(p.EMAIL.finditer(text))
+    if not addresses:
         return False
+    last = addresses[-1]
     tail = text[last.end() :]
     if len(tail) > MAX_HEADER_TAIL or len(tail.split()) > MAX_HEADER_TAIL_WORDS:
         return False
@@ -217,9 +216,7 @@ def _classify(lines: list[str]) -> list[str]:
             kinds.extend([HEADER] * span)
             index += span
             continue
-        if stripped.startswith(">"):
-            kinds.append(QUOTE)
-        elif _continues_quote(lines, kinds, index):
+        if stripped.startswith(">") or _continues_quote(lines, kinds, index):
             kinds.append(QUOTE)
         elif p.INITIALS_QUOTE.match(line):
             kinds.append(INITIALS_QUOTE)
