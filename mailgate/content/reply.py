@@ -213,7 +213,10 @@ def _classify(lines: list[str]) -> list[str]:
         colon_ahead = after < len(colon_lines) and colon_lines[after] < index + WRAPPED_HEADER_LINES
         span = _header_span(contents, index, colon_ahead)
         if span:
-            kinds.extend([HEADER] * span)
+            # A header inside a block of quoted text is part of the quote.
+            last = next((kind for kind in reversed(kinds) if kind != EMPTY), None)
+            nested = stripped.startswith(">") and last == QUOTE
+            kinds.extend([QUOTE if nested else HEADER] * span)
             index += span
             continue
         if stripped.startswith(">") or _continues_quote(lines, kinds, index):
