@@ -309,10 +309,24 @@ def _trim_lines(lines: list[str], depth: int = 0) -> list[str]:
     return _strip_blank([line for i, line in enumerate(lines[:cut]) if i not in dropped])
 
 
+def _split_shared_lines(lines: list[str]) -> list[str]:
+    """``lines`` with a quote header that shares its line with reply text put on a line of its own."""
+    split: list[str] = []
+    for line in lines:
+        shared = line.endswith("wrote:") and not line.lstrip(" ->").startswith("On ")
+        found = p.SHARED_LINE_HEADER.match(line) if shared else None
+        if found and not line.lstrip().startswith(">") and _is_quote_header(found["header"].strip("- ")):
+            split.extend((found["reply"], found["header"]))
+        else:
+            split.append(line)
+    return split
+
+
 def trim_reply(text: str) -> str:
     """The new text of a reply: ``text`` without quoted history and signature."""
     normalised = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = normalised.split("\n")
     if len(lines) > MAX_LINES:
         lines = lines[:MAX_LINES]
+    lines = _split_shared_lines(lines)
     return "\n".join(_trim_lines(lines)).strip()

@@ -35,6 +35,10 @@ DATE_OR_TIME = re.compile(
     r"(?<!\d)(?:\d{1,2}[:.]\d{2}(?!\d)|(?:19|20)\d{2}(?!\d)|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})"
 )
 
+# Reply text and an English "On <date> ... wrote:" header run together on
+# one line ("reply--- On Wed, Apr 4, 2012 ... wrote:"), as some clients join them.
+SHARED_LINE_HEADER = re.compile(r"^(?P<reply>.*?[^\s-])\s*(?P<header>-*\s*On\s.{8,300}\swrote:)\s*$")
+
 # Words that open a quote header, for headers wrapped over two or three lines.
 QUOTE_HEADER_LEAD = re.compile(r"^(?:-+\s*)?(?:on|op|am|le|el|il|em|w dniu|dnia|den|på|at|\d{1,4}[-/. ])", _I)
 
