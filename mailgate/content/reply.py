@@ -42,6 +42,8 @@ MAX_HEADER_TAIL_WORDS = 4
 # A quoted line this long that is followed by a lower-case line without a
 # quote mark was wrapped by a client that did not repeat the mark.
 WRAPPED_QUOTE_CHARS = 60
+# "Sent from my Samsung Galaxy S21 Ultra 5G smartphone" is about the longest.
+MAX_SIGNATURE_WORDS = 10
 # Lines below a quoted block that read as a sign-off rather than answers.
 MAX_SIGN_OFF_LINES = 2
 
@@ -181,6 +183,15 @@ def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
     return 0
 
 
+def _reads_as_signature(text: str) -> bool:
+    """Whether a line that starts like "Sent from my ..." is a signature, not a sentence.
+
+    "Sent from my desk, which is much easier than my phone." goes on after a
+    comma; an app's signature names the device and stops.
+    """
+    return len(text.split()) <= MAX_SIGNATURE_WORDS and not p.CLAUSE_BREAK.search(text)
+
+
 def _continues_quote(lines: list[str], kinds: list[str], index: int) -> bool:
     """Whether ``lines[index]`` is the rest of a long quoted line the client wrapped."""
     if not kinds or kinds[-1] != QUOTE or len(lines[index - 1].rstrip()) < WRAPPED_QUOTE_CHARS:
@@ -230,7 +241,7 @@ def _classify(lines: list[str]) -> list[str]:
             # table header; a signature or history separator stands apart.
             underline = stripped[0] in "-=" and bool(kinds) and kinds[-1] == TEXT
             kinds.append(TEXT if underline else DELIMITER)
-        elif p.DEVICE_SIGNATURE.search(stripped):
+        elif p.DEVICE_SIGNATURE.search(stripped) and _reads_as_signature(stripped):
             kinds.append(SIGNATURE)
         else:
             kinds.append(TEXT)

@@ -105,6 +105,9 @@ DEVICE_SIGNATURE = re.compile(
     _I,
 )
 
+# A comma or semicolon followed by more words: the line is a sentence.
+CLAUSE_BREAK = re.compile(r"[,;]\s+\w")
+
 # A line of one repeated punctuation character ("--", "______", "*****"),
 # or Gmail's invisible tracking character U+1427 on its own.
 DELIMITER = re.compile(r"^\s*(?:([-_=*#~+])\1+|ᐧ)\s*$")
