@@ -1,0 +1,89 @@
+"""HTML replies are cut at the client's quote container before they become text."""
+
+from __future__ import annotations
+
+from base64 import b64encode
+
+import pytest
+
+from mailgate.content.reply import trim_reply
+from mailgate.parse import parse
+
+
+def _html_mail(html: str) -> bytes:
+    return (
+        b"From: Anke <anke@example.nl>\r\nTo: helpdesk@example.com\r\nSubject: Re: [HD-7] Printer\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + b64encode(html.encode("utf-8")) + b"\r\n"
+    )
+
+
+# The quoted part starts with a line no text rule knows ("Helpdesk:"), so
+# only the container can tell where the history begins.
+CONTAINERS = {
+    "gmail": '<div dir="ltr">It works now.</div><div class="gmail_quote"><div class="gmail_attr">'
+    "Helpdesk:</div><blockquote>Please restart the printer.</blockquote></div>",
+    "apple": "<div>It works now.</div><blockquote type=\"cite\"><div>Helpdesk:</div>"
+    "<div>Please restart the printer.</div></blockquote>",
+    "thunderbird": '<p>It works now.</p><div class="moz-cite-prefix">Helpdesk:</div>'
+    '<blockquote type="cite">Please restart the printer.</blockquote>',
+    "outlook": '<div>It works now.</div><hr><div id="divRplyFwdMsg"><b>Van:</b> Helpdesk</div>'
+    "<div>Please restart the printer.</div>",
+    "outlook_com": '<div>It works now.</div><div id="appendonsend"></div><div>Helpdesk:</div>'
+    "<div>Please restart the printer.</div>",
+    "outlook_border": "<div>It works now.</div><div style=\"border:none;border-top:solid #E1E1E1 1.0pt\">"
+    "<p><b>Van:</b> Helpdesk &lt;helpdesk@example.com&gt;</p></div><p>Please restart the printer.</p>",
+    "hotmail": '<div>It works now.</div><hr id="stopSpelling">Helpdesk:<br>Please restart the printer.',
+    "yahoo": '<div>It works now.</div><div class="yahoo_quoted"><div>Helpdesk:</div>'
+    "<div>Please restart the printer.</div></div>",
+}
+
+
+@pytest.mark.parametrize("client", sorted(CONTAINERS))
+def test_quote_container_is_cut(client: str) -> None:
+    """Each client's quote container and what it holds leave the reply; the answer above stays."""
+    message = parse(_html_mail(CONTAINERS[client]))
+    assert "It works now." == message.new_text
+    assert "Please restart the printer." in message.text
+
+
+def test_answer_below_a_container_is_kept() -> None:
+    """A bottom-posted answer below Apple's cite blockquote is the reply."""
+    html = '<blockquote type="cite">Helpdesk:<br>Please restart.</blockquote><div>Done, it works.</div>'
+    assert "Done, it works." == parse(_html_mail(html)).new_text
+
+
+def test_a_passage_quoted_on_purpose_stays() -> None:
+    """Gmail's quote button makes a lone blockquote.gmail_quote; that is the sender's text."""
+    html = 'As the manual says:<blockquote class="gmail_quote">Press reset twice.</blockquote>No help.'
+    assert "Press reset twice." in parse(_html_mail(html)).new_text
+
+
+STRUCTURAL = {
+    "russian": "ср, 30 апр. 2025 г. в 15:19, Helpdesk <helpdesk@example.com>:",
+    "finnish_wrapped": "pe 20. lokakuuta 2017 klo 17.50 Helpdesk\n<helpdesk@example.com> kirjoitti:",
+    "yandex": '26.06.2014, 14:41, "Helpdesk" <helpdesk@example.com>:',
+    "mail_ru": "Thu, 26 Jun 2014 14:00:51 +0400 от Helpdesk <helpdesk@example.com>:",
+    "no_colon": "On Wed, 14 Nov 2018 08:14:43 -0200 Helpdesk <helpdesk@example.com> wrote",
+    "korean": "2016. 11. 8. 오후 12:39 Helpdesk <helpdesk@example.com> 작성:",
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURAL))
+def test_quote_header_recognised_by_its_shape(name: str) -> None:
+    """A date, the quoted sender's address and a colon make a quote header in any language."""
+    text = f"It works now.\n\n{STRUCTURAL[name]}\n\nPlease restart the printer.\n"
+    assert "It works now." == trim_reply(text)
+
+
+def test_sentence_with_an_address_and_a_colon_is_text() -> None:
+    """Without a date or time before the address, a line ending in a colon is the sender's text."""
+    text = "Please write to the supplier at sales@example.com:\n\nthey know the model.\n"
+    assert text.strip() == trim_reply(text)
+
+
+def test_sent_from_sentence_is_kept() -> None:
+    """'Sent from my desk, ...' goes on after a comma: a sentence, not a phone's signature."""
+    text = "Here it is.\n\nSent from my desk, which is much easier than my phone.\n"
+    assert text.strip() == trim_reply(text)
+    assert "Here it is." == trim_reply("Here it is.\n\nSent from my iPhone\n")
