@@ -32,6 +32,8 @@ HEADER_BLOCK_LINES = 5
 MAX_FIELD_BLOCK_LINES = 12
 # How many lines a wrapped "On ... wrote:" header may run over.
 WRAPPED_HEADER_LINES = 6
+# A header field's label and colon fit in this many characters ("Päivämäärä:").
+FIELD_LABEL_CHARS = 28
 # A header recognised by its shape alone may wrap over this many lines.
 STRUCTURAL_HEADER_LINES = 3
 MAX_HEADER_CHARS = 300
@@ -71,7 +73,8 @@ def _is_structural_header(text: str) -> bool:
     "pe 20. lokakuuta 2017 klo 17.50 John <j@x.fi> kirjoitti:". So: a date or
     time, then the quoted sender's address, then at most a few words.
     """
-    if len(text) > MAX_HEADER_CHARS:
+    # The address test first: it is the cheapest, and most lines fail it.
+    if "@" not in text or len(text) > MAX_HEADER_CHARS:
         return False
     if not text.endswith(COLONS) and not p.QUOTE_HEADER_NO_COLON.search(text):
         return False
@@ -139,9 +142,12 @@ def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
     text = contents[index]
     if not text:
         return 0
-    if p.ORIGINAL_MESSAGE.match(text) or p.FORWARD_INTRO.match(text) or p.FRAMED_MESSAGE.match(text):
+    dashed = text.startswith("-")
+    if p.ORIGINAL_MESSAGE.match(text) or p.FORWARD_INTRO.match(text):
         return _field_block(contents, index)
-    if _is_quote_header(text) or p.DATE_HEADER.match(text) or p.DASHED_WROTE.match(text):
+    if dashed and p.FRAMED_MESSAGE.match(text):
+        return _field_block(contents, index)
+    if _is_quote_header(text) or p.DATE_HEADER.match(text) or (dashed and p.DASHED_WROTE.match(text)):
         return 1
     if _is_structural_header(text):
         return 1
@@ -149,11 +155,12 @@ def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
         following = contents[index + 1 : index + 1 + HEADER_BLOCK_LINES]
         if any(p.HEADER_FIELD.match(line) for line in following):
             return _field_block(contents, index)
-    if p.LABELLED_FIELD.match(text):
+    label = text[:FIELD_LABEL_CHARS]
+    if (":" in label or "\uff1a" in label) and p.LABELLED_FIELD.match(text):
         block = _bare_field_block(contents, index)
         if block:
             return block
-    if (index == 0 or not contents[index - 1]) and p.DATE_OR_TIME.search(text):
+    if colon_ahead and (index == 0 or not contents[index - 1]) and p.DATE_OR_TIME.search(text):
         # A header wrapped by the client, recognised by its shape: no blank
         # line inside, and a blank line (or nothing) above it.
         joined = text

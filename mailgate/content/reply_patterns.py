@@ -114,6 +114,6 @@ DELIMITER = re.compile(r"^\s*(?:([-_=*#~+])\1+|ᐧ)\s*$")
 SIGNATURE_DASHES = re.compile(r"^-- ?$")
 INITIALS_QUOTE = re.compile(r"^\s*[A-Za-z]{1,12}>")
 # "Label: value" with a short label, the shape of a header field in any language.
-LABELLED_FIELD = re.compile(r"^[^\W\d][\w .-]{0,24}\s*[:：]\s*\S")
+LABELLED_FIELD = re.compile(r"^[^\W\d][\w .-]{0,24}[:：]\s*\S")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 CODE_FENCE = re.compile(r"^\s*(?:```|~~~)")
