@@ -12,8 +12,14 @@ which the text trimmer recognises by its shape).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import lxml.etree
 import lxml.html
+
+from mailgate.content.reply import is_quote_header_line
+from mailgate.content.reply_patterns import EMAIL, LABELLED_FIELD
 
 # Cheap test before parsing: one of these must occur for a container to exist.
 _MARKERS = (
@@ -26,6 +32,15 @@ _MARKERS = (
     "outlookmessageheader",
     "border-top",
     "replyheader",
+    "blockquote",
+)
+
+# Elements that end a line of text when HTML becomes text.
+_BLOCKS = frozenset(
+    {
+        *("p", "div", "blockquote", "table", "tbody", "tr", "td", "th", "ul", "ol", "li", "hr", "pre"),
+        *("h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "header"),
+    }
 )
 
 
@@ -64,11 +79,23 @@ _LEADING = _any(
     # Hotmail (older Outlook.com) separates the history with <hr id=stopSpelling>.
     "@id = 'stopSpelling'",
     # Outlook 2010 and later, Windows Mail: a div with a thin top border
-    # whose first words are the answered message's header ("From: a@b").
-    "(self::div and contains(translate(@style, 'BORDE-TP ', 'borde-tp'), 'border-top')"
-    " and contains(substring(string(.), 1, 400), '@')"
-    " and contains(substring(normalize-space(string(.)), 1, 24), ':'))",
+    # holding the answered message's header (checked by _is_header_block).
+    "(self::div and contains(translate(@style, 'BORDE-TP ', 'borde-tp'), 'border-top'))",
 )
+# "From: ... Sent: ..." as one run of text: two labels, one of them first.
+_LABEL = re.compile(r"(?:^|\s)[^\W\d][\w-]{1,20}\s?[:\uff1a]\s")
+HEADER_BLOCK_CHARS = 600
+
+
+def _is_header_block(element: lxml.html.HtmlElement) -> bool:
+    """Whether a bordered div starts with header fields and names an address, as Outlook's does."""
+    if element.get("id") or element.get("class"):
+        return True
+    # Pieces joined with spaces: a <br> between two fields has no text of its own.
+    text = " ".join(" ".join(element.itertext()).split())[:HEADER_BLOCK_CHARS]
+    return bool(
+        LABELLED_FIELD.match(text) and EMAIL.search(text) and len(_LABEL.findall(text)) >= 2
+    )
 
 
 def _elements(found: object) -> list[lxml.html.HtmlElement]:
@@ -100,6 +127,70 @@ def _cut_from(element: lxml.html.HtmlElement) -> None:
         node = parent
 
 
+def _trailing_line(parent: lxml.html.HtmlElement, stop: int) -> tuple[str, list[Callable[[], None]]]:
+    """The last line of text in ``parent`` before its child number ``stop``, and how to delete it.
+
+    Yandex puts the "<date>, <name> <address>:" line at the end of the
+    paragraph above the quote, Mail.ru as loose text between ``<br>``s, others
+    in a ``div`` of its own; all three are the line just above the quote.
+    """
+    pieces: list[str] = []
+    removers: list[Callable[[], None]] = []
+
+    def forget_tail(child: lxml.html.HtmlElement) -> Callable[[], None]:
+        def forget() -> None:
+            child.tail = None
+
+        return forget
+
+    for child in reversed(list(parent)[:stop]):
+        if (child.tail and child.tail.strip()) or pieces:
+            pieces.append(child.tail or "")
+            removers.append(forget_tail(child))
+        blank = not "".join(pieces).strip()
+        tag = child.tag if isinstance(child.tag, str) else ""
+        if tag == "br" or tag in _BLOCKS:
+            if not blank:
+                break
+            if tag == "br":
+                continue
+            # The line above is the last line inside this block.
+            return _trailing_line(child, len(child))
+        if isinstance(child, lxml.html.HtmlElement):
+            pieces.append(child.text_content())
+            removers.append(child.drop_tree)
+    else:
+        pieces.append(parent.text or "")
+
+        def forget_text() -> None:
+            parent.text = None
+
+        removers.append(forget_text)
+    return " ".join("".join(reversed(pieces)).split()), removers
+
+
+def _cut_headed_blockquotes(document: lxml.html.HtmlElement) -> bool:
+    """Remove each plain blockquote that a quote header line introduces, with that line.
+
+    Yandex, Mail.ru and many smaller webmails quote in a bare ``<blockquote>``
+    under "<date>, <name> <address>:". A blockquote without such a line is a
+    passage the sender quoted on purpose and stays. Text after the quote (an
+    answer below it) stays too.
+    """
+    cut = False
+    for quote in list(document.iter("blockquote")):
+        parent = quote.getparent()
+        if parent is None or quote.getroottree().getroot() is not document:
+            continue
+        header, removers = _trailing_line(parent, parent.index(quote))
+        if header and is_quote_header_line(header):
+            for remove in removers:
+                remove()
+            quote.drop_tree()
+            cut = True
+    return cut
+
+
 def cut_quoted_html(html: str) -> str | None:
     """``html`` without its quoted history, or None when no quote container marks one."""
     lowered = html.lower()
@@ -110,13 +201,14 @@ def cut_quoted_html(html: str) -> str | None:
     except Exception:  # lxml refuses empty or binary documents
         return None
     enclosing = _elements(_ENCLOSING(document))
-    leading = _elements(_LEADING(document))
-    if not enclosing and not leading:
-        return None
+    leading = [element for element in _elements(_LEADING(document)) if _is_header_block(element)]
     if leading:
         _cut_from(leading[0])
     for element in enclosing:
         # An element inside one removed before is already gone.
         if element.getroottree().getroot() is document:
             _remove(element)
+    headed = _cut_headed_blockquotes(document)
+    if not enclosing and not leading and not headed:
+        return None
     return str(lxml.etree.tostring(document, encoding="unicode", method="html"))

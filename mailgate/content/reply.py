@@ -88,6 +88,12 @@ def _is_structural_header(text: str) -> bool:
     return bool(p.DATE_OR_TIME.search(text, 0, last.start()))
 
 
+def is_quote_header_line(text: str) -> bool:
+    """Whether the one line ``text`` introduces quoted history ("On ... wrote:" or its shape)."""
+    text = _content(text)
+    return bool(_is_quote_header(text) or p.DATE_HEADER.match(text) or _is_structural_header(text))
+
+
 def _is_field(text: str) -> bool:
     return bool(p.HEADER_FROM.match(text) or p.HEADER_FIELD.match(text))
 

@@ -31,8 +31,10 @@ CONTAINERS = {
     "<div>Please restart the printer.</div>",
     "outlook_com": '<div>It works now.</div><div id="appendonsend"></div><div>Helpdesk:</div>'
     "<div>Please restart the printer.</div>",
+    # Turkish Outlook: field names no list of ours knows, in the bordered header div.
     "outlook_border": "<div>It works now.</div><div style=\"border:none;border-top:solid #E1E1E1 1.0pt\">"
-    "<p><b>Van:</b> Helpdesk &lt;helpdesk@example.com&gt;</p></div><p>Please restart the printer.</p>",
+    "<p><b>Kimden:</b> Helpdesk &lt;helpdesk@example.com&gt;<br><b>Konu:</b> Printer</p></div>"
+    "<p>Please restart the printer.</p>",
     "hotmail": '<div>It works now.</div><hr id="stopSpelling">Helpdesk:<br>Please restart the printer.',
     "yahoo": '<div>It works now.</div><div class="yahoo_quoted"><div>Helpdesk:</div>'
     "<div>Please restart the printer.</div></div>",
@@ -45,6 +47,34 @@ def test_quote_container_is_cut(client: str) -> None:
     message = parse(_html_mail(CONTAINERS[client]))
     assert "It works now." == message.new_text
     assert "Please restart the printer." in message.text
+
+
+def test_bordered_div_without_header_fields_stays() -> None:
+    """A div with a top border that is not a header block (a note, a table) is the sender's text."""
+    html = '<div>It works now.</div><div style="border-top:1px solid #ccc">Note: ask anke@example.nl</div>'
+    assert "Note: ask anke@example.nl" in parse(_html_mail(html)).new_text
+
+
+HEADED_BLOCKQUOTES = {
+    # Yandex: the header ends the paragraph above a bare blockquote.
+    "yandex": '<p>It works now.<br /><br />26.06.2014, 14:41, "Helpdesk" &lt;<a href="mailto:h@example.com">'
+    "h@example.com</a>&gt;:</p><blockquote>Please restart the printer.</blockquote><p>Also the scanner.</p>",
+    # Mail.ru: the header is loose text between line breaks.
+    "mail_ru": "<p>It works now.</p><br>Thu, 26 Jun 2014 14:00:51 +0400 от Helpdesk &lt;h@example.com&gt;:"
+    "<br>"
+    '<blockquote style="border-left:1px solid #0857A6">Please restart the printer.</blockquote>'
+    "<p>Also the scanner.</p>",
+}
+
+
+@pytest.mark.parametrize("client", sorted(HEADED_BLOCKQUOTES))
+def test_blockquote_under_a_quote_header_is_cut_and_answer_below_kept(client: str) -> None:
+    """A bare blockquote under a quote header goes with its header; what the sender wrote below stays."""
+    message = parse(_html_mail(HEADED_BLOCKQUOTES[client]))
+    assert "Also the scanner." in message.new_text
+    assert "It works now." in message.new_text
+    assert "Please restart" not in message.new_text
+    assert "Helpdesk" not in message.new_text
 
 
 def test_answer_below_a_container_is_kept() -> None:
