@@ -161,6 +161,8 @@ def _header_span(contents: list[str], index: int, colon_ahead: bool) -> int:
         following = contents[index + 1 : index + 1 + HEADER_BLOCK_LINES]
         if any(p.HEADER_FIELD.match(line) for line in following):
             return _field_block(contents, index)
+        if p.EMAIL.search(text) and p.HEADER_FIELD_INLINE.search(text):
+            return _field_block(contents, index)
     label = text[:FIELD_LABEL_CHARS]
     if (":" in label or "\uff1a" in label) and p.LABELLED_FIELD.match(text):
         block = _bare_field_block(contents, index)
@@ -206,11 +208,21 @@ def _reads_as_signature(text: str) -> bool:
 
 
 def _continues_quote(lines: list[str], kinds: list[str], index: int) -> bool:
-    """Whether ``lines[index]`` is the rest of a long quoted line the client wrapped."""
-    if not kinds or kinds[-1] != QUOTE or len(lines[index - 1].rstrip()) < WRAPPED_QUOTE_CHARS:
+    """Whether ``lines[index]`` is the rest of a quoted line that lost its quote mark.
+
+    Clients wrap long quoted lines without repeating the mark, and break a
+    quoted link across lines: "> View ticket (http://x/action" / "_nonce=3d)".
+    """
+    if not kinds or kinds[-1] != QUOTE:
         return False
-    first = lines[index].lstrip()[:1]
-    return first.islower()
+    above = lines[index - 1].rstrip()
+    line = lines[index].lstrip()
+    if above.count("(") > above.count(")") and ")" in line and " " not in line.split(")", 1)[0]:
+        return True
+    below = lines[index + 1] if index + 1 < len(lines) else ""
+    if line.startswith(("(http", "<http")) and below.startswith(">"):
+        return True
+    return len(above) >= WRAPPED_QUOTE_CHARS and line[:1].islower()
 
 
 def _classify(lines: list[str]) -> list[str]:

@@ -86,13 +86,16 @@ FORWARD_INTRO = re.compile(
 HEADER_FROM = re.compile(
     r"^(?:from|van|von|de|da|från|fra|od|от|feladó|lähettäjä|发件人|寄件者|差出人)\s*[:：]", _I
 )
-HEADER_FIELD = re.compile(
-    r"^(?:sent|date|datum|verzonden|gesendet|envoyé|enviado|enviada|data|skickat|sendt|wysłano"
+_FIELD_NAMES = (
+    r"sent|date|datum|verzonden|gesendet|envoyé|enviado|enviada|data|skickat|sendt|wysłano"
     r"|отправлено|дата|dato|päivämäärä|lähetetty|发送时间|發送時間|送信日時|to|aan|an|à|a|para|till|til|do|кому|收件人|宛先"
     r"|subject|onderwerp|betreff|objet|asunto|oggetto|assunto|ämne|emne|temat|тема|主题|主旨|件名"
-    r"|reply-to|risposta|cc|kopie|copie)\s*[:：]",
-    _I,
+    r"|reply-to|risposta|cc|kopie|copie"
 )
+HEADER_FIELD = re.compile(rf"^(?:{_FIELD_NAMES})\s*[:：]", _I)
+# The same fields run together on the From line, as HTML turned into text
+# gives them: "From: bob@example.com Date: Thu, 24 Mar 2016 08:07".
+HEADER_FIELD_INLINE = re.compile(rf"\s(?:{_FIELD_NAMES})\s*[:：]\s", _I)
 
 # Device and app signatures ("Sent from my iPhone") in many languages.
 DEVICE_SIGNATURE = re.compile(
