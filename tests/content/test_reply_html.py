@@ -6,7 +6,6 @@ from base64 import b64encode
 
 import pytest
 
-from mailgate.content.reply import trim_reply
 from mailgate.parse import parse
 
 
@@ -87,33 +86,3 @@ def test_a_passage_quoted_on_purpose_stays() -> None:
     """Gmail's quote button makes a lone blockquote.gmail_quote; that is the sender's text."""
     html = 'As the manual says:<blockquote class="gmail_quote">Press reset twice.</blockquote>No help.'
     assert "Press reset twice." in parse(_html_mail(html)).new_text
-
-
-STRUCTURAL = {
-    "russian": "ср, 30 апр. 2025 г. в 15:19, Helpdesk <helpdesk@example.com>:",
-    "finnish_wrapped": "pe 20. lokakuuta 2017 klo 17.50 Helpdesk\n<helpdesk@example.com> kirjoitti:",
-    "yandex": '26.06.2014, 14:41, "Helpdesk" <helpdesk@example.com>:',
-    "mail_ru": "Thu, 26 Jun 2014 14:00:51 +0400 от Helpdesk <helpdesk@example.com>:",
-    "no_colon": "On Wed, 14 Nov 2018 08:14:43 -0200 Helpdesk <helpdesk@example.com> wrote",
-    "korean": "2016. 11. 8. 오후 12:39 Helpdesk <helpdesk@example.com> 작성:",
-}
-
-
-@pytest.mark.parametrize("name", sorted(STRUCTURAL))
-def test_quote_header_recognised_by_its_shape(name: str) -> None:
-    """A date, the quoted sender's address and a colon make a quote header in any language."""
-    text = f"It works now.\n\n{STRUCTURAL[name]}\n\nPlease restart the printer.\n"
-    assert "It works now." == trim_reply(text)
-
-
-def test_sentence_with_an_address_and_a_colon_is_text() -> None:
-    """Without a date or time before the address, a line ending in a colon is the sender's text."""
-    text = "Please write to the supplier at sales@example.com:\n\nthey know the model.\n"
-    assert text.strip() == trim_reply(text)
-
-
-def test_sent_from_sentence_is_kept() -> None:
-    """'Sent from my desk, ...' goes on after a comma: a sentence, not a phone's signature."""
-    text = "Here it is.\n\nSent from my desk, which is much easier than my phone.\n"
-    assert text.strip() == trim_reply(text)
-    assert "Here it is." == trim_reply("Here it is.\n\nSent from my iPhone\n")
