@@ -7,6 +7,13 @@ Outlook From/Sent block, "-----Original Message-----"), delimiter ("--",
 comes before the first header, delimiter or signature, and before a final
 block of quotes. Sign-offs with a name ("Met vriendelijke groet,\\nAnke")
 are kept: they say who wrote, and nothing marks where a sign-off ends.
+
+Phrase lists only cover the languages someone wrote down, so headers are
+also recognised by their shape: a line (or two or three, as clients wrap
+it) with a date or time, then the quoted sender's address, then at most a
+verb and a colon. Header blocks are recognised by "Label: value" lines with
+an address. HTML bodies are cut at their client's quote container before
+they reach this module (``html_quote``).
 """
 
 from __future__ import annotations
@@ -202,9 +209,13 @@ def _reads_as_signature(text: str) -> bool:
     """Whether a line that starts like "Sent from my ..." is a signature, not a sentence.
 
     "Sent from my desk, which is much easier than my phone." goes on after a
-    comma; an app's signature names the device and stops.
+    comma; an app's signature names the device and stops, or at most excuses
+    itself ("Sent from my iPhone, please excuse typos"). In doubt the line
+    stays: a signature left in is noise, a sentence cut off is lost.
     """
-    return len(text.split()) <= MAX_SIGNATURE_WORDS and not p.CLAUSE_BREAK.search(text)
+    if len(text.split()) > MAX_SIGNATURE_WORDS:
+        return False
+    return not p.CLAUSE_BREAK.search(text) or bool(p.SIGNATURE_EXCUSE.search(text))
 
 
 def _continues_quote(lines: list[str], kinds: list[str], index: int) -> bool:

@@ -108,8 +108,15 @@ DEVICE_SIGNATURE = re.compile(
     _I,
 )
 
-# A comma or semicolon followed by more words: the line is a sentence.
+# A comma or semicolon followed by more words: the line is a sentence...
 CLAUSE_BREAK = re.compile(r"[,;]\s+\w")
+# ...unless the words only excuse the phone's brevity ("Sent from my iPhone,
+# please excuse typos").
+SIGNATURE_EXCUSE = re.compile(
+    r"[,;]\s+(?:so\s+)?(?:please|pls|excuse|sorry|apologies|forgive|typos|brevity|excusez|désolé"
+    r"|excuses|sorry voor|entschuldig|bitte|scusate|perdona|disculpa)\b",
+    _I,
+)
 
 # A line of one repeated punctuation character ("--", "______", "*****"),
 # or Gmail's invisible tracking character U+1427 on its own.

@@ -34,6 +34,7 @@ def test_sent_from_sentence_is_kept() -> None:
     text = "Here it is.\n\nSent from my desk, which is much easier than my phone.\n"
     assert text.strip() == trim_reply(text)
     assert "Here it is." == trim_reply("Here it is.\n\nSent from my iPhone\n")
+    assert "Here it is." == trim_reply("Here it is.\n\nSent from my iPhone, please excuse typos\n")
 
 
 def test_from_line_with_its_fields_inline_is_a_header() -> None:
