@@ -23,7 +23,7 @@ from mailgate.content.attachments import (
 )
 from mailgate.content.charsets import decode_bytes
 from mailgate.content.headers import decode_header_value
-from mailgate.content.html import html_to_text
+from mailgate.content.html import document_to_text, html_to_text
 from mailgate.content.html_quote import cut_quoted_html
 from mailgate.content.tnef import is_tnef, unpack_tnef
 from mailgate.content.transfer import decode_transfer, raw_headers, raw_payload
@@ -99,7 +99,7 @@ class BodyParts:
                 whole = html_to_text(segment.html)
                 texts.append(whole)
                 above = cut_quoted_html(segment.html)
-                above_text = html_to_text(above) if above is not None else ""
+                above_text = document_to_text(above) if above is not None else ""
                 # A forward or a bottom-posted reply has nothing above the
                 # container; then the text trimmer decides on the whole.
                 replies.append(above_text if above_text.strip() else whole)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import lxml.etree
 import lxml.html
 
+from mailgate.content.html import MAX_HTML_FOR_LAYOUT
 from mailgate.content.reply import is_quote_header_line
 from mailgate.content.reply_patterns import EMAIL, LABELLED_FIELD
 
@@ -191,8 +192,14 @@ def _cut_headed_blockquotes(document: lxml.html.HtmlElement) -> bool:
     return cut
 
 
-def cut_quoted_html(html: str) -> str | None:
-    """``html`` without its quoted history, or None when no quote container marks one."""
+def cut_quoted_html(html: str) -> lxml.html.HtmlElement | None:
+    """The document of ``html`` without its quoted history, or None when nothing marks one.
+
+    The document is handed on as a tree: serialising it and parsing it again
+    for the text would double the cost of every HTML reply.
+    """
+    if len(html) > MAX_HTML_FOR_LAYOUT:
+        return None
     lowered = html.lower()
     if not any(marker in lowered for marker in _MARKERS):
         return None
@@ -211,4 +218,4 @@ def cut_quoted_html(html: str) -> str | None:
     headed = _cut_headed_blockquotes(document)
     if not enclosing and not leading and not headed:
         return None
-    return str(lxml.etree.tostring(document, encoding="unicode", method="html"))
+    return document
