@@ -12,12 +12,13 @@ lead there (``CoreTicketLookup``). Nobody is mailed about a merge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Connection, Table, delete, func, select, update
 
+from mailgate.agents.commands import Changes
 from mailgate.store.models import AwaitedMessage
 from mailgate.store.writes import (
     ARTICLES,
@@ -152,3 +153,24 @@ def _move_awaited(conn: Connection, source_id: int, target_id: int) -> None:
     already = select(AWAITED.c.message_id).where(AWAITED.c.ticket_id == target_id).scalar_subquery()
     conn.execute(delete(AWAITED).where(AWAITED.c.ticket_id == source_id, AWAITED.c.message_id.in_(already)))
     conn.execute(update(AWAITED).where(AWAITED.c.ticket_id == source_id).values(ticket_id=target_id))
+
+
+def check_merge(conn: Connection, prefix: str, ticket: TicketView, changes: Changes) -> Changes:
+    """An agent's ``#merge X`` refused up front, with the other commands, when X cannot take ``ticket``."""
+    if changes.merge_into is None or changes.errors:
+        return changes
+    target = find_ticket(conn, changes.merge_into, prefix)
+    problem = merge_problem(ticket, target, ticket.ref, changes.merge_into)
+    if problem is None:
+        return changes
+    return replace(changes, errors=(f"#merge {changes.merge_into}: {problem}",))
+
+
+def merge_by_command(
+    conn: Connection, prefix: str, ticket: TicketView, target_name: str, now: datetime, *, by: str
+) -> Merged:
+    """``#merge HD-12`` from an authenticated agent: this ticket goes into HD-12."""
+    target = find_ticket(conn, target_name, prefix)
+    if target is None:
+        raise MergeRefused(f"no ticket {target_name}")
+    return merge_tickets(conn, ticket, target, now, by=by, reason=f"#merge {target.ref} by {by}")
