@@ -8,10 +8,12 @@ ticket of the request they answer, how many tickets were made, and the time
 the import took.
 
     .venv/bin/python bench/import_bench.py [--requests 710] [--replies 290]
-        [--as catch-up|history] [--mailgate CMD] [--keep]
+        [--as catch-up|history] [--recent] [--mailgate CMD] [--keep]
 
-``--mailgate`` runs another build (e.g. ``"env PYTHONPATH=/work/main
-.venv/bin/python -m mailgate"``); ``--as`` is left out when it is empty.
+``--recent`` dates the mailbox yesterday, so catch-up acknowledges it
+(otherwise it is older than ``limits.ack_max_age_days``). ``--mailgate``
+runs another build (e.g. ``/opt/mailgate/venv/bin/mailgate``); ``--as`` is
+left out when it is empty (builds from before the option).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,10 +44,16 @@ def main() -> int:
     )
     parser.add_argument("--mailgate", default=f"{sys.executable} -m mailgate")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--recent", action="store_true", help="date the mail yesterday (young enough to be acknowledged)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mailgate-import-bench-"))
-    mails = conversations(args.requests, args.replies, start=default_start())
+    start = default_start()
+    if args.recent:
+        start = datetime.now(UTC) - timedelta(days=1, minutes=args.requests)
+    mails = conversations(args.requests, args.replies, start=start)
     box = write_shuffled_maildir(work / "Maildir", mails)
     config = work / "mailgate.yaml"
     config.write_text(
@@ -73,12 +82,14 @@ def main() -> int:
             if _has_merge(db)
             else db.execute("SELECT count(*) FROM tickets").fetchone()[0]
         )
+        made = db.execute("SELECT count(*) FROM tickets").fetchone()[0]
         acks = db.execute("SELECT count(*) FROM outbox WHERE kind = 'ack'").fetchone()[0]
     replies = [m for m in mails if m.is_reply]
     right = sum(1 for m in replies if on_ticket.get(m.message_id) == on_ticket.get(m.root))
     print(done.stdout.strip())
     print(f"replies on the ticket of their request: {right}/{len(replies)}")
     print(f"tickets (not merged away): {tickets} (requests: {args.requests})")
+    print(f"tickets made (with those merged away): {made}")
     print(f"acknowledgements queued: {acks}")
     print(f"import took {took:.1f} s for {len(mails)} messages")
     if not args.keep:

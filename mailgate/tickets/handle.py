@@ -40,7 +40,7 @@ from mailgate.tickets import history, lifecycle
 from mailgate.tickets.articles import Incoming, store_incoming
 from mailgate.tickets.bounces import record_bounce
 from mailgate.tickets.notify import automatic_mail_permission, enqueue, mail_withheld, render_to, send_notice
-from mailgate.tickets.rehome import acknowledged_before, rehome_replies, remember_awaited
+from mailgate.tickets.rehome import acknowledged_before, join_awaiting, rehome_replies, remember_awaited
 
 log = structlog.get_logger(__name__)
 
@@ -150,6 +150,7 @@ class MessageHandler:
             token_bases=runtime.directory.token_bases,
             identities=self._agent_identity,
         )
+        thread = join_awaiting(conn, thread, message)
         ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
         sender = message.sender.email if message.sender else claim.mail_from.lower()
         directory = runtime.directory
@@ -226,7 +227,7 @@ class MessageHandler:
         )
         # Tickets opened by replies to this mail, before it came, join it here.
         rehomed = rehome_replies(conn, ticket, message, now)
-        if is_new and thread.threaded_by == "new" and (message.in_reply_to or message.references):
+        if thread.threaded_by in ("new", "awaited") and (message.in_reply_to or message.references):
             remember_awaited(conn, ticket.id, message)
         insert_event(
             conn,

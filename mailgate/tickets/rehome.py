@@ -12,12 +12,14 @@ it, the person who already had one is not acknowledged again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select
 
 from mailgate.message import ParsedMessage
 from mailgate.store.writes import OUTBOX, TicketView, insert_event, ticket_view
+from mailgate.threading.resolve import ThreadDecision
 from mailgate.tickets.merge import AWAITED, merge_tickets
 
 # A References header can be long; the newest ids are the ones that matter.
@@ -27,9 +29,42 @@ _MAX_AWAITED = 20
 def remember_awaited(conn: Connection, ticket_id: int, message: ParsedMessage) -> None:
     """A new ticket opened by a mail that answers unknown mail waits for that mail."""
     wanted = [*message.in_reply_to, *reversed(message.references)]
-    ids = [m for m in dict.fromkeys(wanted) if m and m != message.message_id][:_MAX_AWAITED]
-    if ids:
-        conn.execute(insert(AWAITED), [{"message_id": m[:600], "ticket_id": ticket_id} for m in ids])
+    ids = [m[:600] for m in dict.fromkeys(wanted) if m and m != message.message_id][:_MAX_AWAITED]
+    # A ticket that just took in an earlier reply's ticket may wait for some already.
+    known = set(
+        conn.execute(
+            select(AWAITED.c.message_id).where(
+                AWAITED.c.ticket_id == ticket_id, AWAITED.c.message_id.in_(ids)
+            )
+        ).scalars()
+    )
+    rows = [{"message_id": m, "ticket_id": ticket_id} for m in ids if m not in known]
+    if rows:
+        conn.execute(insert(AWAITED), rows)
+
+
+def join_awaiting(conn: Connection, thread: ThreadDecision, message: ParsedMessage) -> ThreadDecision:
+    """A reply to mail we have not seen joins the ticket already waiting for that mail.
+
+    Two replies to one missing request belong to one conversation: the second
+    goes on the ticket the first opened instead of opening (and acknowledging)
+    another. Only for mail that threading placed nowhere.
+    """
+    if thread.ticket_id is not None:
+        return thread
+    wanted = [m for m in dict.fromkeys([*message.in_reply_to, *reversed(message.references)]) if m]
+    if not wanted:
+        return thread
+    found = conn.execute(
+        select(AWAITED.c.message_id, AWAITED.c.ticket_id)
+        .where(AWAITED.c.message_id.in_([m[:600] for m in wanted[:_MAX_AWAITED]]))
+        .order_by(AWAITED.c.id)
+    ).first()
+    if found is None:
+        return thread
+    message_id, ticket_id = found
+    why = f"ticket {ticket_id} waits for {message_id} too, which this mail answers and we have not seen yet"
+    return replace(thread, ticket_id=ticket_id, threaded_by="awaited", reasons=(*thread.reasons[:-1], why))
 
 
 def rehome_replies(
@@ -38,9 +73,13 @@ def rehome_replies(
     """Merge into ``ticket`` every ticket opened by a reply to ``message``; their refs."""
     if not message.message_id:
         return ()
-    waiting = conn.execute(
-        select(AWAITED.c.ticket_id).where(AWAITED.c.message_id == message.message_id)
-    ).scalars()
+    waiting = list(
+        conn.execute(select(AWAITED.c.ticket_id).where(AWAITED.c.message_id == message.message_id)).scalars()
+    )
+    if not waiting:
+        return ()
+    # It has arrived: nobody waits for it any more.
+    conn.execute(delete(AWAITED).where(AWAITED.c.message_id == message.message_id))
     merged: list[str] = []
     for source_id in dict.fromkeys(waiting):
         source = ticket_view(conn, source_id)
@@ -53,7 +92,6 @@ def rehome_replies(
         merge_tickets(conn, source, ticket, now, by="threading", reason=reason, keep_earliest=True)
         merged.append(source.ref)
     if merged:
-        conn.execute(delete(AWAITED).where(AWAITED.c.message_id == message.message_id))
         insert_event(conn, ticket.id, "rehomed", now, tickets=merged, message_id=message.message_id)
     return tuple(merged)
 

@@ -63,22 +63,24 @@ def test_shuffled_maildir_imports_in_delivery_order(tmp_path: Path) -> None:
 
 
 def test_reply_imported_before_its_request_is_rehomed_without_a_second_ack(tmp_path: Path) -> None:
-    """A reply imported alone opens a ticket; when the request it answers is
-    imported later, the reply's ticket is merged into the request's, the
+    """Replies imported alone open one ticket; when the request they answer is
+    imported later, that ticket is merged into the request's, the
     reason is on both, and the requester is not acknowledged a second time."""
     config = write_config(tmp_path)
-    mails = conversations(1, 1, start=datetime.now(UTC) - timedelta(hours=5), seed=4)
-    request, reply = mails
-    _import(config, _maildir(tmp_path / "replies", [reply]))
+    mails = conversations(1, 2, start=datetime.now(UTC) - timedelta(hours=5), seed=4, chained_share=0.0)
+    request, reply, second_reply = mails
+    _import(config, _maildir(tmp_path / "replies", [reply, second_reply]))
+    # Both replies wait for the same request: they share one ticket and one acknowledgement.
     assert ["user0@example.org"] == _acks(config)
     first = _ticket_of(config)[reply.message_id]
+    assert first == _ticket_of(config)[second_reply.message_id]
 
     _import(config, _maildir(tmp_path / "requests", [request]))
 
     on = _ticket_of(config)
     target = on[request.message_id]
     assert target != first
-    assert target == on[reply.message_id]
+    assert target == on[reply.message_id] == on[second_reply.message_id]
     assert ["user0@example.org"] == _acks(config)  # still the one acknowledgement
     merged = ticket_json(config, first)
     assert "closed" == merged["status"]
