@@ -88,7 +88,7 @@ def import_(state: State, path: Path, mode: str, resolve_days: float, no_progres
     """Import every message of an mbox file or a Maildir folder, in delivery order.
 
     A Maildir is read in the order of its files' delivery times (the
-    ``<seconds>.`` at the start of each name; else the Received or Date
+    <seconds>. at the start of each name; else the Received or Date
     header), an mbox in file order. Replies that still come before the mail
     they answer are merged onto its ticket when it arrives. Running the same
     import again adds nothing.

@@ -120,8 +120,10 @@ class Ticket(Base):
     # now, and its reply addresses and subject tag lead there.
     merged_into_id: Mapped[int | None] = mapped_column(Integer)
 
+    # In time order (SPEC §4), which after a merge or a history import is not
+    # the order they were stored in.
     articles: Mapped[list[Article]] = relationship(
-        back_populates="ticket", order_by="Article.id", lazy="selectin"
+        back_populates="ticket", order_by="[Article.created_at, Article.id]", lazy="selectin"
     )
 
 

@@ -93,6 +93,9 @@ def test_reply_imported_before_its_request_is_rehomed_without_a_second_ack(tmp_p
     assert [why] == reasons
     kept = ticket_json(config, target)
     assert "Problem 0" == kept["subject"]
+    # Shown in the order they were written, not the order they were stored.
+    incoming = [a["message_id"] for a in kept["articles"] if a["direction"] == "in"]
+    assert [request.message_id, reply.message_id, second_reply.message_id] == incoming
     assert "user0@example.org" == kept["requester"]
     # The conversation began with the reply's ticket, so the ticket dates from then.
     assert merged["created_at"] == kept["created_at"]
