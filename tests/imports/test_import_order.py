@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -62,26 +63,44 @@ def test_shuffled_maildir_imports_in_delivery_order(tmp_path: Path) -> None:
     assert sorted(f"user{n}@example.org" for n in range(60)) == sorted(_acks(config))
 
 
-def test_reply_imported_before_its_request_is_rehomed_without_a_second_ack(tmp_path: Path) -> None:
+def _placed(config: Path) -> dict[str, int]:
+    """Message-ID -> ticket id of every incoming article, as the CLI shows them."""
+    return {
+        article["message_id"]: ticket["id"]
+        for ticket in tickets_json(config)
+        for article in ticket_json(config, ticket["id"])["articles"]
+        if article["direction"] == "in"
+    }
+
+
+def _acks_listed(config: Path) -> list[str]:
+    done = run_cli(config, "outbox", "list", "--json")
+    assert 0 == done.returncode, done.stderr.decode()
+    return [row["rcpt"] for row in json.loads(done.stdout) if row["kind"] == "ack"]
+
+
+def test_reply_imported_before_its_request_is_rehomed_without_a_second_ack(
+    tmp_path: Path, db_url: str
+) -> None:
     """Replies imported alone open one ticket; when the request they answer is
     imported later, that ticket is merged into the request's, the
     reason is on both, and the requester is not acknowledged a second time."""
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, database={"url": db_url})
     mails = conversations(1, 2, start=datetime.now(UTC) - timedelta(hours=5), seed=4, chained_share=0.0)
     request, reply, second_reply = mails
     _import(config, _maildir(tmp_path / "replies", [reply, second_reply]))
     # Both replies wait for the same request: they share one ticket and one acknowledgement.
-    assert ["user0@example.org"] == _acks(config)
-    first = _ticket_of(config)[reply.message_id]
-    assert first == _ticket_of(config)[second_reply.message_id]
+    assert ["user0@example.org"] == _acks_listed(config)
+    first = _placed(config)[reply.message_id]
+    assert first == _placed(config)[second_reply.message_id]
 
     _import(config, _maildir(tmp_path / "requests", [request]))
 
-    on = _ticket_of(config)
+    on = _placed(config)
     target = on[request.message_id]
     assert target != first
     assert target == on[reply.message_id] == on[second_reply.message_id]
-    assert ["user0@example.org"] == _acks(config)  # still the one acknowledgement
+    assert ["user0@example.org"] == _acks_listed(config)  # still the one acknowledgement
     merged = ticket_json(config, first)
     assert "closed" == merged["status"]
     assert target == merged["merged_into_id"]
