@@ -268,7 +268,13 @@ class Traffic:
         self.run_tag = run_tag
         self.reply_share = reply_share
         self.lock = threading.Lock()
-        self.requests: list[tuple[str, str, str]] = []  # (sender, message id, subject)
+        # Requests accepted by the daemon, (sender, message id, subject): only
+        # those are answered, as a person answers only mail already sent. (A
+        # reply overtaking its request on another connection opens a ticket
+        # of its own, acknowledged, into which the request is merged without
+        # an acknowledgement of its own: right, but not a request's ack.)
+        self.requests: list[tuple[str, str, str]] = []
+        self.made: dict[str, tuple[str, str, str]] = {}
         self.counter = itertools.count()
 
     def next(self) -> Mail:
@@ -284,7 +290,7 @@ class Traffic:
             subject = f"Printer on floor 3 refuses jobs ({self.run_tag} #{index})"
             raw = _message(sender, message_id, subject, None)
             with self.lock:
-                self.requests.append((sender, message_id, subject))
+                self.made[message_id] = (sender, message_id, subject)
             return Mail(index, sender, message_id, raw, is_request=True)
         sender, request_id, subject = reply_to
         with self.sink.lock:
@@ -293,6 +299,12 @@ class Traffic:
         parent = ack_id or request_id
         raw = _message(sender, message_id, "RE: " + subject, parent, references=f"{request_id} {parent}")
         return Mail(index, sender, message_id, raw, is_request=False)
+
+    def accepted(self, message_id: str) -> None:
+        with self.lock:
+            made = self.made.pop(message_id, None)
+            if made is not None:
+                self.requests.append(made)
 
 
 def _message(
@@ -363,6 +375,7 @@ def send_phase(
                 with results_lock:
                     phase.sent += 1
                     if mail.is_request:
+                        traffic.accepted(mail.message_id)
                         phase.accepted_at[mail.message_id] = done
                         if rate:
                             phase.due_at[mail.message_id] = phase.started + slot / rate
