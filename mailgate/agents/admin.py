@@ -16,6 +16,7 @@ from mailgate.service.runtime import Runtime
 from mailgate.store.db import transaction
 from mailgate.store.writes import TicketView, ticket_view, touch_ticket
 from mailgate.templates import RenderedMail
+from mailgate.tickets.merge import Merged, MergeRefused, find_ticket, merge_problem, merge_tickets
 
 
 class AdminError(Exception):
@@ -44,6 +45,24 @@ def set_ticket(
         ticket = apply_changes(conn, runtime, ticket, changes, now, by=by)
         touch_ticket(conn, ticket_id, now)
     return ticket
+
+
+def merge(runtime: Runtime, source_name: str, target_name: str, *, by: str = "cli") -> Merged:
+    """``tickets merge SOURCE TARGET``: SOURCE goes into TARGET, as an agent's ``#merge`` does."""
+    prefix = runtime.config.helpdesk.ref_prefix
+    with transaction(runtime.sessions) as session:
+        conn = session.connection()
+        source = find_ticket(conn, source_name, prefix)
+        target = find_ticket(conn, target_name, prefix)
+        problem = merge_problem(source, target, source_name, target_name)
+        if problem is not None or source is None or target is None:
+            raise AdminError(problem or "no such tickets")
+        try:
+            return merge_tickets(
+                conn, source, target, datetime.now(UTC), by=by, reason=f"tickets merge by {by}"
+            )
+        except MergeRefused as exc:
+            raise AdminError(str(exc)) from exc
 
 
 SAMPLE: dict[str, Any] = {

@@ -36,10 +36,11 @@ from mailgate.store.writes import (
 )
 from mailgate.threading.resolve import resolve
 from mailgate.threading.subject import ticket_subject
-from mailgate.tickets import lifecycle
+from mailgate.tickets import history, lifecycle
 from mailgate.tickets.articles import Incoming, store_incoming
 from mailgate.tickets.bounces import record_bounce
-from mailgate.tickets.notify import automatic_mail_permission, enqueue, render_to, send_notice
+from mailgate.tickets.notify import automatic_mail_permission, enqueue, mail_withheld, render_to, send_notice
+from mailgate.tickets.rehome import acknowledged_before, join_awaiting, rehome_replies, remember_awaited
 
 log = structlog.get_logger(__name__)
 
@@ -97,8 +98,22 @@ class MessageHandler:
     def handle(
         self, conn: Connection, row_id: int, claim: Claim, ready: Prepared, known: dict[str, tuple[int, int]]
     ) -> Result:
+        if history.is_history(claim.source):
+            # Recorded as it happened, dated by the mail, and nobody is mailed.
+            with mail_withheld(conn, history.WITHHELD_REASON):
+                return self._handle(conn, row_id, claim, ready, known, claim.received_at)
+        return self._handle(conn, row_id, claim, ready, known, datetime.now(UTC))
+
+    def _handle(
+        self,
+        conn: Connection,
+        row_id: int,
+        claim: Claim,
+        ready: Prepared,
+        known: dict[str, tuple[int, int]],
+        now: datetime,
+    ) -> Result:
         runtime = self.runtime
-        now = datetime.now(UTC)
         message, envelope, verdict = ready.message, ready.envelope, ready.verdict
         bound = log.bind(inbound_id=row_id, message_id=message.message_id)
 
@@ -135,6 +150,7 @@ class MessageHandler:
             token_bases=runtime.directory.token_bases,
             identities=self._agent_identity,
         )
+        thread = join_awaiting(conn, thread, message)
         ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
         sender = message.sender.email if message.sender else claim.mail_from.lower()
         directory = runtime.directory
@@ -209,6 +225,10 @@ class MessageHandler:
             + [(a.email, "cc") for a in (*message.to, *message.cc) if a.email and not ours(a.email)],
             new_ticket=is_new,
         )
+        # Tickets opened by replies to this mail, before it came, join it here.
+        rehomed = rehome_replies(conn, ticket, message, now)
+        if thread.threaded_by in ("new", "awaited") and (message.in_reply_to or message.references):
+            remember_awaited(conn, ticket.id, message)
         insert_event(
             conn,
             ticket.id,
@@ -223,7 +243,7 @@ class MessageHandler:
         if decision.notify:
             self._notify_by_rule(conn, ticket, message, decision, sender, now)
         if is_new:
-            self._acknowledge(conn, ticket, message, decision, verdict, now)
+            self._acknowledge(conn, ticket, message, decision, verdict, now, claim.received_at, rehomed)
             notify_agents(conn, runtime, ticket, message, now, event="new")
         else:
             touch_ticket(conn, ticket.id, now)
@@ -389,10 +409,19 @@ class MessageHandler:
         decision: Decision,
         verdict: guard.GuardVerdict,
         now: datetime,
+        received_at: datetime,
+        rehomed: tuple[str, ...] = (),
     ) -> None:
         why_not = None
+        sender = message.sender.email if message.sender else ""
         if decision.ack_template is None:
             why_not = decision.ack_reason or "rules say: no acknowledgement"
+        elif too_old := history.too_old_to_acknowledge(
+            received_at, message.date, datetime.now(UTC), self.runtime.config.limits.ack_max_age_days
+        ):
+            why_not = too_old
+        elif rehomed and acknowledged_before(conn, ticket.id, sender):
+            why_not = f"{sender} was already acknowledged on {', '.join(rehomed)}, merged into this ticket"
         else:
             permission = automatic_mail_permission(conn, self.runtime, verdict, message.sender, now)
             why_not = permission.refused
@@ -438,5 +467,6 @@ class MessageHandler:
         article_id: int | None = None,
     ) -> Result:
         stored_state = {"duplicate": "done", "bounce": "done"}.get(state, state)
-        finish_inbound(conn, row_id, stored_state, reason, now)
+        # A history import dates everything by the mail; processing happened now.
+        finish_inbound(conn, row_id, stored_state, reason, max(now, datetime.now(UTC)))
         return Result(row_id, state, ticket_id, article_id, reason)
