@@ -242,7 +242,7 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
 def _print_requester(requester: dict[str, object], out: TextIO) -> None:
     """Who the ticket would be for, and each step of the choice."""
     address = requester["address"] or "(nobody)"
-    print(f"requester:       {address} (from {requester['source']})", file=out)
+    print(f"requester:       {address} (source: {requester['source']})", file=out)
     reasons = requester["reasons"]
     for reason in reasons if isinstance(reasons, list) else ():
         print(f"                 - {reason}", file=out)

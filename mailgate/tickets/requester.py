@@ -122,9 +122,10 @@ def choose(
     is_ours: Callable[[str], bool],
 ) -> RequesterChoice:
     """Try each source of ``policy.order``, then From; the first usable person wins."""
-    reasons: list[str] = [f"order {', '.join(policy.order)} from {policy.chosen_by}"]
+    order = (*policy.order, "from") if "from" not in policy.order else policy.order
+    reasons: list[str] = [f"order: {', '.join(order)} ({policy.chosen_by})"]
     sender = message.sender
-    for source in (*policy.order, "from"):
+    for source in order:
         if source == "from":
             break
         found = _SOURCE[source](message, policy, forward, forwarder, is_ours, reasons)
