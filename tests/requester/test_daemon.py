@@ -50,20 +50,23 @@ def _events(ticket: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [e["detail"] for e in ticket["events"] if e["kind"] == kind]
 
 
-def _forward(body_file: str, sender: str, to: str, subject: str = "Fwd: Integer consequat non purus") -> bytes:
+def _forward(body_file: str, sender: str, to: str) -> bytes:
     """A real client's forwarded body (tests/corpora/forwards) in a mail from ``sender``."""
     body = (CRISP / body_file).read_text(encoding="utf-8-sig")
-    return make_mail(subject=subject, sender=sender, to=to, body=body)
+    return make_mail(subject="Fwd: Integer consequat non purus", sender=sender, to=to, body=body)
 
 
-def test_contact_form_acknowledges_karin_and_the_agents_answer_reaches_her(daemon_factory: Any, sink: Any) -> None:
-    """From noreply@, Reply-To Karin: Karin is the requester, gets the ack and Alice's answer; noreply@ nothing."""
+def test_contact_form_acknowledges_karin_and_the_agents_answer_reaches_her(
+    daemon_factory: Any, sink: Any
+) -> None:
+    """From noreply@, Reply-To Karin: Karin is the requester and gets the ack and Alice's answer."""
     daemon = _daemon(daemon_factory, sink)
     daemon.send(_fixture("contact_form_noreply.eml"), "www-data@www.example.org")
     sink.wait(3)  # the ack to Karin, the notifications to alice and bob
     ack = _to(sink, "karin@customer.example")[0]
-    assert "[HD-1] Website \"Contact form\": The invoice portal rejects my password" == str(ack["Subject"])
-    _answer(daemon, _to(sink, "alice@example.com")[-1], ALICE, "Hello Karin,\n\nI reset your account.\n\nAlice\n")
+    assert '[HD-1] Website "Contact form": The invoice portal rejects my password' == str(ack["Subject"])
+    answer = "Hello Karin,\n\nI reset your account.\n\nAlice\n"
+    _answer(daemon, _to(sink, "alice@example.com")[-1], ALICE, answer)
     sink.wait(4)
     relay = _to(sink, "karin@customer.example")[-1]
     assert "Alice Admin via Example IT Helpdesk <helpdesk@example.com>" == str(relay["From"])
@@ -79,7 +82,7 @@ def test_contact_form_acknowledges_karin_and_the_agents_answer_reaches_her(daemo
 
 
 def test_agents_forward_opens_a_ticket_for_the_original_sender(daemon_factory: Any, sink: Any) -> None:
-    """Gmail, Outlook, Apple Mail, Thunderbird and attached forwards by Alice: tickets for John, her note internal."""
+    """Alice's forwards from four clients and as an attachment open John's tickets; her note internal."""
     daemon = _daemon(daemon_factory, sink, limits={"auto_replies_per_hour": 50, "auto_replies_per_day": 50})
     listed = run_cli(daemon.config_path, "agents", "forward-address", "alice")
     assert 0 == listed.returncode, listed.stderr.decode()
@@ -114,12 +117,17 @@ def test_agents_forward_opens_a_ticket_for_the_original_sender(daemon_factory: A
         assert "Integer consequat non purus" == ticket["subject"]
         request, note = ticket["articles"][0], ticket["articles"][1]
         assert ("public", "request", "john.doe@acme.com") == (
-            request["visibility"], request["kind"], request["sender"]
+            request["visibility"],
+            request["kind"],
+            request["sender"],
         )
         assert request["body_text"].startswith("Aenean quis diam urna.")
         assert "Praesent suscipit" not in request["body_text"]
         assert ("internal", "note", "alice@example.com", NOTE) == (
-            note["visibility"], note["kind"], note["sender"], note["body_text"]
+            note["visibility"],
+            note["kind"],
+            note["sender"],
+            note["body_text"],
         )
         forwarded = _events(ticket, "forwarded")[0]
         assert ("alice", style) == (forwarded["opened_by"], forwarded["style"])
@@ -134,14 +142,13 @@ def test_agents_forward_opens_a_ticket_for_the_original_sender(daemon_factory: A
 def test_a_strangers_or_unauthenticated_forward_does_not_change_the_requester(
     daemon_factory: Any, sink: Any
 ) -> None:
-    """Eve's forward, and Alice's forward to the plain address, stay theirs; the forwarded text stays readable."""
+    """Eve's forward, and Alice's to the plain address, stay theirs; the forwarded text stays readable."""
     daemon = _daemon(daemon_factory, sink)
     daemon.send(_forward("gmail_nl_body.txt", "Eve Stranger <eve@example.org>", HELPDESK), "eve@example.org")
     forged = run_cli(daemon.config_path, "agents", "forward-address", "bob").stdout.decode().split()[1]
     # Eve even uses Bob's forward address: it is signed for Bob, not for her.
-    daemon.send(
-        _forward("thunderbird_fr_body.txt", "Eve Stranger <eve@example.org>", forged), "eve@example.org", (forged,)
-    )
+    eve = "Eve Stranger <eve@example.org>"
+    daemon.send(_forward("thunderbird_fr_body.txt", eve, forged), "eve@example.org", (forged,))
     daemon.send(_forward("gmail_de_body.txt", ALICE, HELPDESK), "alice@example.com")
     wait_until(lambda: len(tickets_json(daemon.config_path)) == 3, timeout=20)
     sink.wait(5)
@@ -177,7 +184,8 @@ def test_unmailable_requester_is_flagged_to_the_agents(daemon_factory: Any, sink
     time.sleep(1.0)
     flags = [m for m in _to(sink, "bob@example.com") if "niet te mailen" in str(m["Subject"])]
     assert 1 == len(flags)
-    assert "noreply@shop.example.com is a noreply or system address" in flags[0].get_payload(decode=True).decode()
+    text = flags[0].get_payload(decode=True).decode()
+    assert "noreply@shop.example.com is a noreply or system address" in text
     ticket = ticket_json(daemon.config_path, 1)
     assert "requester-unmailable" in ticket["tags"]
     assert 1 == len(_events(ticket, "requester_unmailable"))
@@ -187,7 +195,7 @@ def test_unmailable_requester_is_flagged_to_the_agents(daemon_factory: Any, sink
 def test_reply_to_is_no_credential_and_rate_limits_bind_the_chosen_requester(
     daemon_factory: Any, sink: Any
 ) -> None:
-    """Reply-To never threads or commands; a flood of forms naming a victim acks the victim only as limited."""
+    """Reply-To never threads or commands; a flood of forms naming Karin acks her only within limits."""
     daemon = _daemon(daemon_factory, sink, limits={"auto_replies_per_hour": 2, "auto_replies_per_day": 20})
     form = _fixture("contact_form_noreply.eml")
     daemon.send(form, "www-data@www.example.org")
