@@ -235,10 +235,11 @@ class MessageHandler:
             requester_road.record(conn, runtime, ticket, who, row_id, received, now)
         if decision.notify:
             self._notify_by_rule(conn, ticket, message, decision, sender, now)
-        if who is not None and not who.acknowledge:
-            insert_event(conn, ticket.id, "ack_suppressed", now, reason=who.ack_reason)
-        elif is_new:
-            self._acknowledge(conn, ticket, message, decision, verdict, now)
+        if is_new:
+            if who is not None and not who.acknowledge:
+                insert_event(conn, ticket.id, "ack_suppressed", now, reason=who.ack_reason)
+            else:
+                self._acknowledge(conn, ticket, message, decision, verdict, now)
             notify_agents(conn, runtime, ticket, message, now, event="new")
         else:
             touch_ticket(conn, ticket.id, now)

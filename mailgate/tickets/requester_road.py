@@ -152,7 +152,10 @@ def record(
 ) -> None:
     """After the ticket exists: who it is for (event), the forwarder's note, any flag."""
     choice = who.choice
-    insert_event(conn, ticket.id, "requester", now, **choice.as_dict())
+    # The mail's own From beside the choice: the request article is filed
+    # under the requester, so this is where the real sender stays on record.
+    received_from = received.sender.email if received.sender is not None else ""
+    insert_event(conn, ticket.id, "requester", now, received_from=received_from, **choice.as_dict())
     if choice.forward is not None and choice.forwarded_by is not None:
         agent = runtime.directory.agent_named(choice.forwarded_by)
         if agent is not None:

@@ -77,8 +77,9 @@ def test_contact_form_acknowledges_karin_and_the_agents_answer_reaches_her(
     chosen = _events(ticket, "requester")[0]
     assert ("reply_to", None) == (chosen["source"], chosen["unmailable"])
     assert "noreply@www.example.org is a noreply or system address" in chosen["reasons"][-1]
-    # The request article keeps who really sent it; the relay's reply address is bound to Karin.
+    # The request is filed under Karin (relays answer it); the event keeps the real From.
     assert "karin@customer.example" == ticket["articles"][0]["sender"]
+    assert "noreply@www.example.org" == chosen["received_from"]
 
 
 def test_agents_forward_opens_a_ticket_for_the_original_sender(daemon_factory: Any, sink: Any) -> None:
@@ -222,3 +223,20 @@ def test_reply_to_is_no_credential_and_rate_limits_bind_the_chosen_requester(
     assert 2 == len(_to(sink, "karin@customer.example"))
     limited = [_events(ticket_json(daemon.config_path, n), "ack_suppressed") for n in (4, 5, 6)]
     assert all("hourly limit reached" in events[0]["reason"] for events in limited), limited
+
+
+def test_acknowledging_forwards_is_a_setting(daemon_factory: Any, sink: Any, tmp_path: Path) -> None:
+    """acknowledge_forwards: false: John's ticket opens, John hears nothing, and the event says why."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("defaults:\n  acknowledge_forwards: false\n")
+    daemon = _daemon(daemon_factory, sink, rules=str(rules))
+    address = run_cli(daemon.config_path, "agents", "forward-address", "alice").stdout.decode().split()[1]
+    daemon.send(_forward("apple_mail_fr_body.txt", ALICE, address), "alice@example.com", (address,))
+    sink.wait(2)  # the notifications to alice and bob
+    time.sleep(1.0)
+    ticket = ticket_json(daemon.config_path, 1)
+    assert "john.doe@acme.com" == ticket["requester"]
+    assert ["defaults.acknowledge_forwards is false: no acknowledgement"] == [
+        e["reason"] for e in _events(ticket, "ack_suppressed")
+    ]
+    assert [] == _to(sink, "john.doe@acme.com")

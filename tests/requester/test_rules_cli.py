@@ -53,8 +53,7 @@ def test_rules_test_names_the_requester_of_every_shape(config: Path) -> None:
     }
     assert SHAPES == found
     shop = next(i for i in json.loads(result.stdout) if i["file"].endswith("noreply_no_alternative.eml"))
-    unmailable = shop
-    assert "noreply@shop.example.com is a noreply or system address" == unmailable["requester"]["unmailable"]
+    assert "noreply@shop.example.com is a noreply or system address" == shop["requester"]["unmailable"]
 
 
 def test_rules_test_follows_an_agents_forward_to_the_original(config: Path, tmp_path: Path) -> None:
