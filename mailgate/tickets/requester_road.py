@@ -31,11 +31,28 @@ from mailgate.tickets.requester import Policy, RequesterChoice, choose
 # The tag an unmailable requester's ticket carries, so `tickets list` shows it.
 UNMAILABLE_TAG = "requester-unmailable"
 # A cheap look before the line-by-line search: most new mail forwards nothing.
-_MAYBE_FORWARD = re.compile(
-    r"forward|doorgestuurd|weitergeleitet|transféré|réexpédié|^\s*(?:fwd?|fw|doorst|wg|tr|wtr)\s*:"
-    r"|^\s*>?\s*(?:from|van|von|de)\s*:",
-    re.IGNORECASE | re.MULTILINE,
+# Without a forward prefix in the subject only the forward separators count
+# (content/forward.py), and each contains one of these words.
+_FORWARD_WORDS = (
+    "forward",
+    "doorgestuurd",
+    "weitergeleitet",
+    "transféré",
+    "réexpédié",
+    "reenviado",
+    "inoltrato",
+    "encaminhada",
 )
+_FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|fw|doorst|wg|tr|trs|wtr|enc|rv|i)\s*:", re.IGNORECASE)
+
+
+def _may_forward(message: ParsedMessage) -> bool:
+    if _FORWARD_SUBJECT.match(message.subject):
+        return True
+    if any(a.content_type in ("message/rfc822", "message/global") for a in message.attachments):
+        return True
+    lowered = message.text.lower()
+    return any(word in lowered for word in _FORWARD_WORDS)
 
 
 @dataclass(frozen=True)
@@ -77,8 +94,7 @@ def explain(
     """The requester by the rules' order, and any forward found (for ``rules test`` too)."""
     forward: Forwarded | None = None
     forwarder: ForwarderCheck | None = None
-    attached = any(a.content_type in ("message/rfc822", "message/global") for a in message.attachments)
-    if attached or _MAYBE_FORWARD.search(message.subject) or _MAYBE_FORWARD.search(message.text):
+    if _may_forward(message):
         forward = find_forward(message, _parse)
     if forward is not None:
         forwarder = check_forwarder(
