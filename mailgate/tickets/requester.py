@@ -125,9 +125,14 @@ def choose(
     order = (*policy.order, "from") if "from" not in policy.order else policy.order
     reasons: list[str] = [f"order: {', '.join(order)} ({policy.chosen_by})"]
     sender = message.sender
+    email = sender.email if sender is not None else ""
+    why_not = unmailable_reason(email, is_ours)
     for source in order:
         if source == "from":
-            break
+            if why_not is None:
+                return _from_from(message, email, reasons)
+            reasons.append(f"From {email or '(none)'} not used: {why_not}")
+            continue
         found = _SOURCE[source](message, policy, forward, forwarder, is_ours, reasons)
         if found is not None:
             return RequesterChoice(
@@ -138,19 +143,22 @@ def choose(
                 forward if source == "forward" else None,
                 forwarder.agent if source == "forward" and forwarder is not None else None,
             )
-    email = sender.email if sender is not None else ""
+    # Nobody can be mailed: the ticket still opens, under From, and is flagged.
+    reasons.append(
+        f"no source names a person who can be mailed; the requester stays From {email or '(none)'}"
+    )
+    return RequesterChoice(sender, "from", tuple(reasons), why_not)
+
+
+def _from_from(message: ParsedMessage, email: str, reasons: list[str]) -> RequesterChoice:
     on_behalf = _other_sender(message)
     if on_behalf is not None:
         reasons.append(
             f"Sender {on_behalf} sent it on behalf of From {email} (a rule with `requester: sender` "
             "would answer the Sender)"
         )
-    why_not = unmailable_reason(email, is_ours)
-    if why_not is None:
-        reasons.append(f"From {email}")
-    else:
-        reasons.append(f"From {email or '(none)'}, but {why_not} and no other source names a person")
-    return RequesterChoice(sender, "from", tuple(reasons), why_not)
+    reasons.append(f"From {email}")
+    return RequesterChoice(message.sender, "from", tuple(reasons))
 
 
 Source = Callable[

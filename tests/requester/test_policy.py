@@ -155,3 +155,16 @@ def test_bad_requester_settings_are_refused_with_a_line(text: str, problem: str)
         load_rules_text(text, "rules.yaml")
     assert problem in str(error.value)
     assert str(error.value).startswith(("rules.yaml:3:", "rules.yaml:2:"))
+
+
+def test_from_first_still_falls_through_when_nobody_reads_it() -> None:
+    """`requester: [from, reply_to]`: a person's From wins, a noreply From gives way to Reply-To."""
+    policy = Policy(("from", "reply_to"), "defaults.requester", explicit=True)
+    assert ("eve@example.org", "from") == (
+        chosen("person_with_reply_to.eml", policy).email,
+        chosen("person_with_reply_to.eml", policy).source,
+    )
+    form = chosen("contact_form_noreply.eml", policy)
+    assert ("karin@customer.example", "reply_to") == (form.email, form.source)
+    why = "noreply@www.example.org is a noreply or system address"
+    assert f"From noreply@www.example.org not used: {why}" in form.reasons
