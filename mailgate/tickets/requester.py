@@ -207,7 +207,7 @@ def _from_forward(
     return original
 
 
-def _list_address(message: ParsedMessage) -> str:
+def list_address(message: ParsedMessage) -> str:
     """The list's posting address from ``List-Post: <mailto:…>`` (RFC 2369), or ""."""
     post = message.header("List-Post") or ""
     found = re.search(r"mailto:([^>?\s]+)", post, re.IGNORECASE)
@@ -225,9 +225,9 @@ def _from_list(
     if message.header("List-Id") is None and message.header("List-Post") is None:
         return None
     sender = message.sender
-    list_address = _list_address(message)
+    posting = list_address(message)
     munged = sender is not None and (
-        (list_address and sender.email == list_address) or " via " in f" {sender.name.lower()} "
+        (posting and sender.email == posting) or " via " in f" {sender.name.lower()} "
     )
     original = [message.header("X-Original-From"), message.header("X-Original-Sender")]
     if not munged and not any(original):
@@ -245,7 +245,7 @@ def _from_list(
     candidates += [("Reply-To", a) for a in message.reply_to]
     candidates += [("Cc", a) for a in message.cc]
     for name, address in candidates:
-        if address.email in (list_address, sender.email if sender else ""):
+        if address.email in (posting, sender.email if sender else ""):
             continue
         if _usable(address, is_ours) is None:
             reasons.append(

@@ -26,7 +26,7 @@ from mailgate.store.writes import TicketView, add_participants, insert_article, 
 from mailgate.threading.tokens import ReplyKeys
 from mailgate.tickets.forwarder import ForwarderCheck, check_forwarder
 from mailgate.tickets.notify import enqueue, render_to
-from mailgate.tickets.requester import Policy, RequesterChoice, choose
+from mailgate.tickets.requester import Policy, RequesterChoice, choose, list_address
 
 # The tag an unmailable requester's ticket carries, so `tickets list` shows it.
 UNMAILABLE_TAG = "requester-unmailable"
@@ -125,7 +125,8 @@ def decide(
     sender = message.sender.email if message.sender is not None else ""
     not_cc = {sender} if choice.source != "from" and sender else set()
     if choice.source == "list":
-        not_cc |= {a.email for a in message.to}
+        # The list itself is never copied on answers, only its poster gets them.
+        not_cc |= {list_address(message)} - {""}
     effective = replace(message, sender=choice.address)
     acknowledge, ack_reason = True, ""
     if choice.forward is not None:
