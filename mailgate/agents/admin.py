@@ -90,6 +90,10 @@ SAMPLE: dict[str, Any] = {
     "problems": ["#priority sky: priority must be one of low, normal, high, urgent"],
     "original_subject": "Re: [HD-1042] The printer on floor 3 jams",
     "rating": 5,
+    # requester_unmailable: the ticket's requester cannot be answered.
+    "problem": "noreply@www.example.org is a noreply or system address",
+    "reasons": ["order forward, list, reply_to, from from the defaults", "From noreply@www.example.org"],
+    "original": {"sender": "noreply@www.example.org", "reply_to": [], "subject": "Contact form"},
 }
 
 

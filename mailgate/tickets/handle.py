@@ -10,7 +10,7 @@ plain Result.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -36,7 +36,7 @@ from mailgate.store.writes import (
 )
 from mailgate.threading.resolve import resolve
 from mailgate.threading.subject import ticket_subject
-from mailgate.tickets import history, lifecycle
+from mailgate.tickets import history, lifecycle, requester_road
 from mailgate.tickets.articles import Incoming, store_incoming
 from mailgate.tickets.bounces import record_bounce
 from mailgate.tickets.notify import automatic_mail_permission, enqueue, mail_withheld, render_to, send_notice
@@ -202,7 +202,13 @@ class MessageHandler:
             return self._finish(conn, row_id, state, reason, now)
 
         is_new = ticket is None
+        received = message
+        who: requester_road.NewRequester | None = None
         if ticket is None:
+            # The requester road: who the ticket is for (Reply-To, list, forward...).
+            who = requester_road.decide(runtime, message, envelope, verdict, decision)
+            message, verdict, sender = who.message, who.verdict, who.choice.email
+            incoming = replace(incoming, message=message, sender=sender or incoming.sender)
             ticket = self._open_ticket(conn, message, decision, now, recipients, linked)
         else:
             self._apply_to_reply(conn, ticket, decision)
@@ -218,17 +224,22 @@ class MessageHandler:
         )
         known[ready.dedupe_key] = (article_id, ticket.id)
         ours = runtime.is_our_address
+        not_cc = who.not_cc if who is not None else frozenset()
         add_participants(
             conn,
             ticket.id,
             [(sender, "requester" if is_new else "cc")]
-            + [(a.email, "cc") for a in (*message.to, *message.cc) if a.email and not ours(a.email)],
+            + [
+                (a.email, "cc")
+                for a in (*received.to, *received.cc)
+                if a.email and not ours(a.email) and a.email not in not_cc
+            ],
             new_ticket=is_new,
         )
         # Tickets opened by replies to this mail, before it came, join it here.
-        rehomed = rehome_replies(conn, ticket, message, now)
-        if thread.threaded_by in ("new", "awaited") and (message.in_reply_to or message.references):
-            remember_awaited(conn, ticket.id, message)
+        rehomed = rehome_replies(conn, ticket, received, now)
+        if thread.threaded_by in ("new", "awaited") and (received.in_reply_to or received.references):
+            remember_awaited(conn, ticket.id, received)
         insert_event(
             conn,
             ticket.id,
@@ -240,10 +251,15 @@ class MessageHandler:
             guard_reasons=list(verdict.reasons),
             rules=list(decision.matched_rules),
         )
+        if who is not None:
+            requester_road.record(conn, runtime, ticket, who, row_id, received, now)
         if decision.notify:
             self._notify_by_rule(conn, ticket, message, decision, sender, now)
         if is_new:
-            self._acknowledge(conn, ticket, message, decision, verdict, now, claim.received_at, rehomed)
+            if who is not None and not who.acknowledge:
+                insert_event(conn, ticket.id, "ack_suppressed", now, reason=who.ack_reason)
+            else:
+                self._acknowledge(conn, ticket, message, decision, verdict, now, claim.received_at, rehomed)
             notify_agents(conn, runtime, ticket, message, now, event="new")
         else:
             touch_ticket(conn, ticket.id, now)
