@@ -121,3 +121,86 @@ def restore(state: State, file: Path) -> None:
         click.echo(f"mailgate: {result.key_note}", err=True)
     else:
         click.echo(result.key_note)
+
+
+@main.group()
+def privacy() -> None:
+    """A person's data on request: export it, or erase it (GDPR/AVG)."""
+
+
+@privacy.command("export")
+@click.argument("address")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: ADDRESS.zip.")
+@pass_state
+def privacy_export(state: State, address: str, output: Path | None) -> None:
+    """Write everything held about ADDRESS as a readable zip archive."""
+    from mailgate.records.privacy import export, normalise
+
+    try:
+        address = normalise(address)
+    except ValueError as exc:
+        fail(str(exc))
+    target = output or Path(f"{address}.zip")
+    if target.exists():
+        fail(f"{target} exists; name a new file with --output")
+    runtime = state.runtime(rules=False)
+    held = export(runtime.sessions, address, target)
+    click.echo(
+        f"wrote {target}: {len(held.tickets)} tickets, {len(held.own_articles)} messages written by "
+        f"{address}, {len(held.articles)} that name it, {len(held.inbound) + len(held.outbox)} mails"
+    )
+
+
+@privacy.command("erase")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def privacy_erase(state: State, address: str, yes: bool) -> None:
+    """Remove or anonymise everything held about ADDRESS, everywhere.
+
+    Tickets and their times stay (reports keep their figures); the address,
+    the person's names, what they wrote and their attachments go. Running it
+    again changes nothing.
+    """
+    from mailgate.records.privacy import erase, normalise
+
+    try:
+        address = normalise(address)
+    except ValueError as exc:
+        fail(str(exc))
+    if not yes:
+        click.confirm(f"Erase everything held about {address}? This cannot be undone", abort=True, err=True)
+    runtime = state.runtime(rules=False)
+    held = erase(runtime.sessions, runtime.engine, address)
+    if held.empty():
+        click.echo(f"nothing is held about {address}")
+        return
+    click.echo(
+        f"erased {address}: {len(held.tickets)} tickets anonymised, {len(held.own_articles)} messages "
+        f"it wrote emptied, {len(held.articles)} others cleaned, "
+        f"{len(held.inbound) + len(held.outbox)} mails rewritten; "
+        "recorded as a 'privacy_erased' event without the address"
+    )
+    waiting = _waiting_mentions(state, address)
+    if waiting:
+        click.echo(
+            f"mailgate: {waiting} messages not yet imported mention {address}: run this again "
+            "once the daemon has imported them",
+            err=True,
+        )
+
+
+def _waiting_mentions(state: State, address: str) -> int:
+    from mailgate.store.db import sqlite_file
+    from mailgate.store.spool import Spool
+
+    config = state.config
+    files: list[Path] = []
+    database = sqlite_file(config.database_url)
+    if database is not None:
+        files += Spool.for_database(database.resolve()).segments()
+    new = config.path(config.pipe_folder) / "new"
+    if new.is_dir():
+        files += list(new.iterdir())
+    needle = address.encode()
+    return sum(1 for path in files if needle in path.read_bytes().lower())
