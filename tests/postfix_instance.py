@@ -182,11 +182,15 @@ class PostfixInstance:
         )
 
     def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, "LC_ALL": "C", "MAIL_CONFIG": str(self.config_dir)}
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=self._env())
+        assert result.returncode == 0, (
+            f"{shlex.join(argv)}: exit {result.returncode}\n{result.stdout}{result.stderr}"
+            f"Postfix log tail:\n{self.log()[-3000:]}"
         )
-        assert result.returncode == 0, f"{shlex.join(argv)}: exit {result.returncode}\n{result.stdout}{result.stderr}{self.log()[-3000:]}"
         return result
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "LC_ALL": "C", "MAIL_CONFIG": str(self.config_dir)}
 
     def postconf(self, *args: str) -> str:
         return self.run("postconf", *args).stdout
@@ -199,26 +203,27 @@ class PostfixInstance:
         """A ``sh`` block of the guide, localised, as root."""
         self.run("sh", "-ec", localise(script, self.places))
 
+    def running(self) -> bool:
+        """``postfix status``: exit 0 while this instance's master process runs."""
+        return (
+            0
+            == subprocess.run(
+                ["postfix", "status"], capture_output=True, timeout=60, check=False, env=self._env()
+            ).returncode
+        )
+
     def stop(self) -> None:
-        """Stop this instance (and only it: its own master process, by its pid file)."""
+        """Stop this instance (and only it: ``postfix stop`` with its MAIL_CONFIG)."""
         if not self.started:
             return
-        subprocess.run(
-            ["postfix", "stop"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "MAIL_CONFIG": str(self.config_dir)},
-        )
-        pid_file = self.places.root / "spool" / "pid" / "master.pid"
+        subprocess.run(["postfix", "stop"], capture_output=True, timeout=60, check=False, env=self._env())
         deadline = time.monotonic() + 20
-        while pid_file.exists() and time.monotonic() < deadline:
+        while self.running() and time.monotonic() < deadline:
             time.sleep(0.1)
-        if pid_file.exists():  # `postfix stop` did not finish: end the master ourselves
-            try:
-                os.kill(int(pid_file.read_text().split()[0]), 9)
-            except (ValueError, ProcessLookupError):
-                pass
+        if self.running():  # `postfix stop` did not finish: end its master process, by its pid file
+            pid = int((self.places.root / "spool" / "pid" / "master.pid").read_text().split()[0])
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "master":
+                os.kill(pid, 9)
         self.started = False
 
     def remove(self) -> None:
@@ -241,7 +246,4 @@ class PostfixInstance:
         if not new.is_dir():
             return []
         paths = sorted(new.iterdir(), key=lambda p: (p.stat().st_mtime, p.name))
-        return [
-            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for p in paths
-        ]
+        return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in paths]

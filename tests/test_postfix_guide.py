@@ -21,14 +21,14 @@ import secrets
 import shutil
 import smtplib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
 import pytest
 
 from tests.conftest import REPO, DaemonProcess, free_port, run_cli, ticket_json, tickets_json, wait_until
-from tests.postfix_instance import PostfixInstance, guide_blocks
+from tests.postfix_instance import PostfixInstance, guide_blocks, localise
 
 HELPDESK = "helpdesk@example.com"
 CAROL = "carol@example.com"
@@ -40,7 +40,7 @@ TIMEOUT = 60.0  # generous: a loaded shared machine, two Postfix queue runs per 
 @pytest.fixture
 def postfix() -> Iterator[PostfixInstance]:
     """The guide's Postfix on loopback; stopped and removed even when the test fails."""
-    assert shutil.which("postfix"), "postfix is not installed: run `make services` (scripts/ensure-postfix.sh)"
+    assert shutil.which("postfix"), "no postfix: run `make services` (scripts/ensure-postfix.sh)"
     instance = PostfixInstance.create(lmtp_port=free_port(), smtp_port=free_port(), mailboxes=MAILBOXES)
     try:
         blocks = guide_blocks()
@@ -62,8 +62,6 @@ def mailgate(postfix: PostfixInstance) -> Iterator[DaemonProcess]:
     shutil.copy(REPO / "config" / "agents.example.yaml", conf / "agents.yaml")
     (conf / "reply.key").write_text(secrets.token_hex(32) + "\n")
     (conf / "reply.key").chmod(0o600)
-    from tests.postfix_instance import localise
-
     (conf / "mailgate.yaml").write_text(localise(guide_blocks()["mailgate-yaml"], places))
     daemon = DaemonProcess(conf / "mailgate.yaml")
     try:
@@ -99,12 +97,15 @@ def reply_to(message: EmailMessage) -> str:
 def text_of(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None, f"no text part in {message['Subject']!r}"
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
-def wait_for_mail(postfix: PostfixInstance, box: str, predicate: object, what: str) -> EmailMessage:
+Wanted = Callable[[EmailMessage], bool]
+
+
+def wait_for_mail(postfix: PostfixInstance, box: str, predicate: Wanted, what: str) -> EmailMessage:
     def found() -> EmailMessage | None:
-        matching = [m for m in postfix.mailbox(box) if predicate(m)]  # type: ignore[operator]
+        matching = [m for m in postfix.mailbox(box) if predicate(m)]
         return matching[0] if matching else None
 
     try:
@@ -117,11 +118,13 @@ def wait_for_mail(postfix: PostfixInstance, box: str, predicate: object, what: s
         ) from None
 
 
-def about(subject_words: str) -> object:
+def about(subject_words: str) -> Wanted:
     return lambda m: subject_words in str(m["Subject"])
 
 
-def test_guide_postfix_lmtp_flow_and_mailgate_downtime(postfix: PostfixInstance, mailgate: DaemonProcess) -> None:
+def test_guide_postfix_lmtp_flow_and_mailgate_downtime(
+    postfix: PostfixInstance, mailgate: DaemonProcess
+) -> None:
     config = mailgate.config_path
 
     # 1. A request through Postfix, over LMTP into mailgate: the acknowledgement
@@ -153,7 +156,7 @@ def test_guide_postfix_lmtp_flow_and_mailgate_downtime(postfix: PostfixInstance,
     # 3. Bob (the hardware queue's agent) was told by mail and answers by mail;
     #    mailgate relays his answer to Carol through Postfix.
     notice = wait_for_mail(postfix, "bob", lambda m: ticket["ref"] in str(m["Subject"]), "Bob's notification")
-    assert "+" in reply_to(notice), f"the notification's reply address is not a signed one: {reply_to(notice)}"
+    assert "+" in reply_to(notice), f"not a signed reply address: {reply_to(notice)}"
     submit(
         postfix,
         mail(
@@ -177,7 +180,7 @@ def test_guide_postfix_lmtp_flow_and_mailgate_downtime(postfix: PostfixInstance,
         return [m for m in postfix.queue() if m.get("queue_name") == "deferred"]
 
     [held] = wait_until(deferred, timeout=TIMEOUT, interval=0.3)
-    [recipient] = held["recipients"]  # type: ignore[misc]
+    [recipient] = held["recipients"]
     assert HELPDESK == recipient["address"]
     assert "Connection refused" in str(recipient.get("delay_reason")), recipient
     assert "status=deferred" in postfix.log()
