@@ -174,6 +174,10 @@ class PostfixInstance:
         master_cf = smtpd.sub(rf"127.0.0.1:{places.smtp_port}\1", master_cf, count=1)
         (places.postfix_config / "master.cf").write_text(master_cf)
         self.postconf("-F", "*/*/chroot = n")
+        # Never port 25, never a non-loopback address: every inet service is 127.0.0.1:PORT.
+        services = [line.split() for line in self.postconf("-M").splitlines() if line.strip()]
+        inet = [fields[0] for fields in services if len(fields) > 1 and fields[1] == "inet"]
+        assert inet == [f"127.0.0.1:{places.smtp_port}"], inet
         aliases = "".join(f"{name}: {places.mail / name}/\n" for name in self.mailboxes)
         (places.postfix_config / "aliases").write_text(aliases)
         self.run("postalias", str(places.postfix_config / "aliases"))

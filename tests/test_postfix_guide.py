@@ -149,9 +149,13 @@ def test_guide_postfix_lmtp_flow_and_mailgate_downtime(
             References=str(ack["Message-ID"]),
         ),
     )
-    wait_until(lambda: len(ticket_json(config, ticket["id"])["articles"]) >= 2, timeout=TIMEOUT, interval=0.3)
+
+    def reply_stored() -> bool:
+        articles = ticket_json(config, ticket["id"])["articles"]
+        return any("room 3.14" in (a["body_text"] or "") for a in articles)
+
+    wait_until(reply_stored, timeout=TIMEOUT, interval=0.3)
     assert [ticket["id"]] == [t["id"] for t in tickets_json(config)]
-    assert any("room 3.14" in (a["body_text"] or "") for a in ticket_json(config, ticket["id"])["articles"])
 
     # 3. Bob (the hardware queue's agent) was told by mail and answers by mail;
     #    mailgate relays his answer to Carol through Postfix.
@@ -170,6 +174,7 @@ def test_guide_postfix_lmtp_flow_and_mailgate_downtime(
     answer = wait_for_mail(postfix, "carol", lambda m: "tray 2" in text_of(m), "Bob's answer")
     assert HELPDESK == parseaddr(str(answer["From"]))[1]
     assert "Bob de Vries" in str(answer["From"])
+    assert ticket["ref"] in str(answer["Subject"])
     assert [ticket["id"]] == [t["id"] for t in tickets_json(config)]
 
     # 4. mailgate stopped: Postfix defers the helpdesk's mail and bounces nothing.
