@@ -194,6 +194,17 @@ def auto_reply_header(clues: Clues) -> str | None:
     return None
 
 
+def apple_vacation(clues: Clues) -> str | None:
+    """iCloud Mail's vacation replies carry X-Apple-Action: VACATION and no RFC 3834 header.
+
+    sisimai's RFC 3834 detector lists it beside Auto-Submitted.
+    """
+    for value in clues.message.header_all("X-Apple-Action"):
+        if value.strip().lower() == "vacation":
+            return "X-Apple-Action: VACATION (iCloud vacation reply)"
+    return None
+
+
 def precedence_auto_reply(clues: Clues) -> str | None:
     """RFC 3834 §3.1.8 (historic): Precedence: auto_reply marks a vacation reply."""
     values = clues.message.header_all("Precedence") + clues.message.header_all("X-Precedence")
@@ -297,8 +308,10 @@ def challenge_sender(clues: Clues) -> str | None:
         domain = address.rpartition("@")[2].lower()
         if any(domain == d or domain.endswith("." + d) for d in _CHALLENGE_DOMAINS):
             return f"sender {address} is a challenge-response service"
+    # Bluebottle sends its challenges from the protected user's own address,
+    # which is also a person's address, so only its request header counts.
     for name, _ in clues.message.headers:
-        if name.lower().startswith(("x-boxbe", "x-spamarrest")):
+        if name.lower().startswith(("x-boxbe", "x-spamarrest", "x-bluebottle-request")):
             return f"{name} header: challenge-response service"
     # TMDA, the classic self-hosted challenge system, names itself here.
     agent = clues.message.header("X-Delivery-Agent") or ""
