@@ -17,8 +17,9 @@ Three things keep these rules from silencing people:
 * each sentence is a vendor's own wording, long and specific, never a
   phrase like "out of office" that people write too.
 
-Only the first few kilobytes are read: the sentences come early, and the
-guard runs on every mail.
+Only the first few kilobytes are read (``Clues.own_text``), and each rule
+first looks for one plain keyword, so ordinary mail costs a few substring
+searches.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ import re
 from collections.abc import Callable
 
 from mailgate.guard.rules import Clues
-
-# How much of the sender's own text the rules read.
-_HEAD = 4096
 
 # Forward prefixes of the mail clients our requesters use (English, Dutch,
 # German, French, Spanish, Italian, Scandinavian): a forwarded automatic
@@ -40,10 +38,11 @@ _FORWARD = re.compile(r"^\s*(fwd?|wg|doorst|tr|rv|i|vs|vb|enc)\s*:", re.IGNORECA
 # the owner wrote above it (HCL C API reference, OOOSetGeneralMessage: "Note:
 # This is an automated response to your message "<subject>" sent on <date>.
 # This is the only notification you will receive while this person is away.").
+_DOMINO_KEYWORD = "notification"
 _DOMINO_NOTE = re.compile(
-    r"this is an automated response to your message\b.{0,600}?"
-    r"this is the only notification you will receive while this person is away",
-    re.IGNORECASE | re.DOTALL,
+    r"this\s+is\s+an\s+automated\s+response\s+to\s+your\s+message\b.{0,600}?"
+    r"this\s+is\s+the\s+only\s+notification\s+you\s+will\s+receive\s+while\s+this\s+person\s+is\s+away",
+    re.DOTALL,
 )
 
 # A Domino server marks every mail it sends: X-MIMETrack records its
@@ -53,26 +52,27 @@ _DOMINO_MESSAGE_ID = re.compile(r"^<?OF[0-9A-F]{8}\.[0-9A-F]{8}-ON[0-9A-F]{8}\.[
 # Challenge-response filters, each in its own words: the wordings
 # Mail::DeliveryStatus::BounceParser recognises in the real challenges of its
 # corpus. (TMDA needs no body rule: it always sends X-Delivery-Agent, see
-# rules.challenge_sender.)
+# rules.challenge_sender.) Each is (vendor, a keyword that must be there
+# before the sentence is looked for, the sentence); the text is lower-cased.
 _CHALLENGES = (
-    ("Bluebottle", re.compile(r"this account is protected by bluebottle", re.IGNORECASE)),
+    ("Bluebottle", "bluebottle", re.compile(r"this\s+account\s+is\s+protected\s+by\s+bluebottle")),
     (
         "Boxbe",
+        "boxbe",
         re.compile(
-            r"please add yourself to my boxbe guest list"
-            r"|one-time automated message to confirm that you'?re listed on my boxbe guest list",
-            re.IGNORECASE,
+            r"please\s+add\s+yourself\s+to\s+my\s+boxbe\s+guest\s+list"
+            r"|one-time\s+automated\s+message\s+to\s+confirm\s+that\s+you'?re\s+listed\s+on\s+my"
+            r"\s+boxbe\s+guest\s+list"
         ),
     ),
 )
 
 
 def _own_words(clues: Clues) -> str | None:
-    """The start of the sender's own text, whitespace folded; None for a forward."""
+    """The start of the sender's own text, lower-cased; None for a forward."""
     if _FORWARD.match(clues.message.subject):
         return None
-    head = clues.message.new_text[:_HEAD]
-    return " ".join(head.split())
+    return clues.own_text
 
 
 def _from_domino(clues: Clues) -> bool:
@@ -89,7 +89,7 @@ def domino_out_of_office_note(clues: Clues) -> str | None:
     is asking a question.
     """
     text = _own_words(clues)
-    if text and _DOMINO_NOTE.search(text) and _from_domino(clues):
+    if text and _DOMINO_KEYWORD in text and _DOMINO_NOTE.search(text) and _from_domino(clues):
         return "body carries Lotus Notes/Domino's out-of-office note ('This is an automated response …')"
     return None
 
@@ -99,8 +99,8 @@ def challenge_notice(clues: Clues) -> str | None:
     text = _own_words(clues)
     if not text:
         return None
-    for vendor, pattern in _CHALLENGES:
-        if pattern.search(text):
+    for vendor, keyword, sentence in _CHALLENGES:
+        if keyword in text and sentence.search(text):
             return f"body is a {vendor} challenge-response request"
     return None
 

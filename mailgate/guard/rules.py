@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import parseaddr
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from mailgate.message import Envelope, ParsedMessage
@@ -44,6 +45,15 @@ class Clues:
     sender: str  # lower-cased From address, "" when missing
     content_type: str  # lower-cased "maintype/subtype"
     report_type: str  # lower-cased report-type parameter, "" when absent
+
+    @cached_property
+    def own_text(self) -> str:
+        """The start of what the sender wrote (quotes and signature stripped), lower-cased.
+
+        The body rules (:mod:`mailgate.guard.notices`) read only this: the
+        sentences they look for come early, and the guard runs on every mail.
+        """
+        return self.message.new_text[:4096].lower()
 
 
 def gather_clues(message: ParsedMessage, envelope: Envelope, own: OwnIdentity) -> Clues:
