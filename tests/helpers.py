@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 
 from mailgate.message import Envelope
-from mailgate.pipeline import Processor, Result
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Outbox, Ticket
+from mailgate.tickets.pipeline import Processor, Result
 
 
 def deliver(

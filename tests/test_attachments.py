@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mailgate.attachments import load_attachment
 from mailgate.store.models import Article, AttachmentBlob
+from mailgate.tickets.attachment_store import load_attachment
 from tests.conftest import make_mail
 from tests.helpers import deliver
 

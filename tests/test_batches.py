@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from mailgate import pipeline
 from mailgate.message import Envelope
 from mailgate.outbox.deliver import OutboxWorker, RetryPolicy
 from mailgate.outbox.transport import MaildirTransport
-from mailgate.pipeline import Processor
 from mailgate.store.db import _write_lock, transaction
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Event, Inbound, Outbox
 from mailgate.store.writes import deferred_writes, insert_event
+from mailgate.tickets import pipeline
+from mailgate.tickets.pipeline import Processor
 from tests.conftest import make_mail
 from tests.helpers import outbox_mails
 

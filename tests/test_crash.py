@@ -111,6 +111,9 @@ def test_random_sigkills_mid_stream(daemon_factory: Any) -> None:
 def test_a_killed_worker_is_restarted_and_mail_still_flows(daemon_factory: Any, role: str) -> None:
     """kill -9 of one worker process: the daemon restarts it; mail sent meanwhile is answered."""
     daemon = daemon_factory(start=True)
+    # daemon.ready does not wait for the workers: on a loaded machine the
+    # processing worker may still be importing when the listener opens.
+    daemon.wait_for("worker.ready", timeout=30, count=2)
     ready = {line["role"]: line["pid"] for line in daemon.lines if line.get("event") == "worker.ready"}
     assert {"processing", "delivery"} == set(ready)
     os.kill(ready[role], signal.SIGKILL)

@@ -20,9 +20,9 @@ from sqlalchemy import make_url
 from sqlalchemy.orm import sessionmaker
 
 from mailgate.config import Config, from_mapping
-from mailgate.doctor import run_doctor
 from mailgate.message import Envelope
-from mailgate.runtime import build
+from mailgate.service.doctor import run_doctor
+from mailgate.service.runtime import build
 from mailgate.store.db import make_engine, transaction
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Inbound, Outbox

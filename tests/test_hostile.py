@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from mailgate.pipeline import Processor
 from mailgate.store.models import Inbound
+from mailgate.tickets.pipeline import Processor
 from tests.conftest import make_mail, run_cli
 from tests.helpers import deliver, outbox_mails
 

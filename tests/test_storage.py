@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import func, inspect, select
 
 from mailgate.message import Envelope
-from mailgate.pipeline import Processor
 from mailgate.store.db import (
     HEAD_REVISION,
     current_revision,
@@ -20,6 +19,7 @@ from mailgate.store.db import (
 )
 from mailgate.store.inbound import InboundItem, InboundStore
 from mailgate.store.models import Article, Base, Inbound, Outbox, Ticket
+from mailgate.tickets.pipeline import Processor
 from tests.conftest import make_mail
 from tests.helpers import deliver
 

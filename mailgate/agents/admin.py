@@ -12,7 +12,7 @@ from typing import Any
 
 from mailgate.agents.commands import Command, Commands, interpret
 from mailgate.agents.desk import apply_changes
-from mailgate.runtime import Runtime
+from mailgate.service.runtime import Runtime
 from mailgate.store.db import transaction
 from mailgate.store.writes import TicketView, ticket_view, touch_ticket
 from mailgate.templates import RenderedMail

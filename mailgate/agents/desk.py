@@ -15,14 +15,11 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection
 
-from mailgate import lifecycle
 from mailgate.agents.auth import AgentCheck
 from mailgate.agents.commands import Changes, Commands, interpret, split_commands
 from mailgate.agents.directory import Agent, Queue
-from mailgate.articles import Incoming, store_incoming
 from mailgate.message import Address, ParsedMessage
-from mailgate.notify import automatic_mail_permission, enqueue, render_to
-from mailgate.runtime import Runtime
+from mailgate.service.runtime import Runtime
 from mailgate.store.writes import (
     TicketView,
     add_participants,
@@ -35,6 +32,9 @@ from mailgate.store.writes import (
     watchers,
 )
 from mailgate.threading.tokens import reply_address
+from mailgate.tickets import lifecycle
+from mailgate.tickets.articles import Incoming, store_incoming
+from mailgate.tickets.notify import automatic_mail_permission, enqueue, render_to
 
 log = structlog.get_logger(__name__)
 

@@ -5,24 +5,25 @@ from __future__ import annotations
 import sys
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.command()
 @pass_state
 def run(state: State) -> None:
     """Run the daemon in the foreground (SIGTERM stops, SIGHUP reloads)."""
-    from mailgate.daemon import run as run_daemon
+    state.daemon_logs = True
     from mailgate.ingest.smtp_auth import UsersFileError, load_users
+    from mailgate.service.daemon import run as run_daemon
 
     if state.config.listen.metrics is not None:
         # Before anything imports prometheus_client; the workers inherit it.
-        from mailgate import metrics
-        from mailgate.status import status_path
+        from mailgate.service import metrics
+        from mailgate.service.status import status_path
 
         folder = status_path(state.config).parent / "metrics"
         try:
@@ -59,22 +60,24 @@ def smtp_password(name: str) -> None:
 
 
 @main.command(hidden=True)
-# The roles of mailgate/worker.py (not imported here: every command would pay for it).
+# The roles of mailgate/service/worker.py (not imported here: every command would pay for it).
 @click.option("--role", type=click.Choice(["processing", "delivery"]), default="processing")
 @pass_state
 def worker(state: State, role: str) -> None:
     """A worker process that `mailgate run` starts (internal)."""
+    state.daemon_logs = True
     import os
     import socket
 
-    from mailgate.daemon import make_outbox_worker
-    from mailgate.worker import DELIVERY_FD_ENV, WAKE_FD_ENV, die_with_parent, run_worker
+    from mailgate.service.daemon import make_outbox_worker
+    from mailgate.service.worker import DELIVERY_FD_ENV, WAKE_FD_ENV, die_with_parent, run_worker
 
     fd = os.environ.get(WAKE_FD_ENV)
     if fd is None:
         fail("this command is started by `mailgate run`, not by hand")
     die_with_parent(int(os.environ.get("MAILGATE_PARENT_PID", os.getppid())))
     runtime = state.runtime()
+    runtime.reports_reload_problems = False  # the daemon reports them
     delivery_fd = os.environ.get(DELIVERY_FD_ENV)
     delivery = socket.socket(fileno=int(delivery_fd)) if delivery_fd else None
     # Only delivery sends: processing must not need the relay's secrets.
@@ -86,7 +89,7 @@ def worker(state: State, role: str) -> None:
 @pass_state
 def doctor(state: State) -> None:
     """Check configuration, database, rules, relay and queues; say what to fix."""
-    from mailgate.doctor import run_doctor
+    from mailgate.service.doctor import run_doctor
 
     # No runtime first: that would migrate and create files the doctor should inspect.
     sys.exit(run_doctor(state.config, sys.stdout, source=state.config_path))

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state
 from mailgate.errors import EX_TEMPFAIL, Outcome, storage_outcome
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.command()
@@ -26,8 +26,8 @@ def ingest(state: State, file: Path | None, sender: str | None, recipients: tupl
     Exit 0: stored (the message is safe); 65: refused for good; 75: try again later.
     """
     from mailgate.ingest.files import pipe_item
-    from mailgate.pipeline import Processor
     from mailgate.store.inbound import InboundStore
+    from mailgate.tickets.pipeline import Processor
 
     try:
         raw = file.read_bytes() if file else sys.stdin.buffer.read()
@@ -70,8 +70,8 @@ def import_(state: State, path: Path, no_progress: bool) -> None:
     from tqdm import tqdm
 
     from mailgate.ingest.files import count_messages, read_mailbox
-    from mailgate.pipeline import Processor
     from mailgate.store.inbound import InboundStore
+    from mailgate.tickets.pipeline import Processor
 
     runtime = state.runtime()
     total = count_messages(path)

@@ -6,11 +6,11 @@ import sys
 from datetime import UTC, datetime
 
 import click
-import structlog
 
 from mailgate.cli import State, emit, fail, main, pass_state, short_time
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.group()
@@ -83,9 +83,9 @@ def quarantine_show(state: State, inbound_id: int, raw: bool) -> None:
 @pass_state
 def quarantine_retry(state: State, inbound_id: int) -> None:
     """Process a quarantined message again (after fixing rules or code)."""
-    from mailgate.pipeline import Processor
     from mailgate.store.db import transaction
     from mailgate.store.models import Inbound
+    from mailgate.tickets.pipeline import Processor
 
     runtime = state.runtime()
     with transaction(runtime.sessions) as session:

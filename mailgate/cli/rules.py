@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.group()
@@ -28,7 +28,7 @@ def rules_check(state: State) -> None:
     """
     from mailgate.rules import RulesError
     from mailgate.rules.cli import run_check
-    from mailgate.runtime import make_directory, make_templates
+    from mailgate.service.runtime import make_directory, make_templates
 
     config = state.config
     known_queues: set[str] | None = None
@@ -82,7 +82,7 @@ def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
         )
 
     from mailgate import guard
-    from mailgate.runtime import make_directory, own_identity
+    from mailgate.service.runtime import make_directory, own_identity
 
     # The daemon's own view of our addresses, queues' included.
     try:

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state, short_time, table
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.group()
@@ -29,7 +29,7 @@ def tickets_list(state: State, status: str | None, queue: str | None, limit: int
     from sqlalchemy import select
 
     from mailgate.store.models import Ticket
-    from mailgate.store.tickets import ticket_dict
+    from mailgate.store.ticket_json import ticket_dict
 
     runtime = state.runtime(rules=False)
     with runtime.sessions() as session:
@@ -71,7 +71,7 @@ def tickets_show(state: State, ticket: str, as_json: bool) -> None:
     from sqlalchemy import select
 
     from mailgate.store.models import Event
-    from mailgate.store.tickets import article_dict, ticket_dict
+    from mailgate.store.ticket_json import article_dict, ticket_dict
 
     runtime = state.runtime(rules=False)
     with runtime.sessions() as session:

@@ -18,10 +18,10 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from mailgate import metrics
 from mailgate.errors import Outcome, storage_outcome
 from mailgate.ingest.smtp_auth import Authenticator
 from mailgate.message import Envelope
+from mailgate.service import metrics
 from mailgate.store.inbound import GroupCommitter, InboundItem
 
 log = structlog.get_logger(__name__)

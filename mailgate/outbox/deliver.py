@@ -26,9 +26,9 @@ import structlog
 from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate import metrics
 from mailgate.faults import crash_point
 from mailgate.outbox.transport import DeliveryResult, Transport
+from mailgate.service import metrics
 from mailgate.store.db import transaction
 from mailgate.store.models import Event, Outbox
 from mailgate.store.writes import OUTBOX

@@ -28,7 +28,7 @@ def test_tickets_set_has_the_same_effects_and_mails_as_commands(tmp_path: Any) -
     """The CLI resolves a ticket: status, timestamp, event, and the resolution mail to the requester."""
     config = write_config(tmp_path, agents=str(FIXTURES / "agents.yaml"))
     from mailgate.config import load
-    from mailgate.runtime import build
+    from mailgate.service.runtime import build
 
     runtime = build(load(config))
     deliver(runtime, make_mail(sender="Jan <jan@example.org>"), "jan@example.org")

@@ -217,7 +217,7 @@ def test_auto_close_closes_quiet_resolved_tickets(desk: Any) -> None:
     """After the configured quiet period a resolved ticket is closed, with an event and no mail."""
     from datetime import UTC, datetime, timedelta
 
-    from mailgate.pipeline import Processor
+    from mailgate.tickets.pipeline import Processor
 
     _, to_alice = opened(desk)
     answer(desk, to_alice, "alice@example.com", "#resolve\n")
@@ -260,7 +260,7 @@ def test_agent_reply_keeps_its_attachments(desk: Any) -> None:
     # The agent's article keeps the file too, stored once by its hash.
     import hashlib
 
-    from mailgate.attachments import load_attachment
+    from mailgate.tickets.attachment_store import load_attachment
 
     with desk.sessions() as session:
         assert manual == load_attachment(session.connection(), hashlib.sha256(manual).hexdigest())

@@ -12,8 +12,8 @@ import pytest
 
 from mailgate.agents.commands import interpret, split_commands
 from mailgate.agents.directory import load_directory, load_directory_text
-from mailgate.lifecycle import csat_rating, is_thanks_only
 from mailgate.rules.model import RulesError
+from mailgate.tickets.lifecycle import csat_rating, is_thanks_only
 from tests.agents.conftest import FIXTURES
 from tests.conftest import make_mail, run_cli, wait_until
 from tests.helpers import deliver, outbox_mails

@@ -1,0 +1,442 @@
+"""One message, from thread to stored: the middle of the road.
+
+thread (which ticket?) -> rules (route, prioritise) -> store (ticket,
+article, participants, event) -> agents (relay, note, commands) ->
+acknowledgement. Runs inside the batch transaction that pipeline.py opens;
+takes plain values (a parsed message, the guard's verdict) and returns a
+plain Result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import Connection
+
+from mailgate import guard
+from mailgate.agents.auth import check_agent
+from mailgate.agents.desk import handle_agent_mail, notify_agents
+from mailgate.message import Address, Envelope, ParsedMessage
+from mailgate.rules import Decision, RuleContext
+from mailgate.service.runtime import Runtime
+from mailgate.store.writes import (
+    CoreTicketLookup,
+    TicketView,
+    add_participants,
+    finish_inbound,
+    insert_event,
+    insert_ticket,
+    ticket_times,
+    ticket_view,
+    touch_ticket,
+    update_ticket,
+)
+from mailgate.threading.resolve import resolve
+from mailgate.threading.subject import ticket_subject
+from mailgate.tickets import lifecycle
+from mailgate.tickets.articles import Incoming, store_incoming
+from mailgate.tickets.bounces import record_bounce
+from mailgate.tickets.notify import automatic_mail_permission, enqueue, render_to, send_notice
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one inbound row."""
+
+    inbound_id: int
+    state: str  # done | duplicate | quarantined | dropped | rejected | bounce | failed
+    ticket_id: int | None = None
+    article_id: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased inbound row, read in the claiming transaction."""
+
+    id: int
+    raw: bytes
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    source: str
+    received_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The pure part of processing, done outside the write transaction."""
+
+    message: ParsedMessage
+    envelope: Envelope
+    verdict: guard.GuardVerdict
+    dedupe_key: str
+    # A delivery report's contents, read here so that the write transaction
+    # only records it.
+    report: guard.DeliveryReport | None = None
+
+
+def dedupe_key(message: ParsedMessage, raw: bytes) -> str:
+    """One key per message: its Message-ID, or its bytes when it has none."""
+    if message.message_id:
+        return f"mid:{message.message_id}"[:600]
+    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
+
+
+class MessageHandler:
+    """What happens to one prepared message inside the batch transaction."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def handle(
+        self, conn: Connection, row_id: int, claim: Claim, ready: Prepared, known: dict[str, tuple[int, int]]
+    ) -> Result:
+        runtime = self.runtime
+        now = datetime.now(UTC)
+        message, envelope, verdict = ready.message, ready.envelope, ready.verdict
+        bound = log.bind(inbound_id=row_id, message_id=message.message_id)
+
+        if verdict.is_delivery_report:
+            # DSNs never become tickets; one about our own mail is recorded.
+            bounce = record_bounce(
+                conn,
+                ready.report,
+                claim.rcpt_tos,
+                helpdesk_address=runtime.config.helpdesk.address,
+                keys=runtime.keys.keys,
+                now=now,
+            )
+            bound.info("process.bounce", ticket_id=bounce.ticket_id, reason=bounce.reason)
+            return self._finish(conn, row_id, "bounce", bounce.reason, now, ticket_id=bounce.ticket_id)
+
+        existing = known.get(ready.dedupe_key)
+        if existing is not None:
+            article_id, ticket_id = existing
+            bound.info("process.duplicate", article_id=article_id, ticket_id=ticket_id)
+            reason = f"same message as article {article_id} of ticket {ticket_id}"
+            return self._finish(
+                conn, row_id, "duplicate", reason, now, ticket_id=ticket_id, article_id=article_id
+            )
+
+        lookup = CoreTicketLookup(conn)
+        thread = resolve(
+            message,
+            envelope,
+            helpdesk_address=runtime.config.helpdesk.address,
+            ref_prefix=runtime.config.helpdesk.ref_prefix,
+            keys=runtime.keys,
+            lookup=lookup,
+            token_bases=runtime.directory.token_bases,
+            identities=self._agent_identity,
+        )
+        ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
+        sender = message.sender.email if message.sender else claim.mail_from.lower()
+        directory = runtime.directory
+        recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
+        comment_queue = next((q for a in recipients if (q := directory.comment_queue(a)) is not None), None)
+        is_agent = directory.agent_for(sender) is not None and (ticket is None or sender != ticket.requester)
+        incoming = Incoming(
+            row_id, ready.dedupe_key, message, verdict, thread.threaded_by, claim.received_at, sender
+        )
+        if ticket is not None and (is_agent or comment_queue is not None):
+            check = check_agent(message, thread, directory, runtime.trusted_authserv_ids)
+            article_id, why = handle_agent_mail(conn, runtime, ticket, incoming, check, comment_queue, now)
+            known[ready.dedupe_key] = (article_id, ticket.id)
+            bound.info("process.agent_mail", ticket=ticket.ref, article_id=article_id, outcome=why)
+            return self._finish(conn, row_id, "done", why, now, ticket_id=ticket.id, article_id=article_id)
+        if comment_queue is not None:
+            why = f"mail to the comment address of queue {comment_queue.name} does not answer a known ticket"
+            return self._finish(conn, row_id, "quarantined", why, now)
+        outcome = None
+        linked: int | None = None
+        if ticket is not None:
+            outcome = lifecycle.classify_reply(
+                ticket.status,
+                from_requester=sender == ticket.requester,
+                text=message.new_text,
+                human=verdict.may_auto_reply,
+                reopen_policy=directory.reopen_policy(ticket.queue),
+            )
+            if outcome.kind == "new_ticket":
+                linked, ticket = ticket.id, None
+        decision = runtime.rules.decide(
+            message,
+            envelope,
+            RuleContext(
+                is_reply=ticket is not None,
+                ticket_status=ticket.status if ticket is not None else None,
+                our_addresses=runtime.config_addresses,
+                now=claim.received_at,
+                trusted_authserv_ids=runtime.trusted_authserv_ids,
+                language=ticket.language if ticket is not None else None,
+            ),
+        )
+        if decision.action != "accept":
+            state = {"drop": "dropped", "quarantine": "quarantined", "reject": "rejected"}[decision.action]
+            reason = f"rule: {decision.reason}"
+            if decision.action == "reject" and decision.reject_template:
+                reason += "; " + self._reject_notice(conn, message, decision, verdict, now)
+            bound.info("process.rule_action", action=decision.action, reason=reason)
+            return self._finish(conn, row_id, state, reason, now)
+
+        is_new = ticket is None
+        if ticket is None:
+            ticket = self._open_ticket(conn, message, decision, now, recipients, linked)
+        else:
+            self._apply_to_reply(conn, ticket, decision)
+
+        article_id = store_incoming(
+            conn,
+            runtime,
+            ticket.id,
+            incoming,
+            visibility="internal" if decision.internal else "public",
+            kind="request" if is_new else "reply",
+            text=message.new_text,
+        )
+        known[ready.dedupe_key] = (article_id, ticket.id)
+        ours = runtime.is_our_address
+        add_participants(
+            conn,
+            ticket.id,
+            [(sender, "requester" if is_new else "cc")]
+            + [(a.email, "cc") for a in (*message.to, *message.cc) if a.email and not ours(a.email)],
+            new_ticket=is_new,
+        )
+        insert_event(
+            conn,
+            ticket.id,
+            "created" if is_new else "article_added",
+            now,
+            article_id=article_id,
+            threading=list(thread.reasons),
+            guard=verdict.kind,
+            guard_reasons=list(verdict.reasons),
+            rules=list(decision.matched_rules),
+        )
+        if decision.notify:
+            self._notify_by_rule(conn, ticket, message, decision, sender, now)
+        if is_new:
+            self._acknowledge(conn, ticket, message, decision, verdict, now)
+            notify_agents(conn, runtime, ticket, message, now, event="new")
+        else:
+            touch_ticket(conn, ticket.id, now)
+            self._follow_reply(conn, ticket, message, outcome, now)
+        bound.info(
+            "process.stored",
+            ticket=ticket.ref,
+            ticket_id=ticket.id,
+            article_id=article_id,
+            threaded_by=thread.threaded_by,
+            guard=verdict.kind,
+        )
+        return self._finish(
+            conn, row_id, "done", "; ".join(thread.reasons), now, ticket_id=ticket.id, article_id=article_id
+        )
+
+    def _notify_by_rule(
+        self,
+        conn: Connection,
+        ticket: TicketView,
+        message: ParsedMessage,
+        decision: Decision,
+        sender: str,
+        now: datetime,
+    ) -> None:
+        """The rules' `notify:` addresses hear of the mail (internal: no rate limit)."""
+        article = {
+            "sender": sender,
+            "sender_name": message.sender.name if message.sender else "",
+            "text": message.new_text,
+        }
+        for address in dict.fromkeys(a.lower() for a in decision.notify):
+            if address == sender:
+                continue
+            mail = render_to(
+                self.runtime,
+                ticket,
+                "rule_notify",
+                Address(address),
+                kind="rule_notify",
+                extra={"article": article, "rules": list(decision.matched_rules)},
+                in_reply_to=message.message_id,
+                auto_submitted="auto-generated",
+            )
+            enqueue(conn, self.runtime, ticket.id, mail, automatic=False, now=now, visibility="internal")
+
+    def _reject_notice(
+        self,
+        conn: Connection,
+        message: ParsedMessage,
+        decision: Decision,
+        verdict: guard.GuardVerdict,
+        now: datetime,
+    ) -> str:
+        """Tell the sender why their mail was refused, if we may answer them at all."""
+        assert decision.reject_template is not None
+        permission = automatic_mail_permission(conn, self.runtime, verdict, message.sender, now)
+        if permission.refused is not None or message.sender is None:
+            return f"no notice: {permission.refused}"
+        send_notice(
+            conn,
+            self.runtime,
+            decision.reject_template,
+            message.sender,
+            {
+                "requester": {"name": message.sender.name, "email": message.sender.email},
+                "original": {"subject": message.subject},
+                # Only the admin's `reason:` text, never our rule's name or line.
+                "reason": decision.reason.partition("): ")[2] or "it matched one of our filtering rules",
+            },
+            language=decision.language,
+            queue=self.runtime.directory.template_folder(decision.queue),
+            in_reply_to=message.message_id,
+            now=now,
+        )
+        return f"notice {decision.reject_template!r} sent to {message.sender.email}"
+
+    def _agent_identity(self, sender: str) -> tuple[str, ...]:
+        agent = self.runtime.directory.agent_for(sender)
+        return (agent.address,) if agent is not None else ()
+
+    def _follow_reply(
+        self,
+        conn: Connection,
+        ticket: TicketView,
+        message: ParsedMessage,
+        outcome: lifecycle.ReplyOutcome | None,
+        now: datetime,
+    ) -> None:
+        """What a requester-side reply does to the lifecycle, and who hears of it."""
+        if outcome is None:
+            return
+        insert_event(conn, ticket.id, "reply_outcome", now, outcome=outcome.kind, reason=outcome.reason)
+        if outcome.kind == "csat" and outcome.rating is not None:
+            already = ticket_times(conn, ticket.id).csat_rating
+            lifecycle.record_rating(conn, self.runtime, ticket, outcome.rating, already, now)
+            return
+        if outcome.kind == "quiet":
+            return
+        if outcome.kind in ("reopen", "answered"):
+            ticket = lifecycle.set_status(conn, self.runtime, ticket, "open", now, by="requester")
+        notify_agents(conn, self.runtime, ticket, message, now, event="reply")
+
+    def _open_ticket(
+        self,
+        conn: Connection,
+        message: ParsedMessage,
+        decision: Decision,
+        now: datetime,
+        recipients: list[str] | None = None,
+        linked: int | None = None,
+    ) -> TicketView:
+        prefix = self.runtime.config.helpdesk.ref_prefix
+        queue = decision.queue
+        # Mail to a queue's own address lands in that queue unless a rule said otherwise.
+        if "queue" not in decision.changed:
+            directory = self.runtime.directory
+            routed = next((q for a in recipients or () if (q := directory.queue_for_address(a))), None)
+            queue = routed.name if routed is not None else queue
+            # A follow-up of a closed ticket stays with the people who knew it.
+            previous = ticket_view(conn, linked) if linked is not None else None
+            queue = previous.queue if previous is not None else queue
+        ticket = insert_ticket(
+            conn,
+            prefix,
+            subject=ticket_subject(message.subject, prefix)[:1000],
+            status="new",
+            priority=decision.priority,
+            queue=queue,
+            category=decision.category,
+            tags=list(decision.tags),
+            language=decision.language,
+            requester=message.sender.email if message.sender else "",
+            requester_name=" ".join((message.sender.name if message.sender else "").split()),
+            assignee=decision.assignee,
+            created_at=now,
+            updated_at=now,
+        )
+        if linked is not None:
+            update_ticket(conn, ticket.id, linked_ticket_id=linked)
+            insert_event(
+                conn, ticket.id, "linked", now, previous_ticket=linked, reason="reply to a closed ticket"
+            )
+            insert_event(conn, linked, "followed_up", now, new_ticket=ticket.id)
+        return ticket
+
+    def _apply_to_reply(self, conn: Connection, ticket: TicketView, decision: Decision) -> None:
+        changes: dict[str, object] = {}
+        # A rule written for replies may change fields; defaults never do.
+        for name in ("priority", "queue", "category", "assignee"):
+            if name in decision.changed:
+                changes[name] = getattr(decision, name)
+        if "tags" in decision.changed:
+            changes["tags"] = sorted({*ticket.tags, *decision.tags})
+        if changes:
+            update_ticket(conn, ticket.id, **changes)
+
+    def _acknowledge(
+        self,
+        conn: Connection,
+        ticket: TicketView,
+        message: ParsedMessage,
+        decision: Decision,
+        verdict: guard.GuardVerdict,
+        now: datetime,
+    ) -> None:
+        why_not = None
+        if decision.ack_template is None:
+            why_not = decision.ack_reason or "rules say: no acknowledgement"
+        else:
+            permission = automatic_mail_permission(conn, self.runtime, verdict, message.sender, now)
+            why_not = permission.refused
+            if permission.limit_notice and message.sender is not None:
+                # Exactly one "no more automatic replies today" (it counts
+                # as sent, so the next one finds the day over its limit).
+                notice = render_to(
+                    self.runtime,
+                    ticket,
+                    "limit_notice",
+                    message.sender,
+                    kind="limit_notice",
+                    in_reply_to=message.message_id,
+                )
+                enqueue(conn, self.runtime, ticket.id, notice, automatic=True, now=now)
+                why_not = f"{permission.refused}; sent the one daily limit notice"
+        if why_not is not None:
+            insert_event(conn, ticket.id, "ack_suppressed", now, reason=why_not)
+            log.info("process.ack_suppressed", ticket=ticket.ref, reason=why_not)
+            return
+        assert message.sender is not None and decision.ack_template is not None
+        references = tuple(message.references) + ((message.message_id,) if message.message_id else ())
+        mail = render_to(
+            self.runtime,
+            ticket,
+            decision.ack_template,
+            message.sender,
+            kind="ack",
+            in_reply_to=message.message_id,
+            references=references,
+        )
+        enqueue(conn, self.runtime, ticket.id, mail, automatic=True, now=now)
+
+    @staticmethod
+    def _finish(
+        conn: Connection,
+        row_id: int,
+        state: str,
+        reason: str,
+        now: datetime,
+        *,
+        ticket_id: int | None = None,
+        article_id: int | None = None,
+    ) -> Result:
+        stored_state = {"duplicate": "done", "bounce": "done"}.get(state, state)
+        finish_inbound(conn, row_id, stored_state, reason, now)
+        return Result(row_id, state, ticket_id, article_id, reason)

@@ -1,0 +1,285 @@
+"""The processing stage: a durable inbound row becomes an article.
+
+Claim a batch of pending rows, parse and guard them (pure, outside the
+write transaction), then hand them to handle.py in write transactions of
+at most ``SLICE_SECONDS`` each. The inbound row is marked done in the same
+transaction that stores what it caused, so a crash anywhere leaves it
+either pending (processed again) or fully done: exactly once. A slice runs
+without savepoints; if any message fails, it is rolled back whole and the
+rest of the batch is redone one savepoint per message.
+
+A row is leased and its attempt counted in a commit of its own before work
+starts, so a message that crashes the process is quarantined after
+``limits.max_attempts`` tries instead of looping for ever.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.orm import Session
+
+from mailgate import guard
+from mailgate.faults import crash_point
+from mailgate.message import Envelope
+from mailgate.outbox.deliver import Due, OutboxWorker
+from mailgate.parse import parse
+from mailgate.service import metrics
+from mailgate.service.runtime import Runtime
+from mailgate.store.db import transaction
+from mailgate.store.models import Inbound
+from mailgate.store.writes import deferred_writes, existing_articles
+from mailgate.tickets import lifecycle
+from mailgate.tickets.handle import Claim, MessageHandler, Prepared, Result, dedupe_key
+
+log = structlog.get_logger(__name__)
+
+# The claim runs once per batch; statements built once (see store/writes.py).
+_PENDING = (
+    select(Inbound.id, Inbound.attempts, Inbound.reason)
+    .where(
+        Inbound.state == "pending",
+        or_(Inbound.lease_until.is_(None), Inbound.lease_until < bindparam("b_now")),
+    )
+    .order_by(Inbound.id)
+    .limit(bindparam("b_limit"))
+)
+_LEASE_INBOUND = (
+    update(Inbound)
+    .where(Inbound.id.in_(bindparam("b_ids", expanding=True)))
+    .values(attempts=Inbound.attempts + 1, lease_until=bindparam("b_until"))
+)
+_CLAIMED = (
+    select(
+        Inbound.id,
+        Inbound.raw,
+        Inbound.mail_from,
+        Inbound.rcpt_tos,
+        Inbound.source,
+        Inbound.received_at,
+        Inbound.attempts,
+    )
+    .where(Inbound.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(Inbound.id)
+)
+
+# How long one processing transaction may hold SQLite's write lock before it
+# commits and lets the other writers in (the spool importer, the delivery
+# worker's marks, `mailgate ingest`).
+SLICE_SECONDS = 0.010
+
+# How often the processing loop looks for quiet tickets to close.
+AUTO_CLOSE_EVERY = timedelta(minutes=5)
+
+
+class Processor:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        batch: int = 32,
+        lease_seconds: float = 300.0,
+        outbox: OutboxWorker | None = None,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self._batch = batch
+        self._lease = timedelta(seconds=lease_seconds)
+        # The outbox worker of this process, if it has one: it gets the rows a
+        # batch queued leased in the batch's own transaction. Otherwise
+        # ``on_queued`` tells the delivery worker after each commit.
+        self._outbox = outbox
+        self._on_queued = on_queued
+        self.wake = threading.Event()
+        self._next_auto_close = datetime.now(UTC)
+        self._handler = MessageHandler(runtime)
+
+    # -- driving -----------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, idle_poll_seconds: float = 2.0) -> None:
+        while not stop.is_set():
+            try:
+                done = self.process_pending()
+            except Exception as exc:  # keep processing after a database hiccup
+                log.error("process.loop_error", error=str(exc))
+                done = []
+            self.maybe_auto_close()
+            if not done:
+                self.wake.wait(idle_poll_seconds)
+                self.wake.clear()
+
+    def maybe_auto_close(self, now: datetime | None = None) -> int:
+        """Close quiet tickets, at most every few minutes (cheap indexed query)."""
+        now = now or datetime.now(UTC)
+        if now < self._next_auto_close:
+            return 0
+        self._next_auto_close = now + AUTO_CLOSE_EVERY
+        try:
+            with transaction(self.runtime.sessions) as session:
+                return lifecycle.auto_close(session.connection(), self.runtime, now)
+        except Exception as exc:  # a database hiccup must not stop processing
+            log.error("lifecycle.auto_close_failed", error=str(exc))
+            return 0
+
+    def release_leases(self) -> None:
+        """Forget leases at start-up: on a single host nobody else holds them."""
+        with transaction(self.runtime.sessions) as session:
+            session.execute(update(Inbound).where(Inbound.state == "pending").values(lease_until=None))
+
+    def process_pending(self, only_ids: Sequence[int] | None = None) -> list[Result]:
+        """Claim up to one batch of pending rows and process them."""
+        claimed = self._claim(only_ids)
+        if not claimed:
+            return []
+        # Parsing and the guard are pure and the slowest part: done before the
+        # write transaction, so the database is held only for the writes.
+        prepared = [(claim, self._prepare(claim)) for claim in claimed]
+        results: list[Result] = []
+        while prepared:
+            done = self._fast_slice(prepared)
+            if done is None:
+                # The slow, safe path: each message in a savepoint of its own,
+                # so one that fails is recorded and the others still commit.
+                done = self._slow_batch(prepared)
+            _measure(prepared[: len(done)], done)
+            results += done
+            del prepared[: len(done)]
+        crash_point("processed")
+        return results
+
+    def _fast_slice(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result] | None:
+        """The first messages in one transaction without savepoints, or None.
+
+        The transaction holds SQLite's single write lock, which other
+        writers wait for, so it commits after ``SLICE_SECONDS``; the rest of
+        the batch follows in further slices.
+
+        Savepoints cost two statements and SQLAlchemy bookkeeping per
+        message; nearly every batch has no failure, so it runs without them
+        and only a slice that fails is rolled back whole and done again the
+        slow way (its "process.stored" log lines then appear twice).
+        """
+        if isinstance(prepared[0][1], BaseException):
+            return None
+        results: list[Result] = []
+        due: list[Due] = []
+        try:
+            with transaction(self.runtime.sessions) as session:
+                conn = session.connection()
+                keys = [ready.dedupe_key for _, ready in prepared if isinstance(ready, Prepared)]
+                known = existing_articles(conn, keys)
+                deadline = time.monotonic() + SLICE_SECONDS
+                with deferred_writes(conn):
+                    for claim, ready in prepared:
+                        if not isinstance(ready, Prepared) or (results and time.monotonic() > deadline):
+                            break
+                        results.append(self._handler.handle(conn, claim.id, claim, ready, known))
+                if self._outbox is not None:
+                    due = self._outbox.lease_due(conn)
+        except Exception as exc:  # redone message by message, each failure recorded
+            log.info("process.batch_retried_one_by_one", error=f"{type(exc).__name__}: {exc}")
+            return None
+        if self._outbox is not None:
+            self._outbox.hand_over(due)
+        self._queued()
+        return results
+
+    def _slow_batch(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result]:
+        keys = [ready.dedupe_key for _, ready in prepared if isinstance(ready, Prepared)]
+        with transaction(self.runtime.sessions) as session:
+            known = existing_articles(session.connection(), keys)
+            results = [self._process_row(session, claim.id, claim, ready, known) for claim, ready in prepared]
+        if self._outbox is not None:
+            self._outbox.wake.set()
+        self._queued()
+        return results
+
+    def _queued(self) -> None:
+        if self._on_queued is not None:
+            self._on_queued()
+
+    def _prepare(self, claim: Claim) -> Prepared | BaseException:
+        try:
+            message = parse(claim.raw)
+            envelope = Envelope(claim.mail_from, claim.rcpt_tos, claim.source, claim.received_at)
+            verdict = guard.check(message, envelope, self.runtime.own, claim.raw)
+            report = guard.parse_dsn(claim.raw) if verdict.is_delivery_report else None
+        except Exception as exc:  # recorded on the row like any other failure
+            return exc
+        return Prepared(message, envelope, verdict, dedupe_key(message, claim.raw), report)
+
+    def _claim(self, only_ids: Sequence[int] | None) -> list[Claim]:
+        now = datetime.now(UTC)
+        limits = self.runtime.config.limits
+        # A lease lost to a power cut is harmless: the row is claimed again.
+        with transaction(self.runtime.lease_sessions) as session:
+            query = _PENDING
+            if only_ids is not None:
+                query = query.where(Inbound.id.in_(list(only_ids)))
+            if session.bind is not None and session.bind.dialect.name == "postgresql":
+                # Several instances on one database each take different rows.
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query, {"b_now": now, "b_limit": self._batch}).all()
+            claimed = []
+            for row_id, attempts, reason in rows:
+                if attempts >= limits.max_attempts:
+                    why = f"processing failed {attempts} times; last error: {reason or 'the process died'}"
+                    session.execute(
+                        update(Inbound)
+                        .where(Inbound.id == row_id)
+                        .values(state="quarantined", reason=why, lease_until=None, processed_at=now)
+                    )
+                    log.error("process.quarantined", inbound_id=row_id, reason=why)
+                    continue
+                claimed.append(row_id)
+            if not claimed:
+                return []
+            session.execute(_LEASE_INBOUND, {"b_ids": claimed, "b_until": now + self._lease})
+            found = session.execute(_CLAIMED, {"b_ids": claimed}).all()
+        return [
+            Claim(row_id, raw, mail_from, tuple(rcpt_tos or ()), source, received_at, attempts)
+            for row_id, raw, mail_from, rcpt_tos, source, received_at, attempts in found
+        ]
+
+    def _process_row(
+        self,
+        session: Session,
+        row_id: int,
+        claim: Claim,
+        ready: Prepared | BaseException,
+        known: dict[str, tuple[int, int]],
+    ) -> Result:
+        conn = session.connection()
+        try:
+            if isinstance(ready, BaseException):
+                raise ready
+            with conn.begin_nested():
+                return self._handler.handle(conn, row_id, claim, ready, known)
+        except Exception as exc:  # one bad message must not stop the batch
+            # The savepoint is gone; record why on the row and retry later.
+            attempts = claim.attempts + 1
+            reason = f"attempt {attempts}: {type(exc).__name__}: {exc}"[:2000]
+            conn.execute(
+                update(Inbound)
+                .where(Inbound.id == row_id)
+                .values(reason=reason, lease_until=datetime.now(UTC) + timedelta(seconds=30 * attempts))
+            )
+            log.exception("process.failed", inbound_id=row_id, attempt=attempts)
+            return Result(row_id, "failed", reason=reason)
+
+    # -- one message -------------------------------------------------------
+
+
+def _measure(prepared: list[tuple[Claim, Prepared | BaseException]], results: list[Result]) -> None:
+    if not metrics.enabled():
+        return
+    now = datetime.now(UTC)
+    for (claim, _), result in zip(prepared, results, strict=True):
+        metrics.count("processed", state=result.state)
+        if result.state != "failed":
+            metrics.observe("processing_delay", (now - claim.received_at).total_seconds())
