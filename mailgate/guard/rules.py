@@ -48,12 +48,16 @@ class Clues:
 
     @cached_property
     def own_text(self) -> str:
-        """The start of what the sender wrote (quotes and signature stripped), lower-cased.
+        """The start of the body down to the first quoted history, lower-cased.
 
-        The body rules (:mod:`mailgate.guard.notices`) read only this: the
-        sentences they look for come early, and the guard runs on every mail.
+        The body rules (:mod:`mailgate.guard.notices`) read only this. It is
+        not the parse stage's ``new_text``: that trimmer takes a block of
+        "To:"/"Subject:" lines for a quote header, and challenge mail quotes
+        the challenged message's headers just so. Here only ">" lines and
+        the separators that mail clients write above a quoted or forwarded
+        mail ("-----Original Message-----", "From: …") end the text.
         """
-        return self.message.new_text[:4096].lower()
+        return text_before_history(self.message.text[:4096]).lower()
 
 
 def gather_clues(message: ParsedMessage, envelope: Envelope, own: OwnIdentity) -> Clues:
@@ -74,6 +78,24 @@ def gather_clues(message: ParsedMessage, envelope: Envelope, own: OwnIdentity) -
         content_type=holder.get_content_type().lower(),
         report_type=report_type.strip().lower() if isinstance(report_type, str) else "",
     )
+
+
+# Where a client starts the quoted or forwarded mail: Outlook's "-----
+# Original Message-----" (and its Dutch and German), forwarding markers, and
+# a "From:" header line as Outlook and Notes write above the quoted mail.
+_HISTORY = re.compile(
+    r"^[ \t]*(-{2,}[ \t]*(original message|oorspronkelijk bericht|urspr\u00fcngliche nachricht"
+    r"|forwarded message|doorgestuurd bericht|weitergeleitete nachricht)"
+    r"|(from|van|von|de)[ \t]*:[ \t]*\S)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def text_before_history(text: str) -> str:
+    """``text`` without ">"-quoted lines and cut where quoted history starts."""
+    found = _HISTORY.search(text)
+    head = text[: found.start()] if found else text
+    return "\n".join(line for line in head.splitlines() if not line.lstrip().startswith(">"))
 
 
 def local_part(address: str) -> str:

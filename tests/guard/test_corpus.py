@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mailgate.guard.dsn import parse_dsn
-from tests.content.corpus import SISIMAI_SET, ZAMMAD, needs_zammad
+from tests.content.corpus import SISIMAI_SET, TRIMMER, ZAMMAD, needs_zammad
 from tests.guard.helpers import check_raw
 
 SISIMAI = SISIMAI_SET
@@ -161,7 +161,7 @@ def test_zammad_ordinary_mail_stays_human() -> None:
     assert ZAMMAD_NOT_HUMAN == not_human
 
 
-REPLY_TRIMMER = CORPUS / "email-reply-trimmer" / "emails"
+REPLY_TRIMMER = TRIMMER / "emails"
 
 
 def _as_a_mail(body: bytes, subject: bytes, name: str) -> bytes:
@@ -178,7 +178,7 @@ def test_reply_trimmer_bodies_are_people() -> None:
     """64 real reply bodies in 13 languages (quotes, signatures, forwarded mail, Dutch among
     them), as a new mail and as a reply: not one is silenced by a body or subject rule."""
     paths = sorted(REPLY_TRIMMER.glob("*.txt"))
-    assert 64 == len(paths), "the shared corpus is missing"
+    assert 64 == len(paths), "tests/corpora/email-reply-trimmer is missing"
     silenced = [
         (path.name, subject)
         for path in paths

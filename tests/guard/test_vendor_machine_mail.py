@@ -38,6 +38,7 @@ PEOPLE = [
     "human_reply_to_domino",
     "human_forwarded_domino",
     "human_pasted_domino_note",
+    "human_outlook_reply_to_challenge",
 ]
 
 
