@@ -9,16 +9,17 @@ sentence and returns a reason, like the header rules in
 
 Three things keep these rules from silencing people:
 
-* only the text the sender wrote is read (``new_text``: quotes and the
-  signature already stripped), so a person replying to such a mail and
-  quoting it is still a person;
+* only the body above any quoted history is read (``Clues.own_text``: no
+  ">" lines, nothing below "-----Original Message-----" or a "From:"
+  line), so a person replying to such a mail and quoting it is still a
+  person;
 * a forwarded mail ("Fwd:", "WG:", "Doorst:" …) is a person asking about it,
   so none of these rules looks at it;
 * each sentence is a vendor's own wording, long and specific, never a
   phrase like "out of office" that people write too.
 
-Only the first few kilobytes are read (``Clues.own_text``), and each rule
-first looks for one plain keyword, so ordinary mail costs a few substring
+Only the first few kilobytes are read, and each rule first looks for one
+plain keyword (``Clues.text_head``), so ordinary mail costs a few substring
 searches.
 """
 
@@ -68,9 +69,9 @@ _CHALLENGES = (
 )
 
 
-def _own_words(clues: Clues) -> str | None:
-    """The start of the sender's own text, lower-cased; None for a forward."""
-    if _FORWARD.match(clues.message.subject):
+def _own_words(clues: Clues, keyword: str) -> str | None:
+    """The sender's own text, lower-cased, if ``keyword`` is in the body; None for a forward."""
+    if keyword not in clues.text_head or _FORWARD.match(clues.message.subject):
         return None
     return clues.own_text
 
@@ -88,19 +89,17 @@ def domino_out_of_office_note(clues: Clues) -> str | None:
     the note into a mail from another client to ask how to switch it off
     is asking a question.
     """
-    text = _own_words(clues)
-    if text and _DOMINO_KEYWORD in text and _DOMINO_NOTE.search(text) and _from_domino(clues):
+    text = _own_words(clues, _DOMINO_KEYWORD)
+    if text and _DOMINO_NOTE.search(text) and _from_domino(clues):
         return "body carries Lotus Notes/Domino's out-of-office note ('This is an automated response …')"
     return None
 
 
 def challenge_notice(clues: Clues) -> str | None:
     """A challenge-response filter asking us to confirm or whitelist ourselves."""
-    text = _own_words(clues)
-    if not text:
-        return None
     for vendor, keyword, sentence in _CHALLENGES:
-        if keyword in text and sentence.search(text):
+        text = _own_words(clues, keyword)
+        if text and sentence.search(text):
             return f"body is a {vendor} challenge-response request"
     return None
 

@@ -59,6 +59,11 @@ class Clues:
         """
         return text_before_history(self.message.text[:4096]).lower()
 
+    @cached_property
+    def text_head(self) -> str:
+        """The first few kilobytes of the body, lower-cased: the body rules' cheap keyword test."""
+        return self.message.text[:4096].lower()
+
 
 def gather_clues(message: ParsedMessage, envelope: Envelope, own: OwnIdentity) -> Clues:
     """Read the values several rules share, once."""

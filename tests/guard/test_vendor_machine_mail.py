@@ -53,7 +53,8 @@ def test_real_machine_mail_is_recognised_by_its_rule(name: str, kind: str, reaso
 @pytest.mark.parametrize("name", PEOPLE)
 def test_people_who_write_about_machine_mail_are_answered(name: str) -> None:
     """Sentences about out-of-office, confirming or verifying, a Dutch 'Auto:' (car), a reply
-    to or a forward of a Domino reply, a pasted Domino note: all ordinary mail, no reason fires."""
+    to or a forward of a Domino reply, a pasted Domino note, an Outlook reply quoting a
+    challenge: all ordinary mail, no reason fires."""
     verdict = check_raw(fixture(name))
     assert ("human", True, ()) == (verdict.kind, verdict.may_auto_reply, verdict.reasons)
 
