@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mailgate.ingest.delivery_order import header_time, maildir_name_time, mbox_from_line_time
 from mailgate.message import Envelope
 from mailgate.store.inbound import InboundItem
 
@@ -72,36 +73,74 @@ def count_messages(path: Path) -> int:
         box.close()
 
 
-def read_mailbox(path: Path, default_rcpt: str) -> Iterator[InboundItem]:
-    """Every message of a Maildir folder or mbox file, keyed by its bytes.
+def read_mailbox(path: Path, default_rcpt: str, *, source: str = "import") -> Iterator[InboundItem]:
+    """Every message of a Maildir folder or mbox file, in delivery order,
+    keyed by its bytes.
 
     The key makes an import idempotent: running it again after an
-    interruption stores nothing twice.
+    interruption stores nothing twice. Each item's ``received_at`` is the
+    message's delivery time (see ``delivery_order``), so that age limits and
+    a history import see when the mail really came in.
     """
-    box: mailbox.Mailbox[mailbox.Message] = (
-        mailbox.Maildir(path, factory=None, create=False)
-        if path.is_dir()
-        else mailbox.mbox(path, create=False)
-    )
+    if path.is_dir():
+        yield from _read_maildir(mailbox.Maildir(path, factory=None, create=False), default_rcpt, source)
+        return
+    box = mailbox.mbox(path, create=False)
     try:
+        # File order is delivery order: an mbox is only ever appended to.
         for key in box.iterkeys():
             try:
+                message = box.get_message(key)
                 raw = box.get_bytes(key)
             except (OSError, KeyError):
                 continue
-            yield _import_item(raw, default_rcpt)
+            when = mbox_from_line_time(message.get_from()) or header_time(header_block(raw))
+            yield _import_item(raw, default_rcpt, received_at=when, source=source)
     finally:
         box.close()
 
 
-def _import_item(raw: bytes, default_rcpt: str) -> InboundItem:
+def _read_maildir(box: mailbox.Maildir, default_rcpt: str, source: str) -> Iterator[InboundItem]:
+    """A Maildir's messages sorted by delivery time: the file name's, else the headers'."""
+    timed: list[tuple[datetime, str]] = []
+    for key in box.iterkeys():
+        when = maildir_name_time(key)
+        if when is None:
+            when = _maildir_header_time(box, key)
+        # No time anywhere: after everything that has one, in name order.
+        timed.append((when or _NO_TIME, key))
+    timed.sort()
+    for when, key in timed:
+        try:
+            raw = box.get_bytes(key)
+        except (OSError, KeyError):
+            continue
+        yield _import_item(raw, default_rcpt, received_at=None if when is _NO_TIME else when, source=source)
+
+
+_NO_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def _maildir_header_time(box: mailbox.Maildir, key: str) -> datetime | None:
+    try:
+        with box.get_file(key) as file:
+            return header_time(header_block(file.read(65536)))
+    except (OSError, KeyError):
+        return None
+
+
+def _import_item(
+    raw: bytes, default_rcpt: str, *, received_at: datetime | None = None, source: str = "import"
+) -> InboundItem:
+    now = datetime.now(UTC)
     return InboundItem(
         raw=raw,
         envelope=Envelope(
             mail_from=envelope_sender(raw),
             rcpt_tos=(default_rcpt,),
-            source="import",
-            received_at=datetime.now(UTC),
+            source=source,
+            # A name or header dated in the future is a wrong clock, not a delivery.
+            received_at=min(received_at or now, now),
         ),
         source_key=hashlib.sha256(raw).hexdigest(),
     )
