@@ -61,7 +61,7 @@ class Claim:
 
     id: int
     raw: bytes
-    mail_from: str
+    mail_from: str | None  # None: not recorded (see message.Envelope)
     rcpt_tos: tuple[str, ...]
     source: str
     received_at: datetime
@@ -136,7 +136,9 @@ class MessageHandler:
             identities=self._agent_identity,
         )
         ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
-        sender = message.sender.email if message.sender else claim.mail_from.lower()
+        # From; without one, the envelope sender, else the Sender header.
+        fallback = claim.mail_from or guard.sender.header_sender(message) or ""
+        sender = message.sender.email if message.sender else fallback.lower()
         directory = runtime.directory
         recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
         comment_queue = next((q for a in recipients if (q := directory.comment_queue(a)) is not None), None)
