@@ -26,4 +26,7 @@ def test_envelope_sender_is_unknown_without_return_path_and_null_only_when_recor
 
 def test_a_folded_return_path_is_read_whole() -> None:
     """A value on the continuation line is the address, not an empty (null) path."""
-    assert "carol@example.org" == envelope_sender(b"Return-Path:\r\n <carol@example.org>\r\nTo: x@y.z\r\n\r\n")
+    raw = b"Return-Path:\r\n <carol@example.org>\r\nTo: x@y.z\r\n\r\n"
+    assert "carol@example.org" == envelope_sender(raw)
+    # Bare CR line ends (sisimai's lhost-gmx-01): the next header is not the value.
+    assert None is envelope_sender(b"Return-Path: \rReceived: from mx by x\rFrom: a@b.c\r\r")

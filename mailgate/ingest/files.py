@@ -20,8 +20,11 @@ from mailgate.store.inbound import InboundItem
 
 # The first Return-Path field with its folded continuation lines: the one
 # the last delivery agent wrote on top (RFC 5321 §4.4).
-_RETURN_PATH = re.compile(rb"^Return-Path:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-_FOLD = re.compile(rb"\r?\n[ \t]")
+# Lines may end in CRLF, LF or (old Mac mail in the wild) a bare CR.
+_RETURN_PATH = re.compile(
+    rb"^Return-Path:([^\r\n]*(?:(?:\r\n?|\n)[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE
+)
+_FOLD = re.compile(rb"(?:\r\n?|\n)[ \t]")
 # qmail writes this reverse-path on the double bounces it sends.
 _QMAIL_NULL = "#@[]"
 
