@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import getaddresses
 from functools import cached_property
 
 
@@ -112,3 +113,18 @@ class ParsedMessage:
     def header_all(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive), in order."""
         return list(self._by_name.get(name.lower(), ()))
+
+
+def header_sender(message: ParsedMessage) -> str | None:
+    """Who the headers say sent it: the Sender address, else From; None without either.
+
+    Used where the envelope sender is unknown (see :class:`Envelope`): RFC
+    5322 §3.6.2 names Sender the mailbox responsible for the transmission,
+    the nearest thing in the headers to an envelope sender.
+    """
+    for name in ("Sender", "From"):
+        for value in message.header_all(name):
+            for _, address in getaddresses([value]):
+                if "@" in address:
+                    return address.strip().lower()
+    return None

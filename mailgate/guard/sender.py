@@ -13,19 +13,10 @@ the missing envelope sender. A recorded null sender is never replaced.
 from __future__ import annotations
 
 from dataclasses import replace
-from email.utils import getaddresses
 
-from mailgate.message import Envelope, ParsedMessage
+from mailgate.message import Envelope, ParsedMessage, header_sender
 
-
-def header_sender(message: ParsedMessage) -> str | None:
-    """The Sender address, else the From address, lower-cased; None without either."""
-    for name in ("Sender", "From"):
-        for value in message.header_all(name):
-            for _, address in getaddresses([value]):
-                if "@" in address:
-                    return address.strip().lower()
-    return None
+__all__ = ["stand_in"]
 
 
 def stand_in(message: ParsedMessage, envelope: Envelope) -> Envelope:

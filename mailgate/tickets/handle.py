@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from mailgate import guard
 from mailgate.agents.auth import check_agent
 from mailgate.agents.desk import handle_agent_mail, notify_agents
-from mailgate.message import Address, Envelope, ParsedMessage
+from mailgate.message import Address, Envelope, ParsedMessage, header_sender
 from mailgate.rules import Decision, RuleContext
 from mailgate.service.runtime import Runtime
 from mailgate.store.writes import (
@@ -137,7 +137,7 @@ class MessageHandler:
         )
         ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
         # From; without one, the envelope sender, else the Sender header.
-        fallback = claim.mail_from or guard.sender.header_sender(message) or ""
+        fallback = claim.mail_from or header_sender(message) or ""
         sender = message.sender.email if message.sender else fallback.lower()
         directory = runtime.directory
         recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
