@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DEFAULT_CONFIG = Path("config/mailgate.yaml")
+from mailgate.defaults import MAX_MESSAGE_BYTES, PIPE_FOLDER, resolve
 
 
 class ConfigError(Exception):
@@ -99,7 +99,7 @@ class Listen(_Strict):
     # Prometheus metrics over HTTP at /metrics (see mailgate/service/metrics.py).
     metrics: MetricsListener | None = None
     # 552 at DATA above this many bytes.
-    max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+    max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=1024)
 
 
 class OAuth2(_Strict):
@@ -206,15 +206,14 @@ class Config(_Strict):
     trusted_authserv_ids: tuple[str, ...] = ()
     # Where the daemon keeps its state for `mailgate doctor` (IMAP accounts, workers).
     status_file: str = "var/status.json"
+    # `mailgate ingest` with the daemon running leaves each message here (ingest/pipe.py).
+    pipe_folder: str = PIPE_FOLDER
     # Filled in by load(): the folder relative paths resolve against.
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
 
     def path(self, value: str) -> Path:
         """Resolve a path from the file against the configuration's folder."""
-        candidate = Path(value)
-        if candidate.is_absolute():
-            return candidate
-        return Path(os.path.normpath(self.base_dir / candidate))
+        return resolve(self.base_dir, value)
 
     @property
     def database_url(self) -> str:
@@ -234,11 +233,6 @@ class Config(_Strict):
     @property
     def our_addresses(self) -> frozenset[str]:
         return frozenset({self.helpdesk.address, *(a.lower() for a in self.helpdesk.aliases)})
-
-
-def config_path(option: str | None) -> Path:
-    """-c, else $MAILGATE_CONFIG, else ./config/mailgate.yaml (SPEC §4)."""
-    return Path(option or os.environ.get("MAILGATE_CONFIG") or DEFAULT_CONFIG)
 
 
 def load(path: Path) -> Config:

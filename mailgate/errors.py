@@ -12,8 +12,6 @@ import sqlite3
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy.exc import OperationalError
-
 # sysexits.h, as the MTA's pipe transports read them (SPEC §4).
 EX_OK = 0
 EX_DATAERR = 65
@@ -46,7 +44,9 @@ def storage_outcome(error: BaseException) -> Outcome:
     """Map a failure to store a message to its temporary outcome."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return Outcome.DISK_FULL
-    original = error.orig if isinstance(error, OperationalError) else error
+    # SQLAlchemy wraps the driver's error in ``orig``; looked up by name so
+    # that importing this table (every CLI command does) does not load SQLAlchemy.
+    original = getattr(error, "orig", None) or error
     if isinstance(original, sqlite3.OperationalError) and "full" in str(original).lower():
         return Outcome.DISK_FULL
     text = str(original).lower()

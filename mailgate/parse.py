@@ -185,7 +185,7 @@ def _parse(raw: bytes, max_attachment_bytes: int) -> ParsedMessage:
     linesep = "\r\n" if first_line.endswith(b"\r\n") else "\n"
     body = extract_body(message, max_attachment_bytes, hint, linesep)
     defects.extend(body.defects)
-    text = body.text
+    text, reply_source = body.texts()
     html = sanitise(body.html, defects) if body.html is not None else None
     return ParsedMessage(
         message_id=normalise_message_id(_raw_first(message, "message-id")),
@@ -199,7 +199,7 @@ def _parse(raw: bytes, max_attachment_bytes: int) -> ParsedMessage:
         date=parse_date(_raw_first(message, "date")),
         headers=headers,
         text=text,
-        new_text=trim_reply(text),
+        new_text=trim_reply(reply_source),
         html=html,
         attachments=tuple(body.attachments),
         size=len(raw),

@@ -26,10 +26,62 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.content.corpus import CORPUS_VARIABLE, ZAMMAD_MARKER, external_corpus, zammad_problem
+
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
 PG_ADMIN_URL = os.environ.get("MAILGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 HELPDESK = "helpdesk@example.com"
+
+
+# -- the zammad corpus (AGPL-3.0, outside the repository) ------------------------
+#
+# Its tests run when MAILGATE_CORPUS names the folder holding zammad-mail/.
+# Unset, they are skipped with the reason and the summary names them, so a
+# run without them never passes for one with them. Set to a wrong folder,
+# the run stops before collecting anything.
+
+ZAMMAD_NOT_RUN = (
+    f"{CORPUS_VARIABLE} is not set: zammad-mail (AGPL-3.0) is not in this repository; "
+    "see tests/corpora/README.md"
+)
+_ZAMMAD_TESTS = pytest.StashKey[set[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{ZAMMAD_MARKER}: reads zammad-mail from ${CORPUS_VARIABLE} (not in this repository)"
+    )
+    problem = zammad_problem()
+    if problem is not None:
+        raise pytest.UsageError(problem)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if external_corpus() is not None:
+        return
+    marked = {item.nodeid for item in items if item.get_closest_marker(ZAMMAD_MARKER)}
+    for item in items:
+        if item.nodeid in marked:
+            item.add_marker(pytest.mark.skip(reason=ZAMMAD_NOT_RUN))
+    config.stash[_ZAMMAD_TESTS] = marked
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Name the zammad tests that were skipped for want of MAILGATE_CORPUS, and how to run them."""
+    marked = config.stash.get(_ZAMMAD_TESTS, set())
+    skipped = sorted(r.nodeid for r in terminalreporter.stats.get("skipped", []) if r.nodeid in marked)
+    if not skipped:
+        return
+    terminalreporter.write_sep("=", "zammad corpus", yellow=True)
+    terminalreporter.write_line(
+        f"not run: {len(skipped)} zammad-corpus tests: {CORPUS_VARIABLE} is not set. To run them:"
+    )
+    terminalreporter.write_line(
+        f"  {CORPUS_VARIABLE}=/path/to/corpus make test   (the folder holding zammad-mail/; "
+        "see tests/corpora/README.md)"
+    )
+    for nodeid in skipped:
+        terminalreporter.write_line(f"  not run: {nodeid}")
 
 
 def free_port() -> int:
@@ -160,7 +212,7 @@ class DaemonProcess:
     def outbox_dir(self) -> Path:
         return Path(self.config["outbound"]["maildir"])
 
-    def start(self, timeout: float = 20.0) -> DaemonProcess:
+    def start(self, timeout: float = 60.0) -> DaemonProcess:
         if self.process is not None:
             self.kill()  # a previous run, dead or alive: reap it and close its pipe
         self.lines = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ def test_file_change_applies_and_a_broken_file_keeps_the_last_good_rules(
     daemon.send(make_mail(subject="vpn down 3"))
     wait_until(lambda: 3 == len(daemon.acks()))
     assert ["general", "network", "network"] == _queues(daemon.config_path)
+    # One edit, one report: not one per process, nor one per look at the file.
+    rules.write_text(BROKEN + "\n")
+    time.sleep(5)
+    assert 1 == sum(1 for line in daemon.events("reload.refused") if line.get("level") == "error")
 
 
 def test_sighup_reloads(daemon_factory: Any, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -117,14 +118,63 @@ def test_unit_is_hardened(service: list[tuple[str, str]]) -> None:
     assert "@system-service" == values(service, "SystemCallFilter")[0]
 
 
+@dataclass(frozen=True)
+class Verified:
+    """What `systemd-analyze verify` said: its exit code, the lines about our unit, the rest."""
+
+    returncode: int
+    ours: list[str]
+    others: list[str]
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("systemd-analyze")
+    assert tool is not None, "systemd-analyze is missing: `make services` installs Debian's systemd"
+    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)
+
+
+def verify(unit_text: str, folder: Path) -> Verified:
+    """`systemd-analyze verify` on our unit, written to ``folder`` with ExecStart at this checkout.
+
+    By default verify also loads the units ours names (postgresql.service,
+    targets) and prints whatever their packages got wrong. Those are not ours
+    to judge: ``--recursive-errors=no`` keeps the exit code (and the output)
+    to our unit alone, and of what is printed only lines naming our unit count.
+    """
+    unit = folder / UNIT.name
+    unit.write_text(unit_text.replace("/usr/bin/mailgate", str(MAILGATE)))
+    result = analyze("verify", "--recursive-errors=no", str(unit))
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    ours = [line for line in lines if str(unit) in line or UNIT.name in line]
+    return Verified(result.returncode, ours, [line for line in lines if line not in ours])
+
+
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
-    """`systemd-analyze verify` finds nothing wrong (ExecStart pointed at this checkout)."""
-    analyze = shutil.which("systemd-analyze")
-    assert analyze is not None, "systemd-analyze is missing: `make services` installs Debian's systemd"
-    unit = tmp_path / "mailgate.service"
-    unit.write_text(UNIT.read_text().replace("/usr/bin/mailgate", str(MAILGATE)))
-    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
-    assert (0, "") == (result.returncode, result.stderr.strip())
+    """`systemd-analyze verify` finds nothing wrong with our unit (ExecStart pointed at this checkout)."""
+    verified = verify(UNIT.read_text(), tmp_path)
+    assert (0, []) == (verified.returncode, verified.ours), verified
+
+
+def test_systemd_analyze_verify_is_judged_on_our_unit_only(tmp_path: Path) -> None:
+    """Another package's broken unit does not fail the check; a fault in ours does."""
+    # verify looks for the units ours names beside it first, so this stands
+    # in for a machine where another package's postgresql.service is
+    # outdated (syslog, unknown key) and does not even load (two ExecStart=).
+    (tmp_path / "postgresql.service").write_text(
+        "[Unit]\nDescription=another package\n[Service]\nStandardOutput=syslog\nNoSuchKey=1\n"
+        "ExecStart=/bin/true\nExecStart=/bin/true\n"
+    )
+    noisy = verify(UNIT.read_text(), tmp_path)
+    assert (0, []) == (noisy.returncode, noisy.ours), noisy
+    # Plain `systemd-analyze verify` on the same files does complain about it
+    # (and with --recursive-errors=yes it would also exit 1).
+    plain = analyze("verify", str(tmp_path / UNIT.name))
+    assert "postgresql.service: Service has more than one ExecStart=" in plain.stderr
+
+    broken = verify(UNIT.read_text().replace("\n[Service]\n", "\n[Service]\nNoSuchKey=1\n", 1), tmp_path)
+    assert 0 != broken.returncode
+    assert 1 == len(broken.ours), broken
+    assert "NoSuchKey" in broken.ours[0]
 
 
 # -- a real sd_notify exchange -------------------------------------------------------

@@ -10,31 +10,48 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import structlog
 
-from mailgate import config as config_module
 from mailgate import log as log_setup
+from mailgate.defaults import config_path
 from mailgate.errors import EX_TEMPFAIL
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+if TYPE_CHECKING:
+    from mailgate.config import Config
+
+log = get_logger(__name__)
 
 
 class State:
-    def __init__(self, config_option: str | None) -> None:
-        self.config_path = config_module.config_path(config_option)
-        self._config: config_module.Config | None = None
+    def __init__(self, config_option: str | None, log_format: str | None = None) -> None:
+        self.config_path: Path = config_path(config_option)
+        self._config: Config | None = None
+        self.log_format = log_format
+        # Set by `run` and `worker` before they read the configuration: the
+        # daemon logs as the configuration says; other commands only warn in words.
+        self.daemon_logs = False
 
     @property
-    def config(self) -> config_module.Config:
+    def config(self) -> Config:
+        # Imported here: pydantic's models cost a third of a second, which
+        # `mailgate --help` and the pipe's fast path must not pay.
+        from mailgate import config as config_module
+
         if self._config is None:
             try:
                 self._config = config_module.load(self.config_path)
             except config_module.ConfigError as exc:
                 fail(str(exc), code=EX_TEMPFAIL if "no such configuration" in str(exc) else 2)
-            log_setup.setup(self._config.logging.format, self._config.logging.level)
+            logging = self._config.logging
+            if self.daemon_logs:
+                log_setup.setup(self.log_format or logging.format, logging.level)
+            else:
+                quiet = "error" if logging.level == "error" else "warning"
+                log_setup.setup(self.log_format or "words", quiet)
         return self._config
 
     def runtime(self, *, migrate: bool = True, rules: bool = True) -> Any:
@@ -64,15 +81,20 @@ pass_state = click.make_pass_decorator(State)
     metavar="CONFIG",
     help="Configuration file (default: $MAILGATE_CONFIG, else ./config/mailgate.yaml).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["words", "json"]),
+    help="Warnings and errors on stderr as lines of words (default for commands) or JSON.",
+)
 @click.pass_context
-def main(ctx: click.Context, config_option: str | None) -> None:
+def main(ctx: click.Context, config_option: str | None, log_format: str | None) -> None:
     """mailgate: a helpdesk that lives in your mail.
 
     Mail to the helpdesk address becomes a ticket; replies stay on it; rules
     route it; requesters and agents answer from their own mail client.
     """
-    log_setup.setup("auto", "warning")
-    ctx.obj = State(config_option)
+    log_setup.setup(log_format or "words", "warning")
+    ctx.obj = State(config_option, log_format)
 
 
 # -- output helpers --------------------------------------------------------

@@ -5,17 +5,18 @@ from __future__ import annotations
 import sys
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.command()
 @pass_state
 def run(state: State) -> None:
     """Run the daemon in the foreground (SIGTERM stops, SIGHUP reloads)."""
+    state.daemon_logs = True
     from mailgate.ingest.smtp_auth import UsersFileError, load_users
     from mailgate.service.daemon import run as run_daemon
 
@@ -64,6 +65,7 @@ def smtp_password(name: str) -> None:
 @pass_state
 def worker(state: State, role: str) -> None:
     """A worker process that `mailgate run` starts (internal)."""
+    state.daemon_logs = True
     import os
     import socket
 
@@ -75,6 +77,7 @@ def worker(state: State, role: str) -> None:
         fail("this command is started by `mailgate run`, not by hand")
     die_with_parent(int(os.environ.get("MAILGATE_PARENT_PID", os.getppid())))
     runtime = state.runtime()
+    runtime.reports_reload_problems = False  # the daemon reports them
     delivery_fd = os.environ.get(DELIVERY_FD_ENV)
     delivery = socket.socket(fileno=int(delivery_fd)) if delivery_fd else None
     # Only delivery sends: processing must not need the relay's secrets.

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state
 from mailgate.errors import EX_TEMPFAIL, Outcome, storage_outcome
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.command()

@@ -6,11 +6,11 @@ import sys
 from datetime import UTC, datetime
 
 import click
-import structlog
 
 from mailgate.cli import State, emit, fail, main, pass_state, short_time
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.group()

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.group()

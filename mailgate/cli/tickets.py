@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import click
-import structlog
 
 from mailgate.cli import State, fail, main, pass_state, short_time, table
+from mailgate.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @main.group()

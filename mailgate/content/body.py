@@ -23,7 +23,8 @@ from mailgate.content.attachments import (
 )
 from mailgate.content.charsets import decode_bytes
 from mailgate.content.headers import decode_header_value
-from mailgate.content.html import html_to_text
+from mailgate.content.html import document_to_text, html_to_text
+from mailgate.content.html_quote import cut_quoted_html
 from mailgate.content.tnef import is_tnef, unpack_tnef
 from mailgate.content.transfer import decode_transfer, raw_headers, raw_payload
 from mailgate.message import Attachment
@@ -79,15 +80,36 @@ class BodyParts:
     @property
     def text(self) -> str:
         """The body text: each segment's plain version, else its HTML as text."""
-        texts = []
+        return self.texts()[0]
+
+    def texts(self) -> tuple[str, str]:
+        """The body text, and the text to trim for the reply.
+
+        They differ only for a segment that is HTML alone: its reply is the
+        HTML above the quote container (``html_quote``), turned into text,
+        because the container marks the history exactly and the text does not.
+        """
+        texts: list[str] = []
+        replies: list[str] = []
         for segment in self.segments:
             if segment.plain is not None and segment.plain.strip():
                 texts.append(segment.plain)
+                replies.append(segment.plain)
             elif segment.html is not None:
-                texts.append(html_to_text(segment.html))
+                whole = html_to_text(segment.html)
+                texts.append(whole)
+                above = cut_quoted_html(segment.html)
+                above_text = document_to_text(above) if above is not None else ""
+                # A forward or a bottom-posted reply has nothing above the
+                # container; then the text trimmer decides on the whole.
+                replies.append(above_text if above_text.strip() else whole)
             elif segment.plain is not None:
                 texts.append(segment.plain)
-        return "\n\n".join(text for text in texts if text).rstrip()
+                replies.append(segment.plain)
+        return (
+            "\n\n".join(text for text in texts if text).rstrip(),
+            "\n\n".join(text for text in replies if text).rstrip(),
+        )
 
     @property
     def html(self) -> str | None:

@@ -13,7 +13,7 @@ import re
 import lxml.etree
 import lxml.html
 import nh3
-from inscriptis import get_text
+from inscriptis import Inscriptis, get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 
@@ -75,6 +75,12 @@ def _crude_text(html: str) -> str:
     return html_entities.unescape(text)
 
 
+def _tidy(text: str) -> str:
+    """``text`` with no-break spaces as spaces, no trailing blanks and blank-line runs collapsed."""
+    lines = [line.rstrip() for line in text.replace("\xa0", " ").splitlines()]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")
+
+
 def html_to_text(html: str) -> str:
     """Readable plain text from an HTML body, with blank-line runs collapsed."""
     if not html.strip():
@@ -87,5 +93,12 @@ def html_to_text(html: str) -> str:
             text = get_text(html, _CONFIG)
         except Exception:  # lxml rejects some documents outright
             text = _crude_text(html)
-    lines = [line.rstrip() for line in text.replace("\xa0", " ").splitlines()]
-    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip("\n")
+    return _tidy(text)
+
+
+def document_to_text(document: lxml.html.HtmlElement) -> str:
+    """Readable plain text from an HTML document already parsed, laid out as ``html_to_text`` does."""
+    try:
+        return _tidy(Inscriptis(document, _CONFIG).get_text())
+    except Exception:  # inscriptis has failed on odd trees; the text is still there
+        return _tidy(document.text_content())

@@ -23,6 +23,22 @@ _VERBS = (
 )
 QUOTE_HEADER = re.compile(rf"(?:^|\s)(?:{_VERBS})(?:\s.{{0,120}})?\s*[:：]\s*$|(?:^|\s)wrote\s*-+\s*$", _I)
 
+# The same verbs closing a header that lacks its colon: "On <date>, <name> <addr> wrote".
+QUOTE_HEADER_NO_COLON = re.compile(rf"(?:^|\s)(?:{_VERBS}|sent)\s*$", _I)
+
+# Android and Zoho: "---- John Smith wrote ----".
+DASHED_WROTE = re.compile(r"^-{2,}\s*\S.{0,100}\s(?:wrote|написал|schrieb|a écrit)\s*-{2,}$", _I)
+
+# A date or a time of day, the structural mark of a quote header in any
+# language: "15:19", "17.50", "2017", "30.09.2017", "04/19/2011".
+DATE_OR_TIME = re.compile(
+    r"(?<!\d)(?:\d{1,2}[:.]\d{2}(?!\d)|(?:19|20)\d{2}(?!\d)|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})"
+)
+
+# Reply text and an English "On <date> ... wrote:" header run together on
+# one line ("reply--- On Wed, Apr 4, 2012 ... wrote:"), as some clients join them.
+SHARED_LINE_HEADER = re.compile(r"^(?P<reply>.*?[^\s-])\s*(?P<header>-*\s*On\s.{8,300}\swrote:)\s*$")
+
 # Words that open a quote header, for headers wrapped over two or three lines.
 QUOTE_HEADER_LEAD = re.compile(r"^(?:-+\s*)?(?:on|op|am|le|el|il|em|w dniu|dnia|den|på|at|\d{1,4}[-/. ])", _I)
 
@@ -50,6 +66,14 @@ ORIGINAL_MESSAGE = re.compile(
     r"|videresendt melding|przekazana wiadomość|пересылаемое сообщение)\s*-*\s*:?$",
     _I,
 )
+# Any other separator framed by dashes that names a message, in a language
+# the list above lacks: "-------- Oprindelig besked --------", "-----Reply Message-----".
+FRAMED_MESSAGE = re.compile(
+    r"^-{3,}\s*[^-]{0,30}(?:message|nachricht|bericht|besked|meddelelse|meddelande|melding|mensaje|mensagem"
+    r"|messaggio|wiadomość|сообщение|повідомлення|zpráva|správa|viesti|üzenet|mesaj|poruka|sporočilo"
+    r"|thư|메시지|メッセージ|邮件|郵件)[^-]{0,30}\s*-{3,}\s*:?$",
+    _I,
+)
 FORWARD_INTRO = re.compile(
     r"^(?:begin forwarded message|anfang der weitergeleiteten nachricht|begin doorgestuurd bericht"
     r"|début du message réexpédié|inicio del mensaje reenviado|inizio messaggio inoltrato"
@@ -62,13 +86,16 @@ FORWARD_INTRO = re.compile(
 HEADER_FROM = re.compile(
     r"^(?:from|van|von|de|da|från|fra|od|от|feladó|lähettäjä|发件人|寄件者|差出人)\s*[:：]", _I
 )
-HEADER_FIELD = re.compile(
-    r"^(?:sent|date|datum|verzonden|gesendet|envoyé|enviado|enviada|data|skickat|sendt|wysłano"
-    r"|отправлено|дата|发送时间|發送時間|送信日時|to|aan|an|à|a|para|till|til|do|кому|收件人|宛先"
+_FIELD_NAMES = (
+    r"sent|date|datum|verzonden|gesendet|envoyé|enviado|enviada|data|skickat|sendt|wysłano"
+    r"|отправлено|дата|dato|päivämäärä|lähetetty|发送时间|發送時間|送信日時|to|aan|an|à|a|para|till|til|do|кому|收件人|宛先"
     r"|subject|onderwerp|betreff|objet|asunto|oggetto|assunto|ämne|emne|temat|тема|主题|主旨|件名"
-    r"|reply-to|risposta|cc|kopie|copie)\s*[:：]",
-    _I,
+    r"|reply-to|risposta|cc|kopie|copie"
 )
+HEADER_FIELD = re.compile(rf"^(?:{_FIELD_NAMES})\s*[:：]", _I)
+# The same fields run together on the From line, as HTML turned into text
+# gives them: "From: bob@example.com Date: Thu, 24 Mar 2016 08:07".
+HEADER_FIELD_INLINE = re.compile(rf"\s(?:{_FIELD_NAMES})\s*[:：]\s", _I)
 
 # Device and app signatures ("Sent from my iPhone") in many languages.
 DEVICE_SIGNATURE = re.compile(
@@ -81,10 +108,22 @@ DEVICE_SIGNATURE = re.compile(
     _I,
 )
 
+# A comma or semicolon followed by more words: the line is a sentence...
+CLAUSE_BREAK = re.compile(r"[,;]\s+\w")
+# ...unless the words only excuse the phone's brevity ("Sent from my iPhone,
+# please excuse typos").
+SIGNATURE_EXCUSE = re.compile(
+    r"[,;]\s+(?:so\s+)?(?:please|pls|excuse|sorry|apologies|forgive|typos|brevity|excusez|désolé"
+    r"|excuses|sorry voor|entschuldig|bitte|scusate|perdona|disculpa)\b",
+    _I,
+)
+
 # A line of one repeated punctuation character ("--", "______", "*****"),
 # or Gmail's invisible tracking character U+1427 on its own.
 DELIMITER = re.compile(r"^\s*(?:([-_=*#~+])\1+|ᐧ)\s*$")
 SIGNATURE_DASHES = re.compile(r"^-- ?$")
 INITIALS_QUOTE = re.compile(r"^\s*[A-Za-z]{1,12}>")
+# "Label: value" with a short label, the shape of a header field in any language.
+LABELLED_FIELD = re.compile(r"^[^\W\d][\w .-]{0,24}[:：]\s*\S")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 CODE_FENCE = re.compile(r"^\s*(?:```|~~~)")

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from mailgate.config import Config, read_secret
+from mailgate.ingest.pipe_import import PipeFolder
 from mailgate.ingest.smtp import IngestHandler, make_protocol_factory
 from mailgate.ingest.smtp_auth import Authenticator, load_users
 from mailgate.outbox.deliver import OutboxWorker, RetryPolicy, release_outbox_leases
@@ -180,6 +181,8 @@ class Daemon:
         # SQLite gets a spool journal: its one writer at a time must not delay a 250.
         self.spool = Spool.for_url(runtime.engine.url)
         self.committer = GroupCommitter(self.store, spool=self.spool)
+        config = runtime.config
+        self.pipe = PipeFolder(config.path(config.pipe_folder), self.store, config.helpdesk.address)
         self._threads: list[threading.Thread] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._local: Processor | None = None
@@ -219,6 +222,7 @@ class Daemon:
             self._local = Processor(self.runtime, batch=config.processing.batch, outbox=self._local_outbox)
             self._start_thread("processor", self._local.run)
             self._start_thread("outbox", self._local_outbox.run)
+        self._open_pipe_folder()
         self._start_imap()
         # The worker watches the files for the rules it applies; this process
         # watches them for what it uses itself (our addresses, from agents).
@@ -254,15 +258,26 @@ class Daemon:
             await server.wait_closed()
         await asyncio.to_thread(self.committer.stop)
         self.stop_threads.set()
+        self.pipe.nudge()
         if self._local is not None and self._local_outbox is not None:
             self._local.wake.set()
             self._local_outbox.wake.set()
         await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in self.workers))
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 30)
+        self.pipe.close()
         if self._metrics is not None:
             self._metrics.stop()
         log.info("daemon.stopped")
+
+    def _open_pipe_folder(self) -> None:
+        try:
+            self.pipe.open()
+        except OSError as exc:
+            # `mailgate ingest` then finds no daemon and stores and processes inline.
+            log.error("pipe.unavailable", folder=str(self.pipe.folder), error=str(exc))
+            return
+        self._start_thread("pipe-import", self.pipe.run)
 
     def worker_states(self) -> list[dict[str, Any]]:
         return [{"role": w.role, "alive": w.alive(), "restarts": w.restarts} for w in self.workers]

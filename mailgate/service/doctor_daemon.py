@@ -1,8 +1,10 @@
 """What `mailgate doctor` learns from the running daemon: its status file.
 
 The daemon rewrites ``status.json`` every few seconds (mailgate.service.status);
-an old file means the daemon is not running (or is wedged), and each IMAP
-account's state, last UID, backlog and last error are reported from it.
+an old file means the daemon is wedged, and each IMAP account's state, last
+UID, backlog and last error are reported from it. Whether it runs at all is
+told at once by the lock it holds on the pipe folder while it lives (the
+kernel drops it when the process dies, even by ``kill -9``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from mailgate.config import Config
+from mailgate.ingest.pipe import LOCK_NAME, daemon_running
 from mailgate.service.status import read_status, status_path
 
 # The daemon writes every 5 s; three missed writes mean it is not running.
@@ -33,7 +36,13 @@ def check_daemon(config: Config, now: datetime | None = None) -> Iterator[Daemon
         return
     written = datetime.fromisoformat(str(state.get("written_at")))
     age = ((now or datetime.now(UTC)) - written).total_seconds()
-    if age > STALE_AFTER_SECONDS:
+    pipe_folder = config.path(config.pipe_folder)
+    if (pipe_folder / LOCK_NAME).exists() and not daemon_running(pipe_folder):
+        yield DaemonFinding(
+            "WARN", "daemon", f"not running (pid {state.get('pid')} stopped; its status is {age:.0f} s old)"
+        )
+        age = float("inf")
+    elif age > STALE_AFTER_SECONDS:
         yield DaemonFinding(
             "WARN", "daemon", f"status last written {age:.0f} s ago (pid {state.get('pid')}): not running?"
         )

@@ -40,6 +40,11 @@ class Runtime:
     config_addresses: frozenset[str] = field(init=False)
     trusted_authserv_ids: frozenset[str] = field(init=False)
     rate_limits: RateLimits = field(init=False)
+    # The daemon and each worker reload the same files: only the daemon
+    # reports a broken one, and only once until it changes (one edit used to
+    # log the same problems five times).
+    reports_reload_problems: bool = True
+    _refused: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         self._identify()
@@ -93,9 +98,14 @@ class Runtime:
             directory = make_directory(self.config)
         except Exception as exc:  # any broken file must leave the last good rules running
             problems = [str(p) for p in getattr(exc, "problems", [])] or [str(exc)]
-            log.error("reload.refused", problems=problems)
+            if self.reports_reload_problems and tuple(problems) != self._refused:
+                log.error("reload.refused", problems=problems)
+            else:
+                log.debug("reload.refused", problems=problems)
+            self._refused = tuple(problems)
             return problems
         self.templates, self.rules, self.directory = templates, rules, directory
+        self._refused = ()
         self._identify()
         log.info("reload.applied")
         return []

@@ -8,7 +8,9 @@ from typing import Any
 
 from mailgate.message import ParsedMessage
 from mailgate.parse import parse
-from tests.content.corpus import ZAMMAD, load_zammad_expectation
+from tests.content.corpus import ZAMMAD, load_zammad_expectation, needs_zammad
+
+pytestmark = needs_zammad
 
 # Field matches reached when this test was written (387 of 391); it may only go up.
 MIN_MATCHED_FIELDS = 387

@@ -12,7 +12,6 @@ from mailgate.message import Envelope
 from mailgate.parse import parse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "guard"
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 OWN = OwnIdentity(
     addresses=frozenset({"helpdesk@example.com", "network@example.com", "comment@example.com"}),

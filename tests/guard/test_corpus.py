@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from mailgate.guard.dsn import parse_dsn
-from tests.guard.helpers import CORPUS, check_raw
+from tests.content.corpus import SISIMAI_SET, ZAMMAD, needs_zammad
+from tests.guard.helpers import check_raw
 
-SISIMAI = CORPUS / "sisimai-set-of-emails"
+SISIMAI = SISIMAI_SET
 MAILDIR = SISIMAI / "maildir"
-ZAMMAD = CORPUS / "zammad-mail"
 
 # People forwarding a bounce they received ("Fwd: Returned mail: …", sent
 # with Apple Mail, no automatic header, a real Return-Path) are asking for
@@ -56,7 +56,7 @@ def _machine_mail() -> list[Path]:
         for folder in ("bsd", "dos", "mac", "tmp")
         for path in sorted((MAILDIR / folder).glob("*.eml"))
     ]
-    assert 790 <= len(files), "the shared corpus is missing"
+    assert 790 <= len(files), f"sisimai's maildir is missing from {MAILDIR}"
     return files
 
 
@@ -149,6 +149,7 @@ def test_dsn_extraction_over_sisimai_bounces() -> None:
     assert 455 <= with_original
 
 
+@needs_zammad
 def test_zammad_ordinary_mail_stays_human() -> None:
     """Of 106 real zammad mails, exactly the 17 machine-made ones are not answered."""
     not_human = {}
