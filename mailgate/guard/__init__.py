@@ -20,7 +20,7 @@ from email.policy import compat32
 from email.utils import parseaddr
 from functools import cached_property
 
-from mailgate.guard import notices, rules, subjects
+from mailgate.guard import notices, rules, sender, subjects
 from mailgate.guard.dsn import DeliveryReport, DsnRecipient, parse_dsn
 from mailgate.message import Address, Envelope, ParsedMessage
 
@@ -127,7 +127,9 @@ def check(
     """
     if not message.headers and raw is not None:
         message = _with_raw_headers(message, raw)
-    clues = rules.gather_clues(message, envelope, own)
+    # Unknown is not null: without a recorded envelope sender, the address
+    # rules read the headers' sender instead (see guard/sender.py).
+    clues = rules.gather_clues(message, sender.stand_in(message, envelope), own)
     fired: list[tuple[str, str]] = []
     for kind, header_rule in _HEADER_RULES:
         reason = header_rule(clues)

@@ -120,8 +120,12 @@ def _header_is_set(clues: Clues, name: str) -> str | None:
 
 
 def null_return_path(clues: Clues) -> str | None:
-    """RFC 5321 §4.5.5 and RFC 3834 §3.3: notifications use MAIL FROM:<>."""
-    if clues.envelope.mail_from.strip() in ("", "<>"):
+    """RFC 5321 §4.5.5 and RFC 3834 §3.3: notifications use MAIL FROM:<>.
+
+    Only a null sender something recorded counts; an unknown one (IMAP mail
+    without Return-Path) is no sign of a machine (issue 10).
+    """
+    if clues.envelope.null_sender:
         return "empty envelope sender MAIL FROM:<> (RFC 5321 §4.5.5): a notification"
     return None
 
@@ -341,7 +345,7 @@ def own_sender(clues: Clues) -> str | None:
 
 def challenge_sender(clues: Clues) -> str | None:
     """Challenge services (Boxbe, SpamArrest …) ask us to prove we are human."""
-    for address in (clues.sender, clues.envelope.mail_from):
+    for address in (clues.sender, clues.envelope.mail_from or ""):
         domain = address.rpartition("@")[2].lower()
         if any(domain == d or domain.endswith("." + d) for d in _CHALLENGE_DOMAINS):
             return f"sender {address} is a challenge-response service"

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from mailgate.ingest.files import reverse_path
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.engine import RuleSet, default_ruleset
 from mailgate.rules.expect import FIELDS, apply_given, load_expectation, mismatches, sidecar
@@ -59,7 +60,10 @@ def envelope_for_file(message: ParsedMessage, received_at: datetime | None = Non
         for value in message.header_all(name)
         if "@" in value
     )
-    sender = message.sender.email if message.sender is not None else ""
+    # The Return-Path a delivery agent wrote, else unknown (not null: a
+    # saved mail without one is no bounce; the guard reads From instead).
+    recorded = message.header("Return-Path")
+    sender = None if recorded is None else reverse_path(recorded.lower())
     arrival = received_at or message.date or datetime.now(UTC)
     if arrival.tzinfo is None:
         arrival = arrival.replace(tzinfo=UTC)

@@ -80,7 +80,9 @@ class Inbound(Base):
     size: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(100))
     source_key: Mapped[str | None] = mapped_column(String(200))
-    mail_from: Mapped[str] = mapped_column(String(500), default="")
+    # NULL: no envelope sender was recorded (unknown); "": MAIL FROM:<> (null).
+    # See mailgate.message.Envelope.
+    mail_from: Mapped[str | None] = mapped_column(String(500))
     rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # pending -> done | quarantined | dropped

@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from mailgate import guard
 from mailgate.agents.auth import check_agent
 from mailgate.agents.desk import handle_agent_mail, notify_agents
-from mailgate.message import Address, Envelope, ParsedMessage
+from mailgate.message import Address, Envelope, ParsedMessage, header_sender
 from mailgate.rules import Decision, RuleContext
 from mailgate.service.runtime import Runtime
 from mailgate.store.writes import (
@@ -62,7 +62,7 @@ class Claim:
 
     id: int
     raw: bytes
-    mail_from: str
+    mail_from: str | None  # None: not recorded (see message.Envelope)
     rcpt_tos: tuple[str, ...]
     source: str
     received_at: datetime
@@ -152,7 +152,9 @@ class MessageHandler:
         )
         thread = join_awaiting(conn, thread, message)
         ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
-        sender = message.sender.email if message.sender else claim.mail_from.lower()
+        # From; without one, the envelope sender, else the Sender header.
+        fallback = claim.mail_from or header_sender(message) or ""
+        sender = message.sender.email if message.sender else fallback.lower()
         directory = runtime.directory
         recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
         comment_queue = next((q for a in recipients if (q := directory.comment_queue(a)) is not None), None)

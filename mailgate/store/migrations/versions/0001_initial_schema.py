@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 03:45:53.124540
+Create Date: 2026-12-05 04:54:51.125921
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=100), nullable=False),
     sa.Column('source_key', sa.String(length=200), nullable=True),
-    sa.Column('mail_from', sa.String(length=500), nullable=False),
+    sa.Column('mail_from', sa.String(length=500), nullable=True),
     sa.Column('rcpt_tos', sa.JSON(), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
