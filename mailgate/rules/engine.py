@@ -19,6 +19,7 @@ from mailgate.rules.index import RuleIndex
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.model import Action, Decision, Priority, RuleContext, RuleTrace
 from mailgate.rules.view import MessageView
+from mailgate.sla.policy import DigestPlan, ServiceLevel
 
 _PAST = {"quarantine": "quarantined", "reject": "rejected", "drop": "dropped"}
 
@@ -86,6 +87,9 @@ class RuleSet:
     defaults: Defaults = field(default_factory=Defaults)
     business_hours: dict[str, BusinessHours] = field(default_factory=dict)
     source: str = "(built-in defaults)"
+    # Service levels by name and the morning digest (docs/sla.md).
+    service_levels: dict[str, ServiceLevel] = field(default_factory=dict)
+    digest: DigestPlan | None = None
     new_lane: Lane = field(init=False, repr=False, compare=False)
     reply_lane: Lane = field(init=False, repr=False, compare=False)
 
