@@ -135,6 +135,8 @@ class Result:
     checked: bool
     failures: tuple[str, ...]
     guard: tuple[str, bool, tuple[str, ...]] | None = None
+    # The level and due moments the mail would get (docs/sla.md), or None.
+    service_level: dict[str, object] | None = None
 
     @property
     def acknowledgement(self) -> tuple[str | None, str]:
@@ -156,6 +158,7 @@ class Result:
                 "may_auto_reply": self.guard[1],
                 "reasons": list(self.guard[2]),
             }
+        data["service_level"] = self.service_level
         if self.checked:
             data["expectation_failures"] = list(self.failures)
         return data
@@ -166,11 +169,21 @@ def _route(ruleset: RuleSet, path: Path, message: ParsedMessage, context_factory
     context = context_factory(message, envelope)
     expectation_path = sidecar(path)
     if not expectation_path.exists():
-        return Result(path, message, ruleset.decide(message, envelope, context), False, ())
+        decision = ruleset.decide(message, envelope, context)
+        return Result(path, message, decision, False, (), service_level=_level(ruleset, decision, envelope))
     expectation = load_expectation(expectation_path)
     context = apply_given(context, expectation.given)
     decision = ruleset.decide(message, envelope, context)
-    return Result(path, message, decision, True, tuple(mismatches(decision, expectation)))
+    failures = tuple(mismatches(decision, expectation))
+    return Result(path, message, decision, True, failures, service_level=_level(ruleset, decision, envelope))
+
+
+def _level(ruleset: RuleSet, decision: Decision, envelope: Envelope) -> dict[str, object] | None:
+    from mailgate.sla.promise import preview
+
+    return preview(
+        ruleset.service_levels, decision.sla, decision.priority, envelope.received_at, decision.language
+    )
 
 
 def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
@@ -196,6 +209,8 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
     if result.guard is not None:
         kind, _may_reply, reasons = result.guard
         print(f"\nguard:           {kind}" + (f" ({'; '.join(reasons)})" if reasons else ""), file=out)
+    if result.service_level is not None:
+        _print_level(result.service_level, out)
     template, why = result.acknowledgement
     ack = f'template "{template}"' if template else "none"
     print(f"{'' if result.guard is not None else chr(10)}acknowledgement: {ack} ({why})", file=out)
@@ -208,6 +223,16 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
         )
         for failure in result.failures:
             print(f"  {failure}", file=out)
+
+
+def _print_level(level: dict[str, object], out: TextIO) -> None:
+    counted = "business hours" if level["business_hours"] else "24x7"
+    print(f"\nservice level:   {level['level']} ({counted}, {level['timezone']})", file=out)
+    for name in ("first_response", "resolution"):
+        target = level[name]
+        if isinstance(target, dict):
+            label = name.replace("_", " ") + ":"
+            print(f"  {label:<15} {target['target']}, due {target['due']} ({target['due_iso']})", file=out)
 
 
 def _show(value: object) -> str:

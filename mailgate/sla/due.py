@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from mailgate.sla import clock
 from mailgate.sla.policy import ServiceLevel
@@ -33,6 +34,14 @@ class Clock:
     resolution_due: datetime | None
     sla_paused_at: datetime | None
     sla_paused_seconds: int
+
+
+def clock_of(ticket: Any) -> Clock:
+    """The clock of a stored ticket (an ORM row or anything with the same attributes)."""
+    return Clock(
+        **{name: getattr(ticket, name) for name in Clock.__dataclass_fields__}
+        | {"sla_paused_seconds": ticket.sla_paused_seconds or 0}
+    )
 
 
 @dataclass(frozen=True)
