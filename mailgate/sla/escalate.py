@@ -134,8 +134,8 @@ def scan(conn: Connection, runtime: Runtime, now: datetime) -> ScanResult:
                 row = _breach_actions(conn, level, row, now, stage.target)
         update_ticket(conn, state.id, sla_next_at=next_look(level, state, after=now))
     mails = _mail_people(conn, runtime, fired, now)
-    faults.crash_point("sla.escalation_queued")
     if fired:
+        faults.crash_point("sla.escalation_queued")
         log.info("sla.escalated", stages=len(fired), mails=mails)
     return ScanResult(len(fired), mails, len(rows) == BATCH)
 

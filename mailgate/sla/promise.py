@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection
 
 from mailgate.service.runtime import Runtime
@@ -16,6 +17,8 @@ from mailgate.sla import wording
 from mailgate.sla.due import due_times
 from mailgate.sla.policy import ServiceLevel
 from mailgate.sla.track import level_of, read_clock
+
+log = structlog.get_logger(__name__)
 
 
 def describe(
@@ -45,13 +48,21 @@ def describe(
 def promise(
     conn: Connection, runtime: Runtime, ticket_id: int, language: str, now: datetime
 ) -> dict[str, Any] | None:
-    """``sla`` for a template about this ticket, from its stored due times."""
+    """``sla`` for a template about this ticket, from its stored due times.
+
+    A bug in the wording must not fail the message it answers: the
+    acknowledgement then goes out without a promise, and the log says why.
+    """
     state = read_clock(conn, ticket_id)
     level = level_of(runtime, state.sla) if state is not None else None
     if state is None or level is None:
         return None
     dues = {"first_response_due": state.first_response_due, "resolution_due": state.resolution_due}
-    return describe(level, state.priority, dues, language, now)
+    try:
+        return describe(level, state.priority, dues, language, now)
+    except Exception:
+        log.exception("sla.promise_failed", ticket_id=ticket_id)
+        return None
 
 
 def preview(

@@ -23,11 +23,17 @@ _MONTHS = {
 _TODAY = {"en": ("today", "tomorrow"), "nl": ("vandaag", "morgen")}
 _UNITS = {
     "en": {
+        "second": ("second", "seconds"),
         "minute": ("minute", "minutes"),
         "hour": ("hour", "hours"),
         "business": ("business hour", "business hours"),
     },
-    "nl": {"minute": ("minuut", "minuten"), "hour": ("uur", "uur"), "business": ("werkuur", "werkuren")},
+    "nl": {
+        "second": ("seconde", "seconden"),
+        "minute": ("minuut", "minuten"),
+        "hour": ("uur", "uur"),
+        "business": ("werkuur", "werkuren"),
+    },
 }
 
 
@@ -55,7 +61,9 @@ def target(seconds: int, business: bool, language: str) -> str:
     """``4 business hours``, ``30 minutes``, ``8 werkuren``, ``1 uur``."""
     lang = _lang(language)
     units = _UNITS[lang]
-    if seconds < 3600 or seconds % 3600:
+    if seconds < 60:
+        amount, (one, many) = seconds, units["second"]
+    elif seconds < 3600 or seconds % 3600:
         amount, (one, many) = round(seconds / 60), units["minute"]
     else:
         amount, (one, many) = seconds // 3600, units["business" if business else "hour"]
