@@ -45,7 +45,7 @@ def tickets_list(
 
     from sqlalchemy import select
 
-    from mailgate.sla.loader import duration
+    from mailgate.sla.durations import duration
     from mailgate.sla.query import breached_clause, open_due
     from mailgate.store.models import Ticket
     from mailgate.store.ticket_json import ticket_dict

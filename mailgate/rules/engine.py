@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.actions import Actions
@@ -19,7 +19,10 @@ from mailgate.rules.index import RuleIndex
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.model import Action, Decision, Priority, RuleContext, RuleTrace
 from mailgate.rules.view import MessageView
-from mailgate.sla.policy import DigestPlan, ServiceLevel
+
+if TYPE_CHECKING:
+    # Only for annotations: mailgate.sla.policy itself imports the rules package.
+    from mailgate.sla.policy import DigestPlan, ServiceLevel
 
 _PAST = {"quarantine": "quarantined", "reject": "rejected", "drop": "dropped"}
 

@@ -20,6 +20,7 @@ from mailgate.rules.conditions import Always, Condition
 from mailgate.rules.engine import Defaults, Rule, RuleSet
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.model import PRIORITIES, Problem, RulesError
+from mailgate.rules.service_levels import check_level_names, digest_plan, service_levels
 from mailgate.rules.syntax import (
     Source,
     describe_type,
@@ -33,7 +34,6 @@ from mailgate.rules.syntax import (
     want_texts,
 )
 from mailgate.rules.yamlpos import Pos, load_positioned
-from mailgate.sla.loader import check_level_names, digest_plan, service_levels
 
 TOP_KEYS = ("version", "defaults", "business_hours", "service_levels", "digest", "rules")
 DEFAULT_KEYS = ("queue", "priority", "language", "languages", "ack", "sla")

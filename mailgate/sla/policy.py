@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from mailgate.rules.hours import BusinessHours
+if TYPE_CHECKING:
+    # Only for annotations: importing the rules package here would import this module back.
+    from mailgate.rules.hours import BusinessHours
 
 # The targets a level may set, in the order a ticket meets them.
 TARGETS: tuple[str, ...] = ("first_response", "next_reply", "resolution")

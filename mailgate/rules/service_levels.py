@@ -26,6 +26,7 @@ from mailgate.rules.syntax import (
     want_text,
 )
 from mailgate.rules.yamlpos import Pos
+from mailgate.sla.durations import duration
 from mailgate.sla.policy import BreachActions, DigestPlan, ServiceLevel
 
 LEVEL_KEYS = (
@@ -42,8 +43,6 @@ LEVEL_KEYS = (
 BREACH_KEYS = ("raise_priority", "queue", "tag")
 DIGEST_KEYS = ("at", "business_hours")
 AROUND_THE_CLOCK = ("24x7", "always")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.I)
-_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -119,14 +118,6 @@ def _level(
     if len(src.problems) > before:
         return None
     return ServiceLevel(name=name, hours=hours, line=name_at[0] + 1, **values)
-
-
-def duration(text: str) -> int | None:
-    """``"90m"``, ``"4h"``, ``"1.5h"``, ``"2d"`` (d = 24 counted hours) as seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        return None
-    return round(float(match[1]) * _UNIT[match[2].lower()])
 
 
 def _one_duration(src: Source, value: Any, pos: Pos, what: str) -> int | None:
