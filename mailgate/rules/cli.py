@@ -39,7 +39,8 @@ def run_check(
         for problem in error.problems:
             print(problem, file=out)
         return 1
-    print(f"{rules_path}: OK, {len(ruleset.rules)} rules", file=out)
+    levels = f", service levels: {', '.join(ruleset.service_levels)}" if ruleset.service_levels else ""
+    print(f"{rules_path}: OK, {len(ruleset.rules)} rules{levels}", file=out)
     return 0
 
 

@@ -100,3 +100,12 @@ def test_rules_check_command_reports_policy_problems(tmp_path: Path) -> None:
     assert 0 != result.returncode
     out = (result.stdout + result.stderr).decode()
     assert f"{rules}:15:17:" in out and "standrd" in out
+
+
+def test_rules_check_names_the_levels_of_a_good_file(tmp_path: Path) -> None:
+    """A good file: `rules check` exits 0 and lists the service levels it defines."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GOOD)
+    result = run_cli(write_config(tmp_path, rules=str(rules)), "rules", "check")
+    assert 0 == result.returncode, result.stderr.decode()
+    assert f"{rules}: OK, 1 rules, service levels: standard, around\n" == result.stdout.decode()
