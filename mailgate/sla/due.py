@@ -72,6 +72,20 @@ def due_times(
     return found
 
 
+def moved_dues(level: ServiceLevel, state: Clock, paused_seconds: int) -> dict[str, datetime | None]:
+    """Due times recomputed (new priority, more paused time), except of targets already met.
+
+    A met target's due moment is history: the report judges it, and moving
+    it after the fact would turn a late answer into a timely one.
+    """
+    dues = due_times(level, state.priority, state.created_at, paused_seconds)
+    if state.first_response_at is not None:
+        dues["first_response_due"] = state.first_response_due
+    if state.resolved_at is not None or state.closed_at is not None:
+        dues["resolution_due"] = state.resolution_due
+    return dues
+
+
 def open_targets(state: Clock) -> list[tuple[str, datetime]]:
     """Targets not yet met, with their due moments."""
     found = []

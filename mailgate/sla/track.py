@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from mailgate.service.runtime import Runtime
 from mailgate.sla import clock
-from mailgate.sla.due import Clock, due_times, next_look
+from mailgate.sla.due import Clock, due_times, moved_dues, next_look
 from mailgate.sla.policy import ServiceLevel
 from mailgate.store.writes import TICKETS, insert_event, update_ticket
 
@@ -80,7 +80,7 @@ def refresh(
     level = level_of(runtime, state.sla)
     if level is None:
         return
-    dues = due_times(level, state.priority, state.created_at, state.sla_paused_seconds)
+    dues = moved_dues(level, state, state.sla_paused_seconds)
     changed = replace(
         state, first_response_due=dues["first_response_due"], resolution_due=dues["resolution_due"]
     )
@@ -126,7 +126,7 @@ def _resume(level: ServiceLevel, state: Clock, now: datetime) -> tuple[Clock, di
     assert state.sla_paused_at is not None
     paused = round(clock.elapsed(level.hours, state.sla_paused_at, now))
     total = state.sla_paused_seconds + paused
-    dues = due_times(level, state.priority, state.created_at, total)
+    dues = moved_dues(level, state, total)
     next_reply = (
         None if state.next_reply_due is None else clock.add(level.hours, state.next_reply_due, paused)
     )

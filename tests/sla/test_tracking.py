@@ -144,3 +144,17 @@ def test_downtime_catch_up_sends_one_mail_per_person_listing_all(sla_desk: Any) 
     assert all(f"[{t.ref}]" in body for t in opened)
     # Resolution and first response breached; the skipped warnings are not in the mail.
     assert "10 overschreden" in str(to_bob["Subject"]) and "bijna" not in str(to_bob["Subject"])
+
+
+def test_a_met_target_keeps_its_due_moment_through_pauses_and_priority_changes(sla_desk: Any) -> None:
+    """After the first answer, pending and a new priority move only the resolution due."""
+    found = _open(sla_desk)
+    to_alice = mails_to(sla_desk, "alice@example.com")[-1]
+    answer(sla_desk, to_alice, "Alice Admin <alice@example.com>", "Which printer model?\n")
+    answered = ticket(sla_desk, found.id)
+    _status(sla_desk, found.id, "pending", found.created_at + timedelta(hours=1))
+    _status(sla_desk, found.id, "open", found.created_at + timedelta(hours=3))
+    answer(sla_desk, to_alice, "Alice Admin <alice@example.com>", "#priority low\n#internal\nnot urgent\n")
+    after = ticket(sla_desk, found.id)
+    assert answered.first_response_due == after.first_response_due
+    assert timedelta(hours=48 + 2) == after.resolution_due - after.created_at
