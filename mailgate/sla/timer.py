@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import structlog
 from sqlalchemy import func, select
@@ -44,6 +44,8 @@ class SlaTimer:
         self.runtime = runtime
         self.clock = clock
         self.on_queued = on_queued
+        # The office day whose digests are done: later ticks that day skip the check.
+        self._digest_done: date | None = None
 
     def tick(self, now: datetime) -> datetime | None:
         """Everything due by ``now``; returns the next moment anything falls due."""
@@ -71,6 +73,11 @@ class SlaTimer:
             next_escalation = conn.execute(_NEXT).scalar()
         moments = [m for m in (next_escalation, next_digest(plan, now) if plan else None) if m is not None]
         return min(moments, default=None)
+
+    def _next_escalation(self) -> datetime | None:
+        with self.runtime.engine.connect() as conn:
+            found: datetime | None = conn.execute(_NEXT).scalar()
+        return found
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop``: tick, then sleep until the next due moment (capped)."""
