@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python bench/smtp_bench.py
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/pipe_bench.py
+	$(BIN)/python bench/sla_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -187,6 +187,10 @@ class Processing(_Strict):
     # at most about 10 ms each, so a big batch does not hold SQLite's write
     # lock long; bigger is faster under load (8: 408 acks/s, 32: 460).
     batch: int = Field(default=32, ge=1, le=500)
+    # The service-level timer sleeps until the next known due moment, but
+    # at most this long: a ticket created meanwhile (by a worker process)
+    # is seen within it. One indexed query per wake-up (docs/sla.md).
+    sla_check_seconds: float = Field(default=30.0, gt=0, le=3600)
 
 
 class Logging(_Strict):

@@ -20,6 +20,7 @@ from mailgate.agents.commands import Changes, Commands, interpret, split_command
 from mailgate.agents.directory import Agent, Queue
 from mailgate.message import Address, ParsedMessage
 from mailgate.service.runtime import Runtime
+from mailgate.sla import track as sla_track
 from mailgate.store.writes import (
     TicketView,
     add_participants,
@@ -291,7 +292,10 @@ def _relay_or_note(
     if files:
         mail = replace(mail, attachments=files)
     enqueue(conn, runtime, ticket.id, mail, automatic=False, now=now, visibility="public")
-    if ticket_times(conn, ticket.id).first_response_at is None:
+    first_reply = ticket_times(conn, ticket.id).first_response_at is None
+    # Only here, a public reply relayed to the requester, meets a response target.
+    sla_track.public_reply(conn, runtime, ticket.id, now, first=first_reply)
+    if first_reply:
         update_ticket(conn, ticket.id, first_response_at=now)
         insert_event(conn, ticket.id, "first_response", now, agent=agent.key)
     if ticket.assignee is None:
@@ -328,6 +332,8 @@ def apply_changes(
         if "tags" in fields:
             fields["tags"] = tuple(fields["tags"])
         ticket = _with(ticket, **fields)
+        if "priority" in fields or "queue" in fields:
+            sla_track.refresh(conn, runtime, ticket.id, now, why=f"changed by {by}")
     if changes.status:
         ticket = lifecycle.set_status(conn, runtime, ticket, changes.status, now, by=by)
     if changes.merge_into:

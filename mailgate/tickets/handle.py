@@ -22,6 +22,8 @@ from mailgate.agents.desk import handle_agent_mail, notify_agents
 from mailgate.message import Address, Envelope, ParsedMessage, header_sender
 from mailgate.rules import Decision, RuleContext
 from mailgate.service.runtime import Runtime
+from mailgate.sla import track as sla_track
+from mailgate.sla.promise import promise
 from mailgate.store.writes import (
     CoreTicketLookup,
     TicketView,
@@ -213,7 +215,7 @@ class MessageHandler:
             incoming = replace(incoming, message=message, sender=sender or incoming.sender)
             ticket = self._open_ticket(conn, message, decision, now, recipients, linked)
         else:
-            self._apply_to_reply(conn, ticket, decision)
+            self._apply_to_reply(conn, ticket, decision, now)
 
         article_id = store_incoming(
             conn,
@@ -361,6 +363,7 @@ class MessageHandler:
             return
         if outcome.kind == "quiet":
             return
+        sla_track.requester_wrote(conn, self.runtime, ticket.id, now)
         if outcome.kind in ("reopen", "answered"):
             ticket = lifecycle.set_status(conn, self.runtime, ticket, "open", now, by="requester")
         notify_agents(conn, self.runtime, ticket, message, now, event="reply")
@@ -400,6 +403,7 @@ class MessageHandler:
             created_at=now,
             updated_at=now,
         )
+        sla_track.start(conn, self.runtime, ticket.id, decision.sla, decision.priority, now)
         if linked is not None:
             update_ticket(conn, ticket.id, linked_ticket_id=linked)
             insert_event(
@@ -408,7 +412,9 @@ class MessageHandler:
             insert_event(conn, linked, "followed_up", now, new_ticket=ticket.id)
         return ticket
 
-    def _apply_to_reply(self, conn: Connection, ticket: TicketView, decision: Decision) -> None:
+    def _apply_to_reply(
+        self, conn: Connection, ticket: TicketView, decision: Decision, now: datetime
+    ) -> None:
         changes: dict[str, object] = {}
         # A rule written for replies may change fields; defaults never do.
         for name in ("priority", "queue", "category", "assignee"):
@@ -418,6 +424,9 @@ class MessageHandler:
             changes["tags"] = sorted({*ticket.tags, *decision.tags})
         if changes:
             update_ticket(conn, ticket.id, **changes)
+        if {"priority", "queue", "sla"} & decision.changed:
+            sla = decision.sla if "sla" in decision.changed else None
+            sla_track.refresh(conn, self.runtime, ticket.id, now, why="rule on a reply", sla=sla)
 
     def _acknowledge(
         self,
@@ -468,6 +477,7 @@ class MessageHandler:
             decision.ack_template,
             message.sender,
             kind="ack",
+            extra={"sla": promise(conn, self.runtime, ticket.id, ticket.language, now)},
             in_reply_to=message.message_id,
             references=references,
         )
