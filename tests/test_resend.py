@@ -16,12 +16,20 @@ import smtplib
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
+from mailgate.outbox.deliver import OutboxWorker, RetryPolicy
+from mailgate.outbox.sent_marks import SentJournal
+from mailgate.outbox.transport import SmtpTransport
+from mailgate.store.db import sqlite_file
 from tests.conftest import HELPDESK, DaemonProcess, free_port, make_mail, wait_until
+from tests.helpers import deliver
 from tests.smtp_sink import Sink, SinkHandler
 
 LIMITS = {"auto_replies_per_hour": 10_000, "auto_replies_per_day": 10_000}
@@ -103,8 +111,7 @@ def test_three_kills_of_the_delivery_worker_resend_at_most_three_mails(daemon_fa
     request acknowledged, at most one second copy (same Message-ID) per kill."""
     handler = KillingHandler(kill_at={40, 140, 240})
     sink = Sink(free_port())
-    sink.handler = handler
-    sink.controller.handler = handler
+    sink.handler = sink.controller.handler = handler
     with sink:
         daemon = daemon_factory(outbound={"smtp": {"host": "127.0.0.1", "port": sink.port}}, limits=LIMITS)
         daemon.wait_for("worker.ready", timeout=30, count=2)
@@ -169,3 +176,47 @@ def test_a_crash_right_after_the_250_resends_only_that_mail(
     assert 100 == len(copies)
     assert most_extra == sum(copies.values()) - len(copies)
     assert 0 == daemon.stop()
+
+
+class WitnessHandler(SinkHandler):
+    """A relay that, on each mail, notes which rows a crash at that moment would keep as sent."""
+
+    def __init__(self, marked: Callable[[], set[int]]) -> None:
+        super().__init__()
+        self._marked = marked
+        self.marked_before: list[set[int]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.marked_before.append(self._marked())
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_each_mail_is_marked_before_the_next_one_is_sent(db_url: str, runtime_factory: Any) -> None:
+    """One batch of five: when the relay gets mail k, mails 1..k-1 are already marked
+    sent where the next worker looks (the database; on SQLite also the sent journal)."""
+    runtime = runtime_factory(database={"url": db_url}, limits=LIMITS)
+    for n in range(5):
+        deliver(runtime, make_mail(message_id=f"<batch-{n}@example.org>", sender=f"<r{n}@example.org>"))
+    witness_engine = create_engine(db_url.replace("sqlite:", "sqlite+pysqlite:"), poolclass=NullPool)
+    database = sqlite_file(db_url)
+    journal = SentJournal.for_database(database.resolve()) if database is not None else None
+
+    def marked() -> set[int]:
+        with witness_engine.connect() as conn:
+            found = {
+                int(row_id) for (row_id,) in conn.execute(text("SELECT id FROM outbox WHERE state = 'sent'"))
+            }
+        return found | set(journal.read_ids() if journal is not None else ())
+
+    handler = WitnessHandler(marked)
+    relay = Sink(free_port())
+    relay.handler = relay.controller.handler = handler
+    with (
+        relay,
+        OutboxWorker(runtime.lease_sessions, SmtpTransport("127.0.0.1", relay.port), RetryPolicy()) as worker,
+    ):
+        assert 5 == worker.deliver_due()
+    witness_engine.dispose()
+    ids = sorted(marked())
+    assert 5 == len(ids)
+    assert [set(ids[:k]) for k in range(5)] == handler.marked_before
