@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, bindparam, or_, select
+from sqlalchemy import Connection, bindparam, select
 
 from mailgate.message import ParsedMessage
 from mailgate.store.writes import ARTICLES, insert_event
@@ -49,12 +49,13 @@ _LEGACY = "mid:"
 # Entries of the `known` table by Message-ID (dedupe keys are "fp:" or "sha256:").
 _BY_ID = "id:"
 
-_KNOWN = select(ARTICLES.c.dedupe_key, ARTICLES.c.message_id, ARTICLES.c.id, ARTICLES.c.ticket_id).where(
-    or_(
-        ARTICLES.c.dedupe_key.in_(bindparam("b_keys", expanding=True)),
-        ARTICLES.c.message_id.in_(bindparam("b_ids", expanding=True)),
-    )
-)
+_STORED = select(ARTICLES.c.dedupe_key, ARTICLES.c.message_id, ARTICLES.c.id, ARTICLES.c.ticket_id)
+# Every article of a mail with a Message-ID stores it, so one lookup by
+# Message-ID finds both a copy (same key) and a collision (other key); only
+# mail without one is looked up by its key. One IN list on one index: a
+# query with both lists ORed cost half as much again, once per write slice.
+_BY_MESSAGE_ID = _STORED.where(ARTICLES.c.message_id.in_(bindparam("b_ids", expanding=True)))
+_BY_KEY = _STORED.where(ARTICLES.c.dedupe_key.in_(bindparam("b_keys", expanding=True)))
 
 
 def content_fingerprint(message: ParsedMessage) -> str:
@@ -85,17 +86,18 @@ Known = dict[str, tuple[int, int]]
 
 
 def known_messages(conn: Connection, mails: Sequence[tuple[str, str | None]]) -> Known:
-    """What the batch's (dedupe key, Message-ID) pairs already are, in one query.
+    """What the batch's (dedupe key, Message-ID) pairs already are: one query, two if some lack an ID.
 
     Dedupe key -> (article id, ticket id) of that very mail, and "id:<Message-ID>"
     -> the first article with that Message-ID (for a collision).
     """
-    keys = [key for key, _ in mails]
     ids = [message_id for _, message_id in mails if message_id]
-    if not keys:
-        return {}
+    bare = [key for key, message_id in mails if not message_id]
+    rows = [*conn.execute(_BY_MESSAGE_ID, {"b_ids": ids})] if ids else []
+    if bare:
+        rows += conn.execute(_BY_KEY, {"b_keys": bare})
     known: Known = {}
-    for key, message_id, article_id, ticket_id in conn.execute(_KNOWN, {"b_keys": keys, "b_ids": ids}):
+    for key, message_id, article_id, ticket_id in rows:
         if key is not None:
             known.setdefault(key, (article_id, ticket_id))
         if message_id is not None:
