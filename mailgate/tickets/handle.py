@@ -9,7 +9,6 @@ plain Result.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -38,7 +37,7 @@ from mailgate.store.writes import (
 )
 from mailgate.threading.resolve import resolve
 from mailgate.threading.subject import ticket_subject
-from mailgate.tickets import history, lifecycle, requester_road
+from mailgate.tickets import dedupe, history, lifecycle, requester_road
 from mailgate.tickets.articles import Incoming, store_incoming
 from mailgate.tickets.bounces import record_bounce
 from mailgate.tickets.notify import automatic_mail_permission, enqueue, mail_withheld, render_to, send_notice
@@ -84,13 +83,6 @@ class Prepared:
     report: guard.DeliveryReport | None = None
 
 
-def dedupe_key(message: ParsedMessage, raw: bytes) -> str:
-    """One key per message: its Message-ID, or its bytes when it has none."""
-    if message.message_id:
-        return f"mid:{message.message_id}"[:600]
-    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
-
-
 class MessageHandler:
     """What happens to one prepared message inside the batch transaction."""
 
@@ -132,13 +124,13 @@ class MessageHandler:
             bound.info("process.bounce", ticket_id=bounce.ticket_id, reason=bounce.reason)
             return self._finish(conn, row_id, "bounce", bounce.reason, now, ticket_id=bounce.ticket_id)
 
-        existing = known.get(ready.dedupe_key)
-        if existing is not None:
-            article_id, ticket_id = existing
+        # Folded only when the content matches too; see dedupe.py.
+        seen = dedupe.sighting(known, ready.dedupe_key, message.message_id)
+        if seen.duplicate_of is not None:
+            article_id, ticket_id = seen.duplicate_of
             bound.info("process.duplicate", article_id=article_id, ticket_id=ticket_id)
-            reason = f"same message as article {article_id} of ticket {ticket_id}"
             return self._finish(
-                conn, row_id, "duplicate", reason, now, ticket_id=ticket_id, article_id=article_id
+                conn, row_id, "duplicate", seen.reason, now, ticket_id=ticket_id, article_id=article_id
             )
 
         lookup = CoreTicketLookup(conn)
@@ -167,7 +159,8 @@ class MessageHandler:
         if ticket is not None and (is_agent or comment_queue is not None):
             check = check_agent(message, thread, directory, runtime.trusted_authserv_ids)
             article_id, why = handle_agent_mail(conn, runtime, ticket, incoming, check, comment_queue, now)
-            known[ready.dedupe_key] = (article_id, ticket.id)
+            dedupe.remember(known, ready.dedupe_key, message.message_id, article_id, ticket.id)
+            dedupe.record_collision(conn, seen, ticket.id, article_id, message.message_id, now)
             bound.info("process.agent_mail", ticket=ticket.ref, article_id=article_id, outcome=why)
             return self._finish(conn, row_id, "done", why, now, ticket_id=ticket.id, article_id=article_id)
         if comment_queue is not None:
@@ -226,7 +219,7 @@ class MessageHandler:
             kind="request" if is_new else "reply",
             text=message.new_text,
         )
-        known[ready.dedupe_key] = (article_id, ticket.id)
+        dedupe.remember(known, ready.dedupe_key, message.message_id, article_id, ticket.id)
         ours = runtime.is_our_address
         not_cc = who.not_cc if who is not None else frozenset()
         add_participants(
@@ -257,6 +250,7 @@ class MessageHandler:
         )
         if who is not None:
             requester_road.record(conn, runtime, ticket, who, row_id, received, now)
+        dedupe.record_collision(conn, seen, ticket.id, article_id, message.message_id, now)
         if decision.notify:
             self._notify_by_rule(conn, ticket, message, decision, sender, now)
         if is_new:
