@@ -10,9 +10,7 @@ CONFIG ?= config/mailgate.yaml
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	# compat: a path entry instead of an import hook, which every `mailgate`
-	# process (one per piped message) would pay for at start-up.
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
