@@ -74,10 +74,10 @@ class SearchIndex:
                 norm = 1 - B + B * length / average[name]
                 for term, tf in f[name].items():
                     weighted[term] += weight * tf / norm
-            for term, tf in weighted.items():
+            for term, strength in weighted.items():
                 df = frequency[term]
                 idf = math.log(1 + (count - df + 0.5) / (df + 0.5))
-                postings[term].append((index, idf * tf * (K1 + 1) / (tf + K1)))
+                postings[term].append((index, idf * strength * (K1 + 1) / (strength + K1)))
         return dict(postings)
 
     def search(
