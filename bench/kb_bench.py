@@ -34,8 +34,10 @@ def hit_rates(index: SearchIndex, requests: list[dict[str, str]], min_score: flo
     top1 = top3 = false = labelled = 0
     misses: list[str] = []
     for request in requests:
-        shown = [m.article.id for m in suggest(index, request["subject"], request["body"],
-                                               request["lang"], min_score=min_score)]
+        shown = [
+            m.article.id
+            for m in suggest(index, request["subject"], request["body"], request["lang"], min_score=min_score)
+        ]
         expect = request["expect"]
         if expect == "none":
             if shown:

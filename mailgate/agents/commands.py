@@ -17,7 +17,8 @@ from mailgate.rules.model import PRIORITIES, STATUSES
 # A command line: "#word" and an optional value; "# heading" (a space
 # after the hash) is prose, not a command.
 _COMMAND = re.compile(r"^#(?P<name>[A-Za-z][\w-]*)(?:[ \t]+(?P<value>.*?))?\s*$")
-KNOWN = ("status", "resolve", "close", "priority", "assign", "queue", "tag", "internal")
+# "#kb ..." is checked by mailgate/kb/mailflow.py (it needs the loaded articles).
+KNOWN = ("status", "resolve", "close", "priority", "assign", "queue", "tag", "internal", "kb")
 _NO_VALUE = ("resolve", "close", "internal")
 
 

@@ -59,9 +59,7 @@ def reload_library(config: Config, current: Library, *, report: bool) -> Library
     if problems:
         refused = tuple(problems)
         if report and refused != current.refused:
-            log.error(
-                "kb.reload_refused", problems=[str(p) for p in problems], kept=len(current.kb.articles)
-            )
+            log.error("kb.reload_refused", problems=[str(p) for p in problems], kept=len(current.kb.articles))
         return Library(current.kb, current.index, refused, current.stamp)
     log.info("kb.loaded", articles=len(kb.articles), folder=str(kb.folder))
     return Library(kb, SearchIndex(kb), (), stamp)

@@ -92,8 +92,10 @@ def parse_article(path: Path, text: str) -> tuple[Article | None, list[Problem]]
     titles = meta.get("title")
     if isinstance(titles, str):
         titles = {LANGUAGES[0]: titles}
-    if not isinstance(titles, dict) or not titles or not all(
-        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in titles.items()
+    if (
+        not isinstance(titles, dict)
+        or not titles
+        or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in titles.items())
     ):
         problem(lines.get("title", 1), "title must be a text per language, e.g. 'en: ...' and 'nl: ...'")
         titles = {}

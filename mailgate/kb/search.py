@@ -80,9 +80,7 @@ class SearchIndex:
                 postings[term].append((index, idf * strength * (K1 + 1) / (strength + K1)))
         return dict(postings)
 
-    def search(
-        self, text: str, language: str | None, *, limit: int = 3, subject: str = ""
-    ) -> list[Match]:
+    def search(self, text: str, language: str | None, *, limit: int = 3, subject: str = "") -> list[Match]:
         """The best ``limit`` articles for ``text`` (subject words count double)."""
         lang = language if language in self._postings else language_of(language)
         postings = self._postings.get(lang, {})

@@ -159,5 +159,5 @@ def build(config: Config, *, migrate: bool = True, with_rules: bool = True) -> R
         templates=templates,
         rules=rules,
         directory=make_directory(config) if with_rules else Directory(),
-        kb=load_library(config),
+        kb=load_library(config) if with_rules else Library(),
     )
