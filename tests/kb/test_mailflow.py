@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -177,7 +176,9 @@ def test_kb_draft_writes_a_checkable_article_file(daemon_factory: Any, sink: Any
     from mailgate.kb.loader import check_folder
 
     daemon, _ = _start(daemon_factory, sink, tmp_path, suggest=False)
-    daemon.send(make_mail(sender=JAN, body="Hello,\n\nthe badge reader rejects me.\n\nJan\n"), "jan@example.org")
+    daemon.send(
+        make_mail(sender=JAN, body="Hello,\n\nthe badge reader rejects me.\n\nJan\n"), "jan@example.org"
+    )
     sink.wait(3)
     notify = _to(sink, "alice@example.com")[-1]
     answer = "#kb draft\nHold the badge flat against the reader for two seconds; it reads only the middle.\n"
