@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from email.message import Message
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.agents.conftest import FIXTURES
-from tests.conftest import make_mail, ticket_json, wait_until
+from tests.conftest import make_mail, run_cli, ticket_json, wait_until
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "kb.example"
 JAN = "Jan Jansen <jan@example.org>"
@@ -57,6 +58,12 @@ def _reply(daemon: Any, to_mail: Message, sender: str, body: str) -> None:
     daemon.send(raw, sender.rpartition("<")[2].rstrip(">"), (rcpt,))
 
 
+def _report(daemon: Any) -> dict[str, Any]:
+    result = run_cli(daemon.config_path, "report", "--json")
+    assert 0 == result.returncode, result.stderr.decode()
+    return dict(json.loads(result.stdout)["knowledge_base"])
+
+
 def _kinds(daemon: Any, ticket: int = 1) -> list[str]:
     return [e["kind"] for e in ticket_json(daemon.config_path, ticket)["events"]]
 
@@ -91,6 +98,7 @@ def test_dutch_request_gets_dutch_suggestions_and_solved_resolves_as_self_servic
     assert ["vpn-809"] == self_service[0]["detail"]["articles"]
     time.sleep(1.5)  # a resolved/CSAT mail, if any, would have been delivered by now
     assert sent_before == len(sink.messages), [str(m.message["Subject"]) for m in sink.messages]
+    assert 1 == _report(daemon)["self_service_resolved"]
 
 
 def test_english_request_gets_english_suggestions_and_unrelated_gets_none(
@@ -146,6 +154,9 @@ def test_agent_kb_answer_reaches_requester_with_article_in_both_parts(
     assert "#kb" not in text
     used = [e for e in ticket_json(daemon.config_path, 1)["events"] if e["kind"] == "kb_used"]
     assert [("printer-jam", "alice")] == [(e["detail"]["article"], e["detail"]["agent"]) for e in used]
+    report = _report(daemon)
+    assert [{"article": "printer-jam", "uses": 1}] == report["top_articles"]
+    assert 0 == report["self_service_resolved"]
 
 
 def test_kb_search_mails_the_agent_privately_and_unknown_id_is_refused(
