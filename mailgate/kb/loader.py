@@ -125,7 +125,7 @@ def parse_article(path: Path, text: str) -> tuple[Article | None, list[Problem]]
         if bodies and lang not in bodies:
             problem(lines.get("title", 1), f"a title in {lang!r} but no '<!-- lang: {lang} -->' section")
     if problems:
-        return None, problems
+        return None, sorted(problems, key=lambda p: p.line)
     assert isinstance(article_id, str)
     return Article(
         id=article_id,

@@ -222,3 +222,28 @@ def test_broken_article_is_refused_with_its_line_and_last_good_set_stays(
     sink.wait(2)
     text, _ = _parts(_to(sink, "anna@example.org")[0])
     assert "VPN error 809: the connection could not be established" in text
+
+
+def test_queue_settings_turn_suggestions_off_or_force_articles(
+    daemon_factory: Any, sink: Any, tmp_path: Path
+) -> None:
+    """Queue general: no suggestions even for a clear match; queue network: its forced article first."""
+    daemon, _ = _start(
+        daemon_factory,
+        sink,
+        tmp_path,
+        queues={"general": {"suggest": False}, "network": {"articles": ["wifi-eduroam"]}},
+    )
+    outlook = "Hi,\n\nOutlook says my mailbox is full and I cannot send email anymore.\n\nAnna\n"
+    daemon.send(make_mail(subject="Mailbox full", sender=ANNA, body=outlook), "anna@example.org")
+    vpn = "Hello,\n\nI get VPN error 809 when I connect from home.\n\nJan\n"
+    daemon.send(
+        make_mail(subject="VPN error 809", sender=JAN, to="network@example.com", body=vpn),
+        "jan@example.org",
+        ("network@example.com",),
+    )
+    wait_until(lambda: _to(sink, "anna@example.org") and _to(sink, "jan@example.org"), timeout=20)
+    anna, _ = _parts(_to(sink, "anna@example.org")[0])
+    jan, _ = _parts(_to(sink, "jan@example.org")[0])
+    assert "While you wait" not in anna
+    assert jan.index("1. Connecting to eduroam Wi-Fi") < jan.index("2. VPN error 809")
