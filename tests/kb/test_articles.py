@@ -34,7 +34,7 @@ Houd de pas **plat** tegen de lezer.
 
 def test_an_article_loads_with_both_languages_and_safe_html() -> None:
     """Title, body and HTML per language; raw HTML and javascript: links do not survive."""
-    text = GOOD.replace("against the reader.", 'against the reader. <script>x()</script> [a](javascript:x())')
+    text = GOOD.replace("against the reader.", "against the reader. <script>x()</script> [a](javascript:x())")
     article, problems = parse_article(Path("badge.md"), text)
     assert [] == problems
     assert article is not None
@@ -112,7 +112,7 @@ def test_labelled_requests_meet_the_issue_targets() -> None:
 
 
 def test_stemming_matches_word_forms_in_each_language() -> None:
-    """"wachtwoorden verlopen" finds the Dutch password article; "printers jammed" the English jam one."""
+    """Stemming: "wachtwoorden verlopen" finds the Dutch password article, "printers jammed" the jam one."""
     index = SearchIndex(check_folder(SAMPLE)[0])
     assert "password-expired" == index.search("mijn wachtwoorden zijn verlopen", "nl")[0].article.id
     assert "printer-jam" == index.search("both printers jammed", "en")[0].article.id
