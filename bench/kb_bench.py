@@ -96,17 +96,32 @@ def main() -> None:
     big = SearchIndex(thousand(kb))
     built = time.perf_counter() - start
     mail = requests[0]
+    # The first pass fills the stem cache (a running daemon's is warm after a few mails); time the rest.
+    for request in requests:
+        suggest(big, request["subject"], request["body"] * 3, request["lang"], min_score=DEFAULT_MIN_SCORE)
     timings = []
+    # CPU time of this thread as well: on a shared machine the wall clock mostly measures waiting.
+    cpu = []
     for request in requests * 3:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         suggest(big, request["subject"], request["body"] * 3, request["lang"], min_score=DEFAULT_MIN_SCORE)
         timings.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
     t0 = time.perf_counter()
     suggest(big, mail["subject"], mail["body"], mail["lang"], min_score=DEFAULT_MIN_SCORE)
+    timings.sort()
+    cpu.sort()
+    p95 = timings[int(0.95 * (len(timings) - 1))]
+    cpu95 = cpu[int(0.95 * (len(cpu) - 1))]
     print(
         f"kb: 1,000 articles indexed in {built * 1000:.0f} ms; one suggestion: median "
-        f"{statistics.median(timings) * 1000:.2f} ms, max {max(timings) * 1000:.2f} ms "
+        f"{statistics.median(timings) * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms, "
+        f"max {timings[-1] * 1000:.2f} ms "
         f"over {len(timings)} mails (shared, loaded machine: noisy)"
+    )
+    print(
+        f"kb: CPU time per suggestion: median {statistics.median(cpu) * 1000:.2f} ms, "
+        f"p95 {cpu95 * 1000:.2f} ms"
     )
 
 
