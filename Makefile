@@ -27,6 +27,7 @@ services:
 	sh scripts/ensure-postgres.sh
 	sh scripts/dovecot/ensure-installed.sh
 	sh scripts/ensure-test-tools.sh
+	sh scripts/ensure-postfix.sh
 
 # zammad's corpus (AGPL-3.0) is not in the repository: its tests run when
 # MAILGATE_CORPUS names the folder holding zammad-mail/ (.ci/run sets it);

@@ -23,15 +23,36 @@ from mailgate.rules import RuleContext, RuleSet, load_rules_text
 from mailgate.rules.language import detect_language
 
 _QUEUES = ("general", "network", "hardware", "accounts", "facilities")
-_WORDS = ("printer", "vpn", "laptop", "password", "wifi", "invoice", "badge", "monitor",
-          "mailbox", "license", "teams", "phone", "docking", "backup", "server")
+_WORDS = (
+    "printer",
+    "vpn",
+    "laptop",
+    "password",
+    "wifi",
+    "invoice",
+    "badge",
+    "monitor",
+    "mailbox",
+    "license",
+    "teams",
+    "phone",
+    "docking",
+    "backup",
+    "server",
+)
 
 
 def build_rules(count: int = 1000) -> str:
     """A rules file with ``count`` rules of mixed kinds, none a catch-all."""
-    lines = ["version: 1", "defaults: {queue: general, priority: normal, ack: ack}",
-             "business_hours:", "  office:", "    timezone: Europe/Amsterdam",
-             '    days: {mon-fri: "08:30-17:30"}', "rules:"]
+    lines = [
+        "version: 1",
+        "defaults: {queue: general, priority: normal, ack: ack}",
+        "business_hours:",
+        "  office:",
+        "    timezone: Europe/Amsterdam",
+        '    days: {mon-fri: "08:30-17:30"}',
+        "rules:",
+    ]
     for index in range(count):
         queue = _QUEUES[index % len(_QUEUES)]
         word = _WORDS[index % len(_WORDS)]
@@ -49,48 +70,67 @@ def build_rules(count: int = 1000) -> str:
         elif kind == 4:
             lines.append(f'    if: {{subject: {{regex: "^\\\\[ticket-{index}\\\\]"}}}}')
         elif kind == 5:
-            lines.append(f'    if: {{all: [{{from: "*@dept{index}.example.com"}}, '
-                         f'{{body: "{word}-{index}"}}]}}')
+            lines.append(
+                f'    if: {{all: [{{from: "*@dept{index}.example.com"}}, {{body: "{word}-{index}"}}]}}'
+            )
         elif kind == 6:
-            lines.append(f'    if: {{any: [{{to: "team{index}@example.com"}}, '
-                         f'{{cc: "team{index}@example.com"}}]}}')
+            lines.append(
+                f'    if: {{any: [{{to: "team{index}@example.com"}}, {{cc: "team{index}@example.com"}}]}}'
+            )
         else:
             lines.append(f'    if: {{from: "boss{index}@example.com", outside_hours: office}}')
         lines.append(f"    then: {{queue: {queue}, tags: [{word}]}}")
     return "\n".join(lines) + "\n"
 
 
-def _message(subject: str, sender: str, body: str, headers: tuple[tuple[str, str], ...] = (),
-             attachments: tuple[Attachment, ...] = ()) -> ParsedMessage:
+def _message(
+    subject: str,
+    sender: str,
+    body: str,
+    headers: tuple[tuple[str, str], ...] = (),
+    attachments: tuple[Attachment, ...] = (),
+) -> ParsedMessage:
     return ParsedMessage(
-        message_id=f"<{abs(hash(subject))}@bench>", in_reply_to=(), references=(),
-        subject=subject, sender=Address(sender), to=(Address("helpdesk@example.com"),),
-        cc=(Address("alice@example.org"),), reply_to=(), date=None,
-        headers=(("From", sender), ("To", "helpdesk@example.com"), ("Subject", subject),
-                 *headers),
-        text=body, new_text=body, html=None, attachments=attachments, size=1800 + len(body),
+        message_id=f"<{abs(hash(subject))}@bench>",
+        in_reply_to=(),
+        references=(),
+        subject=subject,
+        sender=Address(sender),
+        to=(Address("helpdesk@example.com"),),
+        cc=(Address("alice@example.org"),),
+        reply_to=(),
+        date=None,
+        headers=(("From", sender), ("To", "helpdesk@example.com"), ("Subject", subject), *headers),
+        text=body,
+        new_text=body,
+        html=None,
+        attachments=attachments,
+        size=1800 + len(body),
     )
 
 
 def sample_messages() -> list[tuple[ParsedMessage, Envelope, RuleContext]]:
     """Typical helpdesk mail: short, some Dutch, one attachment, no early match."""
-    body_en = ("Hello, since this morning my laptop cannot connect to the docking station. "
-               "I have tried restarting it twice. Could you please have a look? Thanks, Ann\n") * 3
-    body_nl = ("Hallo, sinds vanochtend werkt mijn laptop niet meer met het dockingstation. "
-               "Ik heb hem al twee keer opnieuw opgestart. Kunnen jullie even kijken? "
-               "Alvast bedankt, groeten Jan\n") * 3
+    body_en = (
+        "Hello, since this morning my laptop cannot connect to the docking station. "
+        "I have tried restarting it twice. Could you please have a look? Thanks, Ann\n"
+    ) * 3
+    body_nl = (
+        "Hallo, sinds vanochtend werkt mijn laptop niet meer met het dockingstation. "
+        "Ik heb hem al twee keer opnieuw opgestart. Kunnen jullie even kijken? "
+        "Alvast bedankt, groeten Jan\n"
+    ) * 3
     pdf = Attachment("scan.pdf", "application/pdf", 120_000, "0" * 64)
     messages = [
         _message("Laptop won't dock", "ann@corp.example.net", body_en),
-        _message("Laptop doet het niet", "jan@gemeente.example.nl", body_nl,
-                 (("X-Customer-Id", "C999999"),)),
+        _message("Laptop doet het niet", "jan@gemeente.example.nl", body_nl, (("X-Customer-Id", "C999999"),)),
         _message("RE: [ticket-99999] printer", "piet@example.org", body_nl, (), (pdf,)),
         _message("Invoice question", "billing@customer998.com", body_en),  # late match
     ]
-    envelope = Envelope("ann@corp.example.net", ("helpdesk@example.com",), "smtp",
-                        datetime(2026, 11, 27, 9, 30, tzinfo=UTC))
-    context = RuleContext(our_addresses=frozenset({"helpdesk@example.com"}),
-                          now=envelope.received_at)
+    envelope = Envelope(
+        "ann@corp.example.net", ("helpdesk@example.com",), "smtp", datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+    )
+    context = RuleContext(our_addresses=frozenset({"helpdesk@example.com"}), now=envelope.received_at)
     return [(message, envelope, context) for message in messages]
 
 
@@ -123,8 +163,9 @@ def main() -> None:
         detect_language(text)
     detect_us = (time.perf_counter() - start) * 1000
     print(f"rules: {args.rules}, loaded and validated in {load_ms:.0f} ms")
-    print(f"routing: median {median * 1e6:.0f} us, p99 {p99 * 1e6:.0f} us per message "
-          f"({args.rounds} decisions)")
+    print(
+        f"routing: median {median * 1e6:.0f} us, p99 {p99 * 1e6:.0f} us per message ({args.rounds} decisions)"
+    )
     print(f"language detection: {detect_us:.1f} us per message")
 
 

@@ -172,6 +172,10 @@ class Limits(_Strict):
     # the article with the reason but not kept.
     max_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=0)
     max_attachments_bytes_per_message: int = Field(default=50 * 1024 * 1024, ge=0)
+    # Mail older than this (its delivery time, or its Date when that is
+    # earlier) is never acknowledged automatically, however it came in: a
+    # mailbox of old mail fetched or imported must not answer settled matters.
+    ack_max_age_days: float = Field(default=7.0, gt=0)
 
 
 class Processing(_Strict):

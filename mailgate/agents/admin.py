@@ -16,6 +16,7 @@ from mailgate.service.runtime import Runtime
 from mailgate.store.db import transaction
 from mailgate.store.writes import TicketView, ticket_view, touch_ticket
 from mailgate.templates import RenderedMail
+from mailgate.tickets.merge import Merged, MergeRefused, find_ticket, merge_problem, merge_tickets
 
 
 class AdminError(Exception):
@@ -46,6 +47,24 @@ def set_ticket(
     return ticket
 
 
+def merge(runtime: Runtime, source_name: str, target_name: str, *, by: str = "cli") -> Merged:
+    """``tickets merge SOURCE TARGET``: SOURCE goes into TARGET, as an agent's ``#merge`` does."""
+    prefix = runtime.config.helpdesk.ref_prefix
+    with transaction(runtime.sessions) as session:
+        conn = session.connection()
+        source = find_ticket(conn, source_name, prefix)
+        target = find_ticket(conn, target_name, prefix)
+        problem = merge_problem(source, target, source_name, target_name)
+        if problem is not None or source is None or target is None:
+            raise AdminError(problem or "no such tickets")
+        try:
+            return merge_tickets(
+                conn, source, target, datetime.now(UTC), by=by, reason=f"tickets merge by {by}"
+            )
+        except MergeRefused as exc:
+            raise AdminError(str(exc)) from exc
+
+
 SAMPLE: dict[str, Any] = {
     "helpdesk": {"name": "Example IT Helpdesk", "address": "helpdesk@example.com"},
     "ticket": {
@@ -71,6 +90,10 @@ SAMPLE: dict[str, Any] = {
     "problems": ["#priority sky: priority must be one of low, normal, high, urgent"],
     "original_subject": "Re: [HD-1042] The printer on floor 3 jams",
     "rating": 5,
+    # requester_unmailable: the ticket's requester cannot be answered.
+    "problem": "noreply@www.example.org is a noreply or system address",
+    "reasons": ["order forward, list, reply_to, from from the defaults", "From noreply@www.example.org"],
+    "original": {"sender": "noreply@www.example.org", "reply_to": [], "subject": "Contact form"},
 }
 
 

@@ -18,7 +18,10 @@ from mailgate.rules.model import PRIORITIES, STATUSES
 # after the hash) is prose, not a command.
 _COMMAND = re.compile(r"^#(?P<name>[A-Za-z][\w-]*)(?:[ \t]+(?P<value>.*?))?\s*$")
 # "#kb ..." is checked by mailgate/kb/mailflow.py (it needs the loaded articles).
-KNOWN = ("status", "resolve", "close", "priority", "assign", "queue", "tag", "internal", "kb")
+KNOWN = ("status", "resolve", "close", "priority", "assign", "queue", "tag", "internal", "merge", "kb")
+# "#merge HD-12", "#merge 12", "#merge #12": the ticket this mail is about is
+# merged into the one named (whether that ticket exists is checked by the caller).
+_TICKET_NAME = re.compile(r"(?:[A-Za-z][A-Za-z0-9]*-|#)?\d{1,11}")
 _NO_VALUE = ("resolve", "close", "internal")
 
 
@@ -51,12 +54,21 @@ class Changes:
     unassign: bool = False
     queue: str | None = None
     tags: tuple[str, ...] = ()
+    merge_into: str | None = None
     errors: tuple[str, ...] = ()
     applied: tuple[str, ...] = field(default=())
 
     @property
     def any(self) -> bool:
-        return bool(self.status or self.priority or self.assignee or self.unassign or self.queue or self.tags)
+        return bool(
+            self.status
+            or self.priority
+            or self.assignee
+            or self.unassign
+            or self.queue
+            or self.tags
+            or self.merge_into
+        )
 
 
 def split_commands(text: str) -> Commands:
@@ -133,5 +145,10 @@ def interpret(commands: Commands, directory: Directory, sender_key: str | None =
                 errors.append(f"{command.line}: a tag is one word of letters, digits, '.', '-' or '_'")
                 continue
             tags.extend(words)
+        elif name == "merge":
+            if not _TICKET_NAME.fullmatch(value):
+                errors.append(f"{command.line}: #merge takes one ticket, e.g. #merge HD-12")
+                continue
+            values["merge_into"] = value
         applied.append(command.line)
     return Changes(tags=tuple(dict.fromkeys(tags)), errors=tuple(errors), applied=tuple(applied), **values)  # type: ignore[arg-type]  # values holds only Changes fields

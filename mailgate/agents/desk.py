@@ -35,6 +35,7 @@ from mailgate.store.writes import (
 from mailgate.threading.tokens import reply_address
 from mailgate.tickets import lifecycle
 from mailgate.tickets.articles import Incoming, store_incoming
+from mailgate.tickets.merge import check_merge, merge_by_command
 from mailgate.tickets.notify import automatic_mail_permission, enqueue, render_to
 
 log = structlog.get_logger(__name__)
@@ -184,7 +185,9 @@ def handle_agent_mail(
         touch_ticket(conn, ticket.id, now)
         return article_id, f"agent mail refused ({check.reason}); {why}"
     agent = check.agent
-    changes = interpret(commands, runtime.directory, agent.key)
+    changes = check_merge(
+        conn, runtime.config.helpdesk.ref_prefix, ticket, interpret(commands, runtime.directory, agent.key)
+    )
     kb_plan = kb.plan(commands, runtime.kb.kb, runtime.config.kb is not None)
     changes = replace(changes, errors=changes.errors + kb_plan.errors)
     if changes.errors:
@@ -384,4 +387,7 @@ def apply_changes(
         ticket = _with(ticket, **fields)
     if changes.status:
         ticket = lifecycle.set_status(conn, runtime, ticket, changes.status, now, by=by)
+    if changes.merge_into:
+        # Last: the fields and status above are recorded on the ticket being merged away.
+        merge_by_command(conn, runtime.config.helpdesk.ref_prefix, ticket, changes.merge_into, now, by=by)
     return ticket

@@ -96,4 +96,51 @@ def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
 
     rules_path = config.path(config.rules) if config.rules else None
     language = config.helpdesk.language
-    sys.exit(run_test(rules_path, list(mails), as_json, context, sys.stdout, guard_check, language=language))
+    requester_check = _requester_check(config, own)
+    sys.exit(
+        run_test(
+            rules_path,
+            list(mails),
+            as_json,
+            context,
+            sys.stdout,
+            guard_check,
+            language=language,
+            requester_check=requester_check,
+        )
+    )
+
+
+def _requester_check(config: Any, own: Any) -> Any:
+    """Who a new ticket would be for (tickets/requester.py), as the daemon would choose."""
+    import secrets
+
+    from mailgate.guard.rules import without_detail
+    from mailgate.service.runtime import make_directory
+    from mailgate.threading.tokens import ReplyKeys, load_keys
+    from mailgate.tickets.requester_road import explain
+
+    directory = make_directory(config)
+    try:
+        keys = load_keys(config.path(config.secrets.reply_key_file), create=False)
+    except (OSError, ValueError):
+        # No key file yet: no forward address can verify, as in the daemon's first run.
+        keys = ReplyKeys((secrets.token_bytes(32),))
+
+    def is_ours(address: str) -> bool:
+        return address.lower() in own.addresses or without_detail(address) in own.addresses
+
+    def check(message: Any, envelope: Any, decision: Any) -> dict[str, object]:
+        choice, _ = explain(
+            message,
+            envelope,
+            decision,
+            directory=directory,
+            keys=keys,
+            helpdesk_address=config.helpdesk.address,
+            trusted_ids=frozenset(config.trusted_authserv_ids),
+            is_ours=is_ours,
+        )
+        return choice.as_dict()
+
+    return check

@@ -15,7 +15,7 @@ log = get_logger(__name__)
 
 @main.group()
 def tickets() -> None:
-    """List and show tickets."""
+    """List, show, change and merge tickets."""
 
 
 @tickets.command("list")
@@ -135,6 +135,29 @@ def tickets_set(
         f"{changed.ref}: status {changed.status}, priority {changed.priority}, queue {changed.queue}, "
         f"assignee {changed.assignee or '-'}"
     )
+
+
+@tickets.command("merge")
+@click.argument("source")
+@click.argument("target")
+@pass_state
+def tickets_merge(state: State, source: str, target: str) -> None:
+    """Merge ticket SOURCE into ticket TARGET (e.g. HD-12 HD-7).
+
+    SOURCE's articles, participants and Message-IDs move to TARGET, so
+    further replies thread there; SOURCE is closed with a "merged into"
+    event, and mail to its reply addresses or with its subject tag lands on
+    TARGET. Nobody is mailed. An agent does the same by mail with
+    "#merge TARGET" in a reply on SOURCE.
+    """
+    from mailgate.agents.admin import AdminError, merge
+
+    runtime = state.runtime()
+    try:
+        merged = merge(runtime, source, target)
+    except AdminError as exc:
+        fail(str(exc))
+    click.echo(f"{merged.source_ref} merged into {merged.target_ref}: {merged.articles} articles moved")
 
 
 def _find_ticket(session: Any, text: str, prefix: str) -> Any:

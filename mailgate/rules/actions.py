@@ -37,6 +37,7 @@ ACTION_KEYS: tuple[str, ...] = (
     "ack",
     "notify",
     "internal",
+    "requester",
     "quarantine",
     "reject",
     "drop",
@@ -48,6 +49,12 @@ NO_ACK = frozenset({"none", "no"})
 def means_no_ack(value: Any) -> bool:
     """false, null, "none" or "no" (any case): send no acknowledgement."""
     return value is None or value is False or (isinstance(value, str) and value.lower() in NO_ACK)
+# Where the requester of a new ticket may come from (tickets/requester.py).
+REQUESTER_SOURCES: tuple[str, ...] = ("forward", "list", "reply_to", "sender", "from")
+# Without a ``requester:`` anywhere: an authenticated agent's forward, a
+# DMARC-rewritten list mail's poster, Reply-To when From is a noreply or role
+# address, else From. ``sender`` is only used when an admin asks for it.
+DEFAULT_REQUESTER_ORDER: tuple[str, ...] = ("forward", "list", "reply_to", "from")
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 
@@ -69,6 +76,8 @@ class Actions:
     ack_template: str | None = None
     notify: tuple[str, ...] = ()
     internal: bool | None = None
+    # The order of requester sources, e.g. ("reply_to", "from"); None: as is.
+    requester: tuple[str, ...] | None = None
     # "quarantine", "reject" or "drop"; None means accept.
     terminal: str | None = None
     reject_template: str | None = None
@@ -86,6 +95,8 @@ class Actions:
             names.add("ack_template")
         if self.internal is not None:
             names.add("internal")
+        if self.requester is not None:
+            names.add("requester")
         if self.terminal is not None:
             names.add("action")
         return frozenset(names)
@@ -117,6 +128,26 @@ class ActionParser:
         self.check_template(template, pos)
         return True, template
 
+    def requester(self, value: Any, pos: Pos, what: str) -> tuple[str, ...] | None:
+        """One source or a list of them, in order: ``reply_to`` or ``[list, reply_to, from]``."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            self.src.problem(
+                pos, f"{what} must be one of {', '.join(REQUESTER_SOURCES)} or a list of them, "
+                f"got {describe_type(value)}"
+            )
+            return None
+        order: list[str] = []
+        for item in items:
+            name = item.strip().lower().replace("-", "_")
+            if name not in REQUESTER_SOURCES:
+                hint = did_you_mean(name, REQUESTER_SOURCES)
+                self.src.problem(pos, f'{what}: unknown source "{item}"{hint}')
+                return None
+            if name not in order:
+                order.append(name)
+        return tuple(order)
+
     def parse(self, node: Any, pos: Pos) -> Actions | None:
         src = self.src
         if not want_map(src, node, pos, "then"):
@@ -145,6 +176,8 @@ class ActionParser:
                         src.problem(at, f'notify: "{address}" is not a mail address')
             elif key == "internal":
                 found[key] = want_bool(src, value, at, key)
+            elif key == "requester":
+                found[key] = self.requester(value, at, "requester")
             elif key == "ack":
                 found["ack_set"], found["ack_template"] = self.ack(value, at, "ack")
             else:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from mailgate.ingest.files import reverse_path
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.engine import RuleSet, default_ruleset
 from mailgate.rules.expect import FIELDS, apply_given, load_expectation, mismatches, sidecar
@@ -24,6 +25,9 @@ ContextFactory = Callable[[ParsedMessage, Envelope], RuleContext]
 # (kind, may_auto_reply, reasons). It decides whether an acknowledgement
 # can go out at all, whatever the rules chose.
 GuardCheck = Callable[[ParsedMessage, Envelope, bytes], tuple[str, bool, tuple[str, ...]]]
+# The requester policy, when the caller has one: (message, envelope,
+# decision) -> the choice as JSON-ready data (tickets/requester.py).
+RequesterCheck = Callable[[ParsedMessage, Envelope, Decision], dict[str, object]]
 
 
 def run_check(
@@ -56,7 +60,10 @@ def envelope_for_file(message: ParsedMessage, received_at: datetime | None = Non
         for value in message.header_all(name)
         if "@" in value
     )
-    sender = message.sender.email if message.sender is not None else ""
+    # The Return-Path a delivery agent wrote, else unknown (not null: a
+    # saved mail without one is no bounce; the guard reads From instead).
+    recorded = message.header("Return-Path")
+    sender = None if recorded is None else reverse_path(recorded.lower())
     arrival = received_at or message.date or datetime.now(UTC)
     if arrival.tzinfo is None:
         arrival = arrival.replace(tzinfo=UTC)
@@ -79,6 +86,7 @@ def run_test(
     guard_check: GuardCheck | None = None,
     *,
     language: str = "en",
+    requester_check: RequesterCheck | None = None,
 ) -> int:
     """Show what the rules would do with saved mails; 1 on any problem.
 
@@ -110,6 +118,9 @@ def run_test(
             result = replace(
                 result, guard=guard_check(result.message, envelope_for_file(result.message), raw)
             )
+        if requester_check is not None and result.decision.action == "accept" and not _is_reply(result):
+            envelope = envelope_for_file(result.message)
+            result = replace(result, requester=requester_check(result.message, envelope, result.decision))
         results.append(result)
     if any(result.failures for result in results):
         status = 1
@@ -135,13 +146,23 @@ class Result:
     checked: bool
     failures: tuple[str, ...]
     guard: tuple[str, bool, tuple[str, ...]] | None = None
+    requester: dict[str, object] | None = None
+    is_reply: bool = False
 
     @property
     def acknowledgement(self) -> tuple[str | None, str]:
         """The template that would go out (or None) and why."""
         if self.decision.ack_template is None or self.decision.action != "accept":
             return None, self.decision.ack_reason
-        if self.guard is not None and not self.guard[1]:
+        requester = self.requester or {}
+        if requester.get("forwarded_by") and not self.decision.acknowledge_forwards:
+            return None, "defaults.acknowledge_forwards is false"
+        if requester.get("unmailable"):
+            return None, f"the requester cannot be mailed: {requester['unmailable']}"
+        # The guard's noreply verdict is about From; another requester may be answered.
+        answers_other = requester.get("source") in ("reply_to", "sender")
+        refused = self.guard is not None and not self.guard[1]
+        if self.guard is not None and refused and not (answers_other and self.guard[0] == "noreply"):
             kind, _, reasons = self.guard
             return None, f"the guard says {kind}: {'; '.join(reasons)}"
         return self.decision.ack_template, self.decision.ack_reason
@@ -156,6 +177,8 @@ class Result:
                 "may_auto_reply": self.guard[1],
                 "reasons": list(self.guard[2]),
             }
+        if self.requester is not None:
+            data["requester"] = self.requester
         if self.checked:
             data["expectation_failures"] = list(self.failures)
         return data
@@ -166,11 +189,18 @@ def _route(ruleset: RuleSet, path: Path, message: ParsedMessage, context_factory
     context = context_factory(message, envelope)
     expectation_path = sidecar(path)
     if not expectation_path.exists():
-        return Result(path, message, ruleset.decide(message, envelope, context), False, ())
+        decision = ruleset.decide(message, envelope, context)
+        return Result(path, message, decision, False, (), is_reply=context.is_reply)
     expectation = load_expectation(expectation_path)
     context = apply_given(context, expectation.given)
     decision = ruleset.decide(message, envelope, context)
-    return Result(path, message, decision, True, tuple(mismatches(decision, expectation)))
+    failures = tuple(mismatches(decision, expectation))
+    return Result(path, message, decision, True, failures, is_reply=context.is_reply)
+
+
+def _is_reply(result: Result) -> bool:
+    """Replies keep their ticket's requester; the policy is for new tickets only."""
+    return result.is_reply
 
 
 def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
@@ -196,9 +226,12 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
     if result.guard is not None:
         kind, _may_reply, reasons = result.guard
         print(f"\nguard:           {kind}" + (f" ({'; '.join(reasons)})" if reasons else ""), file=out)
+    if result.requester is not None:
+        _print_requester(result.requester, out)
     template, why = result.acknowledgement
     ack = f'template "{template}"' if template else "none"
-    print(f"{'' if result.guard is not None else chr(10)}acknowledgement: {ack} ({why})", file=out)
+    to = f" to {result.requester['address']}" if template and result.requester is not None else ""
+    print(f"{'' if result.guard is not None else chr(10)}acknowledgement: {ack}{to} ({why})", file=out)
     print(f"reason: {decision.reason}", file=out)
     if result.checked:
         print(
@@ -208,6 +241,17 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
         )
         for failure in result.failures:
             print(f"  {failure}", file=out)
+
+
+def _print_requester(requester: dict[str, object], out: TextIO) -> None:
+    """Who the ticket would be for, and each step of the choice."""
+    address = requester["address"] or "(nobody)"
+    print(f"requester:       {address} (source: {requester['source']})", file=out)
+    reasons = requester["reasons"]
+    for reason in reasons if isinstance(reasons, list) else ():
+        print(f"                 - {reason}", file=out)
+    if requester["unmailable"]:
+        print(f"                 CANNOT BE MAILED: {requester['unmailable']}", file=out)
 
 
 def _show(value: object) -> str:

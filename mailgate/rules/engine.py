@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from mailgate.message import Envelope, ParsedMessage
-from mailgate.rules.actions import Actions
+from mailgate.rules.actions import DEFAULT_REQUESTER_ORDER, Actions
 from mailgate.rules.conditions import Condition, ViewTest
 from mailgate.rules.hours import BusinessHours
 from mailgate.rules.index import RuleIndex
@@ -59,6 +59,11 @@ class Defaults:
     languages: frozenset[str] | None = None
     ack_template: str | None = "ack"
     sla: str | None = None
+    # ``defaults: requester:``; None: the built-in order.
+    requester: tuple[str, ...] | None = None
+    # ``defaults: acknowledge_forwards:``: does the original sender of an
+    # agent's forward get the acknowledgement?
+    acknowledge_forwards: bool = True
 
 
 @dataclass(frozen=True)
@@ -164,8 +169,11 @@ class RuleSet:
         ack_template = None if is_reply else defaults.ack_template
         final: Rule | None = None
         changed: set[str] = set()
+        requester_rule: Rule | None = None
         for rule in matched:
             actions = rule.actions
+            if actions.requester is not None:
+                requester_rule = rule
             for name in ("queue", "priority", "category", "assignee", "language", "sla", "internal"):
                 value = getattr(actions, name)
                 if value is not None:
@@ -225,6 +233,20 @@ class RuleSet:
             reason=reason,
             matched_rules=tuple(rule.name for rule in matched),
             changed=frozenset(changed),
+            requester_order=(
+                requester_rule.actions.requester or ()
+                if requester_rule is not None
+                else defaults.requester or DEFAULT_REQUESTER_ORDER
+            ),
+            requester_by=(
+                requester_rule.label()
+                if requester_rule is not None
+                else "defaults.requester"
+                if defaults.requester
+                else "the defaults"
+            ),
+            requester_explicit=requester_rule is not None or defaults.requester is not None,
+            acknowledge_forwards=defaults.acknowledge_forwards,
             explain=self._explainer(view, matched, errors),
         )
 

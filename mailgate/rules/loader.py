@@ -35,7 +35,16 @@ from mailgate.rules.syntax import (
 from mailgate.rules.yamlpos import Pos, load_positioned
 
 TOP_KEYS = ("version", "defaults", "business_hours", "rules")
-DEFAULT_KEYS = ("queue", "priority", "language", "languages", "ack", "sla")
+DEFAULT_KEYS = (
+    "queue",
+    "priority",
+    "language",
+    "languages",
+    "ack",
+    "sla",
+    "requester",
+    "acknowledge_forwards",
+)
 HOURS_KEYS = ("timezone", "days", "holidays")
 RULE_KEYS = ("name", "description", "when", "if", "then", "continue")
 WHEN = ("new", "reply", "any")
@@ -141,6 +150,10 @@ def _defaults(src: Source, actions: ActionParser, node: Any, pos: Pos) -> Defaul
                 )
         elif key == "ack":
             found["ack_template"] = actions.ack(value, at, "defaults.ack")[1]
+        elif key == "requester":
+            found[key] = actions.requester(value, at, "defaults.requester")
+        elif key == "acknowledge_forwards":
+            found[key] = want_bool(src, value, at, "defaults.acknowledge_forwards")
         else:
             found[key] = want_text(src, value, at, "defaults.sla")
     if any(value is None for key, value in found.items() if key != "ack_template"):

@@ -102,6 +102,13 @@ class Decision:
     # Decision fields that a matched rule set (the rest are defaults). For a
     # reply, the caller applies only these to the existing ticket.
     changed: frozenset[str] = frozenset()
+    # Where the requester of a new ticket comes from, in order, and who said
+    # so (tickets/requester.py); explicit when an admin wrote the order.
+    requester_order: tuple[str, ...] = ()
+    requester_by: str = "the defaults"
+    requester_explicit: bool = False
+    # Whether the original sender of an agent's forward gets an acknowledgement.
+    acknowledge_forwards: bool = True
     explain: Callable[[], tuple[RuleTrace, ...]] = field(default=_no_trace, repr=False, compare=False)
 
     @cached_property
@@ -128,6 +135,9 @@ class Decision:
             "reason": self.reason,
             "matched_rules": list(self.matched_rules),
             "changed": sorted(self.changed),
+            "requester_order": list(self.requester_order),
+            "requester_by": self.requester_by,
+            "acknowledge_forwards": self.acknowledge_forwards,
             "trace": [
                 {"rule": t.name, "line": t.line, "matched": t.matched, "reason": t.reason} for t in self.trace
             ],

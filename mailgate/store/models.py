@@ -80,7 +80,9 @@ class Inbound(Base):
     size: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(100))
     source_key: Mapped[str | None] = mapped_column(String(200))
-    mail_from: Mapped[str] = mapped_column(String(500), default="")
+    # NULL: no envelope sender was recorded (unknown); "": MAIL FROM:<> (null).
+    # See mailgate.message.Envelope.
+    mail_from: Mapped[str | None] = mapped_column(String(500))
     rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # pending -> done | quarantined | dropped
@@ -116,9 +118,14 @@ class Ticket(Base):
     csat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # A reply to a closed ticket in a "new_ticket" queue opens a ticket linked here.
     linked_ticket_id: Mapped[int | None] = mapped_column(Integer)
+    # Set when this ticket was merged into another: its articles live there
+    # now, and its reply addresses and subject tag lead there.
+    merged_into_id: Mapped[int | None] = mapped_column(Integer)
 
+    # In time order (SPEC §4), which after a merge or a history import is not
+    # the order they were stored in.
     articles: Mapped[list[Article]] = relationship(
-        back_populates="ticket", order_by="Article.id", lazy="selectin"
+        back_populates="ticket", order_by="[Article.created_at, Article.id]", lazy="selectin"
     )
 
 
@@ -160,6 +167,23 @@ class Participant(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     address: Mapped[str] = mapped_column(String(500))
     role: Mapped[str] = mapped_column(String(20))  # requester | cc | agent
+
+
+class AwaitedMessage(Base):
+    """A Message-ID that a ticket's mail answers but that we have not seen yet.
+
+    A reply can be processed before the mail it answers (an import in the
+    wrong order, a slow relay); it then opens a ticket of its own. When the
+    awaited mail arrives, that ticket is merged into the original's
+    (``tickets/merge.py``), whatever the order was.
+    """
+
+    __tablename__ = "awaited_messages"
+    __table_args__ = (UniqueConstraint("message_id", "ticket_id", name="uq_awaited_messages_ticket"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(600), index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
 
 
 class Event(Base):

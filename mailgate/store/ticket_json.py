@@ -34,6 +34,7 @@ def ticket_dict(ticket: Ticket) -> dict[str, Any]:
         "closed_at": _iso(ticket.closed_at),
         "csat_rating": ticket.csat_rating,
         "linked_ticket_id": ticket.linked_ticket_id,
+        "merged_into_id": ticket.merged_into_id,
     }
 
 

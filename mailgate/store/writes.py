@@ -47,6 +47,8 @@ class TicketView:
     requester_name: str
     assignee: str | None
     tags: tuple[str, ...] = ()
+    # Set on a ticket merged into another (see tickets/merge.py).
+    merged_into_id: int | None = None
 
 
 _TICKET_VIEW = select(
@@ -62,6 +64,7 @@ _TICKET_VIEW = select(
     TICKETS.c.requester_name,
     TICKETS.c.assignee,
     TICKETS.c.tags,
+    TICKETS.c.merged_into_id,
 ).where(TICKETS.c.id == bindparam("b_id"))
 _INSERT_TICKET = TICKETS.insert().returning(TICKETS.c.id)
 _SET_REF = TICKETS.update().where(TICKETS.c.id == bindparam("b_id")).values(ref=bindparam("b_ref"))
@@ -275,20 +278,37 @@ class CoreTicketLookup:
 
     def ticket_exists(self, ticket_id: int) -> bool:
         # Read whole and kept: the handler needs this ticket next (``view``).
-        found = ticket_view(self._conn, ticket_id)
+        found = self._current(ticket_id)
         if found is not None:
             self._seen[ticket_id] = found
         return found is not None
 
     def view(self, ticket_id: int) -> TicketView | None:
-        """The ticket, from the threading stage's own read when it made one."""
-        return self._seen.get(ticket_id) or ticket_view(self._conn, ticket_id)
+        """The ticket, from the threading stage's own read when it made one.
+
+        A ticket merged into another answers as that other ticket: its reply
+        addresses and subject tag keep working and lead there.
+        """
+        return self._seen.get(ticket_id) or self._current(ticket_id)
 
     def is_participant(self, ticket_id: int, address: str) -> bool:
+        current = self._current(ticket_id)
+        if current is None:
+            return False
         return (
-            self._conn.execute(_IS_PARTICIPANT, {"b_id": ticket_id, "b_address": address.lower()}).first()
+            self._conn.execute(_IS_PARTICIPANT, {"b_id": current.id, "b_address": address.lower()}).first()
             is not None
         )
+
+    def _current(self, ticket_id: int) -> TicketView | None:
+        found = ticket_view(self._conn, ticket_id)
+        # Merges are flattened (tickets/merge.py), so one hop is the rule;
+        # the bound only guards against a hand-edited loop.
+        for _ in range(5):
+            if found is None or found.merged_into_id is None:
+                return found
+            found = ticket_view(self._conn, found.merged_into_id)
+        return None
 
 
 # -- agents and lifecycle (rarer than new mail, but on every agent reply) ------

@@ -57,7 +57,8 @@ def resolve(
     recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
     tokens = [t for base in (helpdesk_address, *token_bases) for t in plus_tokens(base, recipients)]
     for token in dict.fromkeys(tokens):
-        if token_ticket(token) is None:
+        # Ticket 0 is an agent's forward address (tickets/forwarder.py): no ticket to thread to.
+        if not token_ticket(token):
             continue
         for holder in holders:
             ticket_id = verify_token(keys, token, holder)

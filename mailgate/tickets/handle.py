@@ -10,7 +10,7 @@ plain Result.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -20,7 +20,7 @@ from mailgate import guard
 from mailgate.agents.auth import check_agent
 from mailgate.agents.desk import handle_agent_mail, notify_agents
 from mailgate.kb.mailflow import resolve_self_service, with_suggestions
-from mailgate.message import Address, Envelope, ParsedMessage
+from mailgate.message import Address, Envelope, ParsedMessage, header_sender
 from mailgate.rules import Decision, RuleContext
 from mailgate.service.runtime import Runtime
 from mailgate.store.writes import (
@@ -37,10 +37,11 @@ from mailgate.store.writes import (
 )
 from mailgate.threading.resolve import resolve
 from mailgate.threading.subject import ticket_subject
-from mailgate.tickets import lifecycle
+from mailgate.tickets import history, lifecycle, requester_road
 from mailgate.tickets.articles import Incoming, store_incoming
 from mailgate.tickets.bounces import record_bounce
-from mailgate.tickets.notify import automatic_mail_permission, enqueue, render_to, send_notice
+from mailgate.tickets.notify import automatic_mail_permission, enqueue, mail_withheld, render_to, send_notice
+from mailgate.tickets.rehome import acknowledged_before, join_awaiting, rehome_replies, remember_awaited
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +63,7 @@ class Claim:
 
     id: int
     raw: bytes
-    mail_from: str
+    mail_from: str | None  # None: not recorded (see message.Envelope)
     rcpt_tos: tuple[str, ...]
     source: str
     received_at: datetime
@@ -98,8 +99,22 @@ class MessageHandler:
     def handle(
         self, conn: Connection, row_id: int, claim: Claim, ready: Prepared, known: dict[str, tuple[int, int]]
     ) -> Result:
+        if history.is_history(claim.source):
+            # Recorded as it happened, dated by the mail, and nobody is mailed.
+            with mail_withheld(conn, history.WITHHELD_REASON):
+                return self._handle(conn, row_id, claim, ready, known, claim.received_at)
+        return self._handle(conn, row_id, claim, ready, known, datetime.now(UTC))
+
+    def _handle(
+        self,
+        conn: Connection,
+        row_id: int,
+        claim: Claim,
+        ready: Prepared,
+        known: dict[str, tuple[int, int]],
+        now: datetime,
+    ) -> Result:
         runtime = self.runtime
-        now = datetime.now(UTC)
         message, envelope, verdict = ready.message, ready.envelope, ready.verdict
         bound = log.bind(inbound_id=row_id, message_id=message.message_id)
 
@@ -136,8 +151,11 @@ class MessageHandler:
             token_bases=runtime.directory.token_bases,
             identities=self._agent_identity,
         )
+        thread = join_awaiting(conn, thread, message)
         ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
-        sender = message.sender.email if message.sender else claim.mail_from.lower()
+        # From; without one, the envelope sender, else the Sender header.
+        fallback = claim.mail_from or header_sender(message) or ""
+        sender = message.sender.email if message.sender else fallback.lower()
         directory = runtime.directory
         recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
         comment_queue = next((q for a in recipients if (q := directory.comment_queue(a)) is not None), None)
@@ -187,7 +205,13 @@ class MessageHandler:
             return self._finish(conn, row_id, state, reason, now)
 
         is_new = ticket is None
+        received = message
+        who: requester_road.NewRequester | None = None
         if ticket is None:
+            # The requester road: who the ticket is for (Reply-To, list, forward...).
+            who = requester_road.decide(runtime, message, envelope, verdict, decision)
+            message, verdict, sender = who.message, who.verdict, who.choice.email
+            incoming = replace(incoming, message=message, sender=sender or incoming.sender)
             ticket = self._open_ticket(conn, message, decision, now, recipients, linked)
         else:
             self._apply_to_reply(conn, ticket, decision)
@@ -203,13 +227,22 @@ class MessageHandler:
         )
         known[ready.dedupe_key] = (article_id, ticket.id)
         ours = runtime.is_our_address
+        not_cc = who.not_cc if who is not None else frozenset()
         add_participants(
             conn,
             ticket.id,
             [(sender, "requester" if is_new else "cc")]
-            + [(a.email, "cc") for a in (*message.to, *message.cc) if a.email and not ours(a.email)],
+            + [
+                (a.email, "cc")
+                for a in (*received.to, *received.cc)
+                if a.email and not ours(a.email) and a.email not in not_cc
+            ],
             new_ticket=is_new,
         )
+        # Tickets opened by replies to this mail, before it came, join it here.
+        rehomed = rehome_replies(conn, ticket, received, now)
+        if thread.threaded_by in ("new", "awaited") and (received.in_reply_to or received.references):
+            remember_awaited(conn, ticket.id, received)
         insert_event(
             conn,
             ticket.id,
@@ -221,10 +254,15 @@ class MessageHandler:
             guard_reasons=list(verdict.reasons),
             rules=list(decision.matched_rules),
         )
+        if who is not None:
+            requester_road.record(conn, runtime, ticket, who, row_id, received, now)
         if decision.notify:
             self._notify_by_rule(conn, ticket, message, decision, sender, now)
         if is_new:
-            self._acknowledge(conn, ticket, message, decision, verdict, now)
+            if who is not None and not who.acknowledge:
+                insert_event(conn, ticket.id, "ack_suppressed", now, reason=who.ack_reason)
+            else:
+                self._acknowledge(conn, ticket, message, decision, verdict, now, claim.received_at, rehomed)
             notify_agents(conn, runtime, ticket, message, now, event="new")
         else:
             touch_ticket(conn, ticket.id, now)
@@ -391,10 +429,19 @@ class MessageHandler:
         decision: Decision,
         verdict: guard.GuardVerdict,
         now: datetime,
+        received_at: datetime,
+        rehomed: tuple[str, ...] = (),
     ) -> None:
         why_not = None
+        sender = message.sender.email if message.sender else ""
         if decision.ack_template is None:
             why_not = decision.ack_reason or "rules say: no acknowledgement"
+        elif too_old := history.too_old_to_acknowledge(
+            received_at, message.date, datetime.now(UTC), self.runtime.config.limits.ack_max_age_days
+        ):
+            why_not = too_old
+        elif rehomed and acknowledged_before(conn, ticket.id, sender):
+            why_not = f"{sender} was already acknowledged on {', '.join(rehomed)}, merged into this ticket"
         else:
             permission = automatic_mail_permission(conn, self.runtime, verdict, message.sender, now)
             why_not = permission.refused
@@ -441,5 +488,6 @@ class MessageHandler:
         article_id: int | None = None,
     ) -> Result:
         stored_state = {"duplicate": "done", "bounce": "done"}.get(state, state)
-        finish_inbound(conn, row_id, stored_state, reason, now)
+        # A history import dates everything by the mail; processing happened now.
+        finish_inbound(conn, row_id, stored_state, reason, max(now, datetime.now(UTC)))
         return Result(row_id, state, ticket_id, article_id, reason)

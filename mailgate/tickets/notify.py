@@ -8,7 +8,8 @@ does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,10 +26,39 @@ from mailgate.store.writes import (
     TicketView,
     automatic_mail_standing,
     insert_article,
+    insert_event,
     insert_outbox,
     set_return_path,
 )
 from mailgate.threading.tokens import reply_address
+
+_WITHHELD = "mailgate.mail_withheld"
+
+
+@contextmanager
+def mail_withheld(conn: Connection, reason: str) -> Iterator[None]:
+    """No mail at all leaves while this is open: each one that would have is
+    recorded as a ``mail_withheld`` event with ``reason`` instead.
+
+    A history import (``mailgate import --as history``) records what happened
+    long ago; acknowledgements, relays, notices and agent notifications for
+    it would reach people about matters long settled. Checking here, where
+    every outgoing mail is queued, covers every road at once.
+    """
+    conn.info[_WITHHELD] = reason
+    try:
+        yield
+    finally:
+        conn.info.pop(_WITHHELD, None)
+
+
+def _withheld(conn: Connection, ticket_id: int | None, mail: OutgoingMail, now: datetime) -> bool:
+    reason = conn.info.get(_WITHHELD)
+    if reason is None:
+        return False
+    rcpts = [a.email.lower() for a in (*mail.to, *mail.cc)]
+    insert_event(conn, ticket_id, "mail_withheld", now, mail=mail.kind, to=rcpts, reason=reason)
+    return True
 
 
 @dataclass(frozen=True)
@@ -136,8 +166,11 @@ def enqueue(
     automatic: bool,
     now: datetime,
     visibility: str = "public",
-) -> int:
-    """Store ``mail`` as an outbound article and queue it, one row per recipient."""
+) -> int | None:
+    """Store ``mail`` as an outbound article and queue it, one row per recipient
+    (None: withheld, see ``mail_withheld``)."""
+    if _withheld(conn, ticket_id, mail, now):
+        return None
     raw = compose(mail, loop_value=runtime.config.helpdesk.address, now=now)
     recipients = list(dict.fromkeys(a.email.lower() for a in (*mail.to, *mail.cc)))
     article_id = insert_article(
@@ -231,6 +264,8 @@ def send_notice(
         in_reply_to=in_reply_to,
         language=rendered.language,
     )
+    if _withheld(conn, None, mail, now):
+        return mail.message_id
     raw = compose(mail, loop_value=helpdesk.address, now=now)
     _queue_rows(conn, runtime, None, None, mail, raw, [recipient.email.lower()], automatic=True, now=now)
     return mail.message_id

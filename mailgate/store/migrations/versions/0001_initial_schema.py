@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 05:37:32.763524
+Create Date: 2026-12-05 04:54:51.125921
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=100), nullable=False),
     sa.Column('source_key', sa.String(length=200), nullable=True),
-    sa.Column('mail_from', sa.String(length=500), nullable=False),
+    sa.Column('mail_from', sa.String(length=500), nullable=True),
     sa.Column('rcpt_tos', sa.JSON(), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
@@ -74,6 +74,7 @@ def upgrade() -> None:
     sa.Column('csat_rating', sa.Integer(), nullable=True),
     sa.Column('csat_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('linked_ticket_id', sa.Integer(), nullable=True),
+    sa.Column('merged_into_id', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets')),
     sa.UniqueConstraint('ref', name=op.f('uq_tickets_ref'))
     )
@@ -104,6 +105,18 @@ def upgrade() -> None:
     with op.batch_alter_table('articles', schema=None) as batch_op:
         batch_op.create_index('ix_articles_message_id', ['message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_articles_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('awaited_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('message_id', sa.String(length=600), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_awaited_messages_ticket_id_tickets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_awaited_messages')),
+    sa.UniqueConstraint('message_id', 'ticket_id', name='uq_awaited_messages_ticket')
+    )
+    with op.batch_alter_table('awaited_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_awaited_messages_message_id'), ['message_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_awaited_messages_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -169,6 +182,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_events_ticket_id'))
 
     op.drop_table('events')
+    with op.batch_alter_table('awaited_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_awaited_messages_ticket_id'))
+        batch_op.drop_index(batch_op.f('ix_awaited_messages_message_id'))
+
+    op.drop_table('awaited_messages')
     with op.batch_alter_table('articles', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_articles_ticket_id'))
         batch_op.drop_index('ix_articles_message_id')

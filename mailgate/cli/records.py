@@ -1,0 +1,206 @@
+"""`backup` and `restore`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailgate.cli import State, fail, main, pass_state
+
+_PG_ADVICE = """\
+This installation is on PostgreSQL; back it up with PostgreSQL's own tools:
+
+  pg_dump --format=custom --file=mailgate-$(date +%F).dump '{url}'
+  pg_restore --dbname=NEW_EMPTY_DATABASE mailgate-YYYY-MM-DD.dump      # the restore drill
+
+or, for point-in-time recovery, continuous WAL archiving (wal_level=replica,
+archive_mode=on, archive_command) with a base backup from pg_basebackup.
+Keep the reply key ({key}) with the backups, apart from them.
+"""
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--include-secrets", is_flag=True, help="Also copy the reply key into the backup.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@pass_state
+def backup(state: State, file: Path, include_secrets: bool, no_progress: bool) -> None:
+    """Write a consistent, compressed backup of this installation to FILE.
+
+    Safe while the daemon runs: nothing stops, no mail waits. SQLite only; on
+    PostgreSQL it prints what to run instead (pg_dump or WAL archiving) and
+    checks the server's settings for it.
+    """
+    from mailgate.records.backup import BackupError, make_backup
+    from mailgate.store.db import sqlite_file
+
+    config = state.config
+    if sqlite_file(config.database_url) is None:
+        _postgresql_advice(state)
+        return
+    if file.exists():
+        fail(f"{file} exists; name a new file")
+    from tqdm import tqdm
+
+    bar: Any = tqdm(unit="B", unit_scale=True, desc="backup", disable=no_progress, file=sys.stderr)
+
+    def pages(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done)
+
+    try:
+        result = make_backup(config, file, include_secrets=include_secrets, progress=pages)
+    except (BackupError, OSError) as exc:
+        fail(f"backup failed: {exc}")
+    finally:
+        bar.close()
+    counts = ", ".join(f"{n} {name}" for name, n in result.counts.items())
+    click.echo(
+        f"backup written to {result.path} ({result.size / 1e6:.1f} MB, {result.seconds:.1f} s): {counts}; "
+        f"{result.waiting} journal segments and piped messages not yet imported"
+    )
+    if not include_secrets:
+        click.echo(f"the reply key is not in it: keep {config.path(config.secrets.reply_key_file)} safe too")
+
+
+def _postgresql_advice(state: State) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from mailgate.store.db import make_engine, read_only
+
+    config = state.config
+    url = make_url(config.database_url).set(drivername="postgresql").render_as_string(hide_password=True)
+    click.echo(_PG_ADVICE.format(url=url, key=config.path(config.secrets.reply_key_file)))
+    engine = make_engine(config.database_url)
+    try:
+        with read_only(), engine.connect() as connection:
+            settings = {
+                name: connection.execute(text(f"SHOW {name}")).scalar()
+                for name in ("wal_level", "archive_mode", "archive_command", "server_version")
+            }
+    except Exception as exc:
+        fail(f"cannot ask the server for its settings: {exc}")
+    finally:
+        engine.dispose()
+    click.echo(f"server: PostgreSQL {settings['server_version']}")
+    click.echo("  pg_dump: works with any settings (run it as a user that may read the database)")
+    pitr = settings["wal_level"] in ("replica", "logical") and settings["archive_mode"] in ("on", "always")
+    archive = settings["archive_command"] or "(none)"
+    click.echo(
+        f"  point-in-time recovery: {'ready' if pitr else 'not set up'} "
+        f"(wal_level={settings['wal_level']}, archive_mode={settings['archive_mode']}, "
+        f"archive_command={archive})"
+    )
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_state
+def restore(state: State, file: Path) -> None:
+    """Restore a backup made by `mailgate backup` into this (empty) installation.
+
+    Refuses when the database already holds mail or a daemon runs on it.
+    Start the daemon afterwards: it imports the mail that was still waiting.
+    """
+    from mailgate.records.backup import BackupError
+    from mailgate.records.restore import restore_backup
+
+    try:
+        result = restore_backup(state.config, file)
+    except (BackupError, OSError, ValueError) as exc:
+        fail(f"restore refused: {exc}")
+    counts = ", ".join(f"{n} {name}" for name, n in (result.manifest.get("counts") or {}).items())
+    made = result.manifest.get("created_at")
+    click.echo(f"restored {file} (made {made}) into {result.database}: {counts}")
+    click.echo(f"{result.waiting} journal segments and piped messages are imported when the daemon starts")
+    if result.key_note.startswith("WARNING"):
+        click.echo(f"mailgate: {result.key_note}", err=True)
+    else:
+        click.echo(result.key_note)
+
+
+@main.group()
+def privacy() -> None:
+    """A person's data on request: export it, or erase it (GDPR/AVG)."""
+
+
+@privacy.command("export")
+@click.argument("address")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: ADDRESS.zip.")
+@pass_state
+def privacy_export(state: State, address: str, output: Path | None) -> None:
+    """Write everything held about ADDRESS as a readable zip archive."""
+    from mailgate.records.privacy import export, normalise
+
+    try:
+        address = normalise(address)
+    except ValueError as exc:
+        fail(str(exc))
+    target = output or Path(f"{address}.zip")
+    if target.exists():
+        fail(f"{target} exists; name a new file with --output")
+    runtime = state.runtime(rules=False)
+    held = export(runtime.sessions, address, target)
+    click.echo(
+        f"wrote {target}: {len(held.tickets)} tickets, {len(held.own_articles)} messages written by "
+        f"{address}, {len(held.articles)} that name it, {len(held.inbound) + len(held.outbox)} mails"
+    )
+
+
+@privacy.command("erase")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def privacy_erase(state: State, address: str, yes: bool) -> None:
+    """Remove or anonymise everything held about ADDRESS, everywhere.
+
+    Tickets and their times stay (reports keep their figures); the address,
+    the person's names, what they wrote and their attachments go. Running it
+    again changes nothing.
+    """
+    from mailgate.records.privacy import erase, normalise
+
+    try:
+        address = normalise(address)
+    except ValueError as exc:
+        fail(str(exc))
+    if not yes:
+        click.confirm(f"Erase everything held about {address}? This cannot be undone", abort=True, err=True)
+    runtime = state.runtime(rules=False)
+    held = erase(runtime.sessions, runtime.engine, address)
+    if held.empty():
+        click.echo(f"nothing is held about {address}")
+        return
+    click.echo(
+        f"erased {address}: {len(held.tickets)} tickets anonymised, {len(held.own_articles)} messages "
+        f"it wrote emptied, {len(held.articles)} others cleaned, "
+        f"{len(held.inbound) + len(held.outbox)} mails rewritten; "
+        "recorded as a 'privacy_erased' event without the address"
+    )
+    waiting = _waiting_mentions(state, address)
+    if waiting:
+        click.echo(
+            f"mailgate: {waiting} messages not yet imported mention {address}: run this again "
+            "once the daemon has imported them",
+            err=True,
+        )
+
+
+def _waiting_mentions(state: State, address: str) -> int:
+    from mailgate.store.db import sqlite_file
+    from mailgate.store.spool import Spool
+
+    config = state.config
+    files: list[Path] = []
+    database = sqlite_file(config.database_url)
+    if database is not None:
+        files += Spool.for_database(database.resolve()).segments()
+    new = config.path(config.pipe_folder) / "new"
+    if new.is_dir():
+        files += list(new.iterdir())
+    needle = address.encode()
+    return sum(1 for path in files if needle in path.read_bytes().lower())

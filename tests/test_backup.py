@@ -1,0 +1,173 @@
+"""`mailgate backup` while mail streams in, `mailgate restore` elsewhere, the restored daemon.
+
+Issue 16: every mail answered 250 before the backup began is in the
+restored installation exactly once; tickets, articles, attachments, outbox
+and events come back; replies to old tickets thread by their reply address;
+nothing already sent is sent again.
+"""
+
+from __future__ import annotations
+
+import email
+import email.utils
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import DaemonProcess, make_mail, run_cli, wait_until, write_config
+from tests.test_attachments import with_attachment
+
+
+def _rows(database: Path, query: str) -> list[tuple[Any, ...]]:
+    connection = sqlite3.connect(database)
+    try:
+        return list(connection.execute(query))
+    finally:
+        connection.close()
+
+
+def test_backup_under_load_restores_every_accepted_mail_once(daemon_factory: Any, tmp_path: Path) -> None:
+    daemon = daemon_factory()
+    # A first batch, fully answered before the backup (one with an attachment).
+    early = [f"<early-{n}@example.org>" for n in range(8)]
+    pdf = b"%PDF-1.4 quarterly report " * 20
+    daemon.send(with_attachment("report.pdf", pdf, early[0]))
+    for message_id in early[1:]:
+        daemon.send(make_mail(message_id=message_id, sender=f"User <{message_id[1:8]}@example.org>"))
+    wait_until(lambda: len(daemon.acks()) == len(early), timeout=60)
+
+    answered: list[tuple[str, float]] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        for n in range(400):
+            if stop.is_set():
+                return
+            message_id = f"<stream-{n}@example.org>"
+            daemon.send(make_mail(message_id=message_id, sender=f"Streamer {n} <s{n}@example.org>"))
+            answered.append((message_id, time.monotonic()))
+            time.sleep(0.01)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    wait_until(lambda: len(answered) >= 30, timeout=60)
+    archive = tmp_path / "backup.tar.gz"
+    began = time.monotonic()
+    made = run_cli(daemon.config_path, "backup", str(archive), "--include-secrets", "--no-progress")
+    wait_until(lambda: len(answered) >= 60, timeout=60)
+    stop.set()
+    sender.join(timeout=120)
+    assert 0 == made.returncode, made.stderr.decode()
+    assert b"backup written to" in made.stdout
+    before_backup = {message_id for message_id, at in answered if at < began} | set(early)
+    assert len(before_backup) >= 30 + len(early)
+    assert 0 == daemon.stop()
+
+    # Restore into an empty installation next door, and start it.
+    restored_dir = tmp_path / "restored"
+    restored_dir.mkdir()
+    config = write_config(restored_dir)
+    restored = run_cli(config, "restore", str(archive))
+    assert 0 == restored.returncode, restored.stderr.decode()
+    assert b"reply key restored" in restored.stdout
+    again = DaemonProcess(config).start()
+    try:
+        database = restored_dir / "mailgate.db"
+        wait_until(lambda: not _rows(database, "SELECT id FROM inbound WHERE state = 'pending'"), timeout=60)
+        articles = dict(_rows(database, "SELECT message_id, count(*) FROM articles GROUP BY message_id"))
+        assert {message_id: 1 for message_id in before_backup} == {
+            message_id: articles.get(message_id, 0) for message_id in before_backup
+        }
+        inbound_ids = [
+            email.message_from_bytes(raw)["Message-ID"]
+            for (raw,) in _rows(database, "SELECT raw FROM inbound")
+        ]
+        assert len(inbound_ids) == len(set(inbound_ids)), "a message was stored twice"
+        (blob,) = _rows(database, "SELECT content FROM attachment_blobs")
+        assert pdf == blob[0]
+        assert _rows(database, "SELECT count(*) FROM events")[0][0] > 0
+
+        # Nothing answered before the backup is answered again.
+        time.sleep(2)
+        resent = [
+            mail for mail in again.acks() if email.message_from_bytes(mail)["In-Reply-To"] in set(early)
+        ]
+        assert [] == resent
+
+        # A reply to an old acknowledgement threads onto its old ticket.
+        first_ack = next(
+            email.message_from_bytes(mail)
+            for mail in daemon.acks()
+            if email.message_from_bytes(mail)["In-Reply-To"] == early[1]
+        )
+        ticket_ref = _rows(database, f"SELECT ticket_id FROM articles WHERE message_id = '{early[1]}'")[0][0]
+        reply = make_mail(
+            subject="Re: " + str(first_ack["Subject"]),
+            sender=str(first_ack["To"]),
+            to=str(first_ack["Reply-To"]),
+            message_id="<reply-after-restore@example.org>",
+            body="It works again, thank you.\n",
+        )
+        again.send(
+            reply,
+            mail_from=email.utils.parseaddr(str(first_ack["To"]))[1],
+            rcpts=(email.utils.parseaddr(str(first_ack["Reply-To"]))[1],),
+        )
+        wait_until(
+            lambda: _rows(
+                database,
+                "SELECT ticket_id FROM articles WHERE message_id = '<reply-after-restore@example.org>'",
+            ),
+            timeout=30,
+        )
+        ((threaded,),) = _rows(
+            database, "SELECT ticket_id FROM articles WHERE message_id = '<reply-after-restore@example.org>'"
+        )
+        assert ticket_ref == threaded
+    finally:
+        again.stop()
+
+
+def test_restore_refuses_a_live_installation(daemon_factory: Any, tmp_path: Path) -> None:
+    """Into the running helpdesk it came from: refused, and nothing is touched."""
+    daemon = daemon_factory()
+    daemon.send(make_mail(message_id="<live@example.org>"))
+    wait_until(lambda: len(daemon.acks()) == 1, timeout=30)
+    archive = tmp_path / "b.tar.gz"
+    assert 0 == run_cli(daemon.config_path, "backup", str(archive), "--no-progress").returncode
+    refused = run_cli(daemon.config_path, "restore", str(archive))
+    assert 1 == refused.returncode
+    assert b"daemon is running" in refused.stderr
+    assert 0 == daemon.stop()
+    refused = run_cli(daemon.config_path, "restore", str(archive))
+    assert 1 == refused.returncode
+    assert b"restore only into an empty installation" in refused.stderr
+
+
+def test_a_damaged_backup_is_refused(daemon_factory: Any, tmp_path: Path) -> None:
+    """A file that does not match its checksum stops the restore before anything is written."""
+    import io
+    import tarfile
+
+    daemon = daemon_factory()
+    daemon.send(make_mail(message_id="<damaged@example.org>"))
+    wait_until(lambda: len(daemon.acks()) == 1, timeout=30)
+    archive = tmp_path / "b.tar.gz"
+    assert 0 == run_cli(daemon.config_path, "backup", str(archive), "--no-progress").returncode
+    assert 0 == daemon.stop()
+    damaged = tmp_path / "damaged.tar.gz"
+    with tarfile.open(archive, "r:gz") as source, tarfile.open(damaged, "w:gz") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member)
+            content = data.read() if data else b""
+            if member.name.endswith("mailgate.db"):
+                content = content[:-1] + bytes([content[-1] ^ 0xFF])
+            target.addfile(member, io.BytesIO(content))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    refused = run_cli(write_config(elsewhere), "restore", str(damaged))
+    assert 1 == refused.returncode
+    assert b"does not match its checksum" in refused.stderr
+    assert not (elsewhere / "mailgate.db").exists()
