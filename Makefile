@@ -42,6 +42,7 @@ bench: setup
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/pipe_bench.py
 	$(BIN)/python bench/sla_bench.py
+	$(BIN)/python bench/kb_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -198,6 +198,30 @@ class Logging(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class KbScope(_Strict):
+    """Suggestions for one queue or category: off, or given articles first."""
+
+    suggest: bool = True
+    # Offered in every acknowledgement of the queue/category, before any found by search.
+    articles: tuple[str, ...] = ()
+
+
+class Kb(_Strict):
+    """The knowledge base (issue 14, docs/kb.md)."""
+
+    # One Markdown file per article; reloaded on change, the last good set kept.
+    folder: str = "config/kb"
+    # Where `#kb draft` writes new article files for an admin to review.
+    drafts_folder: str = "var/kb-drafts"
+    # Offer matching articles in the acknowledgement.
+    suggest: bool = True
+    # No suggestion is better than a wrong one: matches below this score are not shown.
+    min_score: float = Field(default=12.0, ge=0)
+    max_suggestions: int = Field(default=3, ge=0, le=3)
+    queues: dict[str, KbScope] = {}
+    categories: dict[str, KbScope] = {}
+
+
 class Config(_Strict):
     helpdesk: Helpdesk
     database: Database = Database()
@@ -207,6 +231,7 @@ class Config(_Strict):
     rules: str | None = None
     agents: str | None = None
     templates: str | None = None
+    kb: Kb | None = None
     secrets: Secrets = Secrets()
     limits: Limits = Limits()
     processing: Processing = Processing()

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
+from mailgate.reports.kb import kb_report
 from mailgate.reports.sla import sla_section
 from mailgate.rules.model import OPEN_STATUSES, PRIORITIES
 from mailgate.store.models import Article, Event, Ticket
@@ -113,6 +114,7 @@ def build_report(conn: Connection, period: Period, *, queue: str | None = None) 
         "by_category": _grouped(created, resolved, backlog, "category"),
         "first_contact_resolution": _fcr(resolved, replies, reopened),
         "csat": _csat(resolved),
+        "knowledge_base": kb_report(conn, ids, resolved, replies, reopened, start, end),
         "backlog_age": _backlog_age(backlog, end),
         "daily": _daily(created, resolved, period),
         "sla": sla_section(created, end, _priority_order),

@@ -70,6 +70,7 @@ def text(report: dict[str, Any]) -> str:
         f"Satisfaction: {csat['ratings']} ratings ({percent(csat['response_rate'])} of resolved), "
         f"average {csat['average'] if csat['average'] is not None else '-'} of 5; "
         + ", ".join(f"{score}: {count}" for score, count in csat["distribution"].items()),
+        _kb_line(report.get("knowledge_base")),
         "Backlog by age: " + ", ".join(f"{name} {count}" for name, count in report["backlog_age"].items()),
     ]
     out += _sla_text(report["sla"])
@@ -118,6 +119,18 @@ def sla_csv(report: dict[str, Any]) -> str:
                     [key, row[key], target, part["met"], part["breached"], _blank(share), _blank(middle)]
                 )
     return buffer.getvalue()
+
+
+def _kb_line(kb: dict[str, Any] | None) -> str:
+    if not kb:
+        return "Knowledge base: -"
+    top = ", ".join(f"{row['article']} {row['uses']}" for row in kb["top_articles"][:5]) or "none used"
+    with_, without = kb["fcr_with_article"], kb["fcr_without_article"]
+    return (
+        f"Knowledge base: {kb['self_service_resolved']} resolved by self-service; top articles: {top}; "
+        f"first-contact resolution with an article {with_['first_contact']} of {with_['resolved']}, "
+        f"without {without['first_contact']} of {without['resolved']}"
+    )
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:

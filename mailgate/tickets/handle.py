@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from mailgate import guard
 from mailgate.agents.auth import check_agent
 from mailgate.agents.desk import handle_agent_mail, notify_agents
+from mailgate.kb.mailflow import resolve_self_service, with_suggestions
 from mailgate.message import Address, Envelope, ParsedMessage, header_sender
 from mailgate.rules import Decision, RuleContext
 from mailgate.service.runtime import Runtime
@@ -261,7 +262,8 @@ class MessageHandler:
             notify_agents(conn, runtime, ticket, message, now, event="new")
         else:
             touch_ticket(conn, ticket.id, now)
-            self._follow_reply(conn, ticket, message, outcome, now)
+            if not resolve_self_service(conn, runtime, ticket, message, sender, now):
+                self._follow_reply(conn, ticket, message, outcome, now)
         bound.info(
             "process.stored",
             ticket=ticket.ref,
@@ -475,6 +477,7 @@ class MessageHandler:
             in_reply_to=message.message_id,
             references=references,
         )
+        mail = with_suggestions(conn, self.runtime, ticket, message, mail, now)
         enqueue(conn, self.runtime, ticket.id, mail, automatic=True, now=now)
 
     @staticmethod
