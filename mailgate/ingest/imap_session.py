@@ -266,6 +266,11 @@ class MailboxSession:
                 if remaining <= 0:
                     break
                 wait = min(remaining, tick)
+                if self._input_waiting():
+                    # Already read off the socket, so idle_check's poll() would
+                    # not see it: leave IDLE, and the pass that follows finds it.
+                    news = True
+                    break
                 asked = time.monotonic()
                 responses = self._client.idle_check(timeout=wait)
                 for response in responses:
@@ -313,6 +318,30 @@ class MailboxSession:
         pending = self._client._imap.untagged_responses  # imaplib's store of untagged answers
         found = bool(pending.pop("EXISTS", None)) | bool(pending.pop("RECENT", None))
         return found
+
+    def _input_waiting(self) -> bool:
+        """Whether the server's words already wait in our buffers.
+
+        imapclient's idle_check() polls the socket, but a line the server sent
+        together with the one we read last (``+ idling`` and ``* 5 EXISTS`` in
+        one packet, when mail lands as IDLE starts) sits in imaplib's buffered
+        reader, or decrypted in the TLS layer, and the socket never becomes
+        readable for it: the announcement waited for the next IDLE renewal.
+        """
+        imap = self._client._imap  # imapclient keeps imaplib's connection here
+        sock = imap.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        timeout = sock.gettimeout()
+        try:
+            sock.setblocking(False)
+            # peek() returns what is buffered; when nothing is, its one raw
+            # read on the non-blocking socket returns nothing or raises.
+            return bool(imap.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
+            return False
+        finally:
+            sock.settimeout(timeout)
 
     def noop(self) -> None:
         """Keep the connection alive between polls and notice a dead one."""
