@@ -344,6 +344,7 @@ class RetentionTimer:
     def __init__(self, runtime: Any, clock: Callable[[], datetime] | None = None) -> None:
         self.runtime = runtime
         self.clock = clock or clock_from_environment()
+        self._announced = False
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -362,6 +363,10 @@ class RetentionTimer:
         last = last_run(self.runtime.sessions)
         # A last run in the future (a drill with a moved clock) is ignored.
         if last is not None and now - self.DAY < last <= now + timedelta(days=1):
+            if not self._announced:
+                # Once per start, so that the log says when the next run is due.
+                log.info("retention.next", last_run=last.isoformat(), next_run=(last + self.DAY).isoformat())
+                self._announced = True
             return None
         plan = run(self.runtime.sessions, self.runtime.engine, policy, now, dry_run=False)
         log.info("retention.ran", **_summary(plan))
