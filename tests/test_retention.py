@@ -8,6 +8,7 @@ MAILGATE_RETENTION_AS_OF variable. Tickets are made over SMTP and closed with
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,19 +17,25 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from tests.conftest import make_mail, run_cli, wait_until
-from tests.test_attachments import with_attachment
 
 POLICY = {"originals_days": 30, "tickets_days": 365, "quarantine_days": 14}
 CLOSED_FILE = b"%PDF bob's payslip " + bytes(range(256)) * 8
 OPEN_FILE = b"%PDF carol's contract " + bytes(range(256)) * 8
 
 
-def _mail_with_file(sender: str, subject: str, name: str, content: bytes, message_id: str) -> bytes:
-    raw = with_attachment(name, content, message_id)
-    raw = raw.replace(b"Alice Example <alice@example.org>", sender.encode())
-    raw = raw.replace(b"Subject: Printer on floor 3 is broken", f"Subject: {subject}".encode())
-    # base64 lines end in a bare LF; SMTP wants CRLF.
-    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+def _mail_with_files(sender: str, subject: str, message_id: str, *files: tuple[str, bytes]) -> bytes:
+    head = make_mail(sender=sender, subject=subject, message_id=message_id).split(b"\r\n\r\n", 1)[0]
+    head = head.replace(
+        b"Content-Type: text/plain; charset=utf-8", b'Content-Type: multipart/mixed; boundary="b1"'
+    )
+    parts = ["--b1\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"]
+    for name, content in files:
+        encoded = base64.encodebytes(content).decode().replace("\n", "\r\n")
+        parts.append(
+            f'--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="{name}"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n{encoded}"
+        )
+    return head + b"\r\n\r\n" + "".join(parts).encode() + b"--b1--\r\n"
 
 
 def _query(url: str, sql: str, **params: Any) -> list[Any]:
@@ -78,16 +85,23 @@ def _retention(config: Path, *args: str) -> dict[str, Any]:
 
 
 def _helpdesk(daemon_factory: Any, db_url: str, tmp_path: Path) -> tuple[Any, dict[str, str]]:
-    """Bob's ticket (with a file) and Dave's are closed, Carol's (with a file) is open, one scan is held."""
+    """Bob's (two files) and Dave's tickets are closed, Carol's (Bob's 2nd file) is open; a scan is held."""
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - name: hold scans\n    if: {subject: scan}\n    then: {quarantine: true}\n")
     daemon = daemon_factory(database={"url": db_url}, retention=POLICY, rules=str(rules))
     daemon.send(
-        _mail_with_file("Bob <bob@example.org>", "Salary question", "pay.pdf", CLOSED_FILE, "<b1@ex.org>"),
+        # The contract is Carol's too: it stays while her ticket is open.
+        _mail_with_files(
+            "Bob <bob@example.org>",
+            "Salary question",
+            "<b1@ex.org>",
+            ("pay.pdf", CLOSED_FILE),
+            ("contract.pdf", OPEN_FILE),
+        ),
         mail_from="bob@example.org",
     )
     daemon.send(
-        _mail_with_file("Carol <carol@example.org>", "Contract", "contract.pdf", OPEN_FILE, "<c1@ex.org>"),
+        _mail_with_files("Carol <carol@example.org>", "Contract", "<c1@ex.org>", ("contract.pdf", OPEN_FILE)),
         mail_from="carol@example.org",
     )
     daemon.send(
@@ -117,7 +131,7 @@ def test_dry_run_then_run_removes_old_originals(daemon_factory: Any, db_url: str
     planned = _retention(config, "--dry-run", "--as-of", in_40_days)
     assert before == _snapshot(db_url)
     assert [refs["Salary question"], refs["VPN down"]] == planned["originals"]["tickets"]
-    assert 1 == planned["originals"]["attachments"]
+    assert 2 == planned["originals"]["attachments"]
     assert [] == planned["anonymise"]["tickets"]
     held = _query(db_url, "SELECT id FROM inbound WHERE state = 'quarantined'")
     assert [held[0][0]] == planned["quarantine"]["messages"]
