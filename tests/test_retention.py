@@ -177,6 +177,10 @@ def test_whole_old_tickets_are_anonymised_and_reports_keep_their_figures(
     for trace in ("bob@example.org", "dave@example.org", "Salary question", "secret words"):
         assert trace not in everything, trace
     assert "carol@example.org" in everything and "Contract" in everything
+    assert {OPEN_FILE} == _blobs(db_url)
+    shown = run_cli(config, "tickets", "show", refs["Salary question"])
+    assert 0 == shown.returncode, shown.stderr.decode()
+    assert b"removed by the retention policy" in shown.stdout
     assert 0 == _retention(config, "--as-of", in_400_days)["anonymise"]["mails"]
     assert [] == _retention(config, "--as-of", in_400_days)["anonymise"]["tickets"]
 

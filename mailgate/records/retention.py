@@ -83,6 +83,9 @@ class Plan:
     quarantine: list[int] = field(default_factory=list)
     files_removed: int = 0
     anonymised: set[int] = field(default_factory=set)
+    # Attachment files whose articles no longer list them; deleted at the
+    # end unless another article does (one scan of all articles, not one a batch).
+    unlisted: set[str] = field(default_factory=set)
 
     def empty(self) -> bool:
         return not (self.originals["tickets"] or self.anonymise["tickets"] or self.quarantine)
@@ -127,6 +130,7 @@ def run(
             _empty_quarantine(session, cutoff, plan, dry_run)
     if not dry_run:
         with transaction(sessions) as session:
+            plan.files_removed = _drop_blobs(session, plan.unlisted)
             session.add(Event(ticket_id=None, kind=RUN_EVENT, detail=_summary(plan), created_at=now))
         if not plan.empty():
             # On SQLite the removed content lingers in free pages until rewritten.
@@ -221,7 +225,7 @@ def _remove_originals(session: Session, ticket_ids: list[int], plan: Plan, dry_r
         if not dry_run:
             article.attachments = [_without_file(item, plan.now) for item in article.attachments]
     if not dry_run:
-        plan.files_removed += _drop_blobs(session, blobs)
+        plan.unlisted |= blobs
     _note(plan.originals, session, done_tickets, mails, attachments)
 
 
@@ -256,7 +260,7 @@ def _anonymise(session: Session, ticket_ids: list[int], plan: Plan, dry_run: boo
         }
     session.execute(delete(Participant).where(Participant.ticket_id.in_(ticket_ids)))
     session.execute(delete(AwaitedMessage).where(AwaitedMessage.ticket_id.in_(ticket_ids)))
-    plan.files_removed += _drop_blobs(session, blobs)
+    plan.unlisted |= blobs
 
 
 def _strip_raw(
@@ -297,8 +301,7 @@ def _without_file(item: dict[str, object], now: datetime) -> dict[str, object]:
 
 
 def _drop_blobs(session: Session, blobs: set[str]) -> int:
-    """Delete attachment files no other article still lists (the same file in an open ticket stays)."""
-    session.flush()
+    """Delete attachment files no article still lists (the same file in an open ticket stays)."""
     gone = blobs - _blobs_in_use(session, blobs)
     if gone:
         session.execute(delete(AttachmentBlob).where(AttachmentBlob.sha256.in_(gone)))
