@@ -143,6 +143,7 @@ def test_dry_run_then_run_removes_old_originals(daemon_factory: Any, db_url: str
     raws = b"\n".join(_raws(db_url).values())
     assert b"Dave's VPN secret words" not in raws
     assert b"Passport number" not in raws
+    assert [] == json.loads(run_cli(config, "quarantine", "list", "--json").stdout)
     assert b"Subject: Contract" in raws  # the open ticket keeps its original
     assert {OPEN_FILE} == _blobs(db_url)
     shown = run_cli(config, "tickets", "show", refs["VPN down"])
