@@ -10,9 +10,7 @@ CONFIG ?= config/mailgate.yaml
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	# compat: a path entry instead of an import hook, which every `mailgate`
-	# process (one per piped message) would pay for at start-up.
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,6 +25,7 @@ services:
 	sh scripts/ensure-postgres.sh
 	sh scripts/dovecot/ensure-installed.sh
 	sh scripts/ensure-test-tools.sh
+	sh scripts/ensure-postfix.sh
 
 # zammad's corpus (AGPL-3.0) is not in the repository: its tests run when
 # MAILGATE_CORPUS names the folder holding zammad-mail/ (.ci/run sets it);
@@ -42,6 +41,8 @@ bench: setup
 	$(BIN)/python bench/smtp_bench.py
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/pipe_bench.py
+	$(BIN)/python bench/sla_bench.py
+	$(BIN)/python bench/kb_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -187,6 +187,10 @@ class Processing(_Strict):
     # at most about 10 ms each, so a big batch does not hold SQLite's write
     # lock long; bigger is faster under load (8: 408 acks/s, 32: 460).
     batch: int = Field(default=32, ge=1, le=500)
+    # The service-level timer sleeps until the next known due moment, but
+    # at most this long: a ticket created meanwhile (by a worker process)
+    # is seen within it. One indexed query per wake-up (docs/sla.md).
+    sla_check_seconds: float = Field(default=30.0, gt=0, le=3600)
 
 
 class Retention(_Strict):
@@ -216,6 +220,30 @@ class Logging(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class KbScope(_Strict):
+    """Suggestions for one queue or category: off, or given articles first."""
+
+    suggest: bool = True
+    # Offered in every acknowledgement of the queue/category, before any found by search.
+    articles: tuple[str, ...] = ()
+
+
+class Kb(_Strict):
+    """The knowledge base (issue 14, docs/kb.md)."""
+
+    # One Markdown file per article; reloaded on change, the last good set kept.
+    folder: str = "config/kb"
+    # Where `#kb draft` writes new article files for an admin to review.
+    drafts_folder: str = "var/kb-drafts"
+    # Offer matching articles in the acknowledgement.
+    suggest: bool = True
+    # No suggestion is better than a wrong one: matches below this score are not shown.
+    min_score: float = Field(default=12.0, ge=0)
+    max_suggestions: int = Field(default=3, ge=0, le=3)
+    queues: dict[str, KbScope] = {}
+    categories: dict[str, KbScope] = {}
+
+
 class Config(_Strict):
     helpdesk: Helpdesk
     database: Database = Database()
@@ -225,6 +253,7 @@ class Config(_Strict):
     rules: str | None = None
     agents: str | None = None
     templates: str | None = None
+    kb: Kb | None = None
     secrets: Secrets = Secrets()
     limits: Limits = Limits()
     processing: Processing = Processing()

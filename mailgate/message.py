@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import getaddresses
 from functools import cached_property
 
 
@@ -37,12 +38,35 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Envelope:
-    """How a message reached us: SMTP envelope, or the source it was read from."""
+    """How a message reached us: SMTP envelope, or the source it was read from.
 
-    mail_from: str
+    ``mail_from`` keeps apart what a person would keep apart:
+
+    - an address: the reverse-path an MTA recorded (SMTP ``MAIL FROM``, or
+      the ``Return-Path`` header a delivery agent wrote);
+    - ``""``: the null reverse-path, recorded as such (``MAIL FROM:<>``,
+      ``Return-Path: <>``). RFC 5321 §4.5.5 and RFC 3834 §3.3 reserve it
+      for notifications: bounces and auto-replies;
+    - ``None``: nobody recorded one. Mail a client uploaded or moved into an
+      IMAP folder, a server that stores no ``Return-Path``, a saved file
+      imported, ``mailgate ingest`` without ``--sender``. Unknown is not
+      null: whoever decides reads the From and Sender headers instead.
+    """
+
+    mail_from: str | None
     rcpt_tos: tuple[str, ...]
     source: str  # "smtp", "lmtp", "pipe", "import", "imap:<account>"
     received_at: datetime
+
+    @property
+    def null_sender(self) -> bool:
+        """The envelope sender was recorded as null (``<>``): a notification."""
+        return self.mail_from is not None and self.mail_from.strip() in ("", "<>")
+
+    @property
+    def sender_known(self) -> bool:
+        """Something recorded the envelope sender (an address, or null)."""
+        return self.mail_from is not None
 
 
 @dataclass(frozen=True)
@@ -89,3 +113,18 @@ class ParsedMessage:
     def header_all(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive), in order."""
         return list(self._by_name.get(name.lower(), ()))
+
+
+def header_sender(message: ParsedMessage) -> str | None:
+    """Who the headers say sent it: the Sender address, else From; None without either.
+
+    Used where the envelope sender is unknown (see :class:`Envelope`): RFC
+    5322 §3.6.2 names Sender the mailbox responsible for the transmission,
+    the nearest thing in the headers to an envelope sender.
+    """
+    for name in ("Sender", "From"):
+        for value in message.header_all(name):
+            for _, address in getaddresses([value]):
+                if "@" in address:
+                    return address.strip().lower()
+    return None

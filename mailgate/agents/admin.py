@@ -94,7 +94,38 @@ SAMPLE: dict[str, Any] = {
     "problem": "noreply@www.example.org is a noreply or system address",
     "reasons": ["order forward, list, reply_to, from from the defaults", "From noreply@www.example.org"],
     "original": {"sender": "noreply@www.example.org", "reply_to": [], "subject": "Contact form"},
-}
+    # Service levels (docs/sla.md): the acknowledgement's promise, escalations, the digest.
+    "sla": {
+        "level": "standard",
+        "timezone": "Europe/Amsterdam",
+        "business_hours": True,
+        "first_response": {"target": "8 business hours", "due": "Monday 09:30", "due_iso": ""},
+        "resolution": {"target": "40 business hours", "due": "Friday 7 August 16:00", "due_iso": ""},
+    },
+    "recipient": {"name": "Alice Admin", "email": "alice@example.com"},
+    "breaches": 1,
+    "warnings": 1,
+    "items": [
+        {"ref": "HD-1042", "subject": "The printer on floor 3 jams", "priority": "high", "queue": "general",
+         "assignee": None, "target": "first_response", "level": "breach", "due": "today 09:30",
+         "due_iso": ""},
+        {"ref": "HD-1043", "subject": "VPN drops", "priority": "normal", "queue": "general",
+         "assignee": "alice@example.com", "target": "resolution", "level": "warning", "due": "Monday 10:00",
+         "due_iso": ""},
+    ],
+    "day": "Monday 3 August",
+    "count": 2,
+    "oldest": {"ref": "HD-1042", "subject": "The printer on floor 3 jams", "since": "Friday 31 July 14:02"},
+    "breached": [{"ref": "HD-1042", "subject": "The printer on floor 3 jams", "priority": "high",
+                  "status": "open", "queue": "general", "due": "today 09:30",
+                  "since": "Friday 31 July 14:02"}],
+    "due_today": [],
+    "open": [],
+    "waiting": [{"ref": "HD-1043", "subject": "VPN drops", "priority": "normal", "status": "pending",
+                 "queue": "general", "due": "", "since": "Monday 10:00"}],
+    "unassigned": [],
+    "more": {"breached": 0, "due_today": 0, "open": 0, "waiting": 0, "unassigned": 0},
+}  # fmt: skip
 
 
 def preview(runtime: Runtime, name: str, *, language: str, queue: str | None = None) -> RenderedMail:

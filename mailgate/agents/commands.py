@@ -17,7 +17,8 @@ from mailgate.rules.model import PRIORITIES, STATUSES
 # A command line: "#word" and an optional value; "# heading" (a space
 # after the hash) is prose, not a command.
 _COMMAND = re.compile(r"^#(?P<name>[A-Za-z][\w-]*)(?:[ \t]+(?P<value>.*?))?\s*$")
-KNOWN = ("status", "resolve", "close", "priority", "assign", "queue", "tag", "internal", "merge")
+# "#kb ..." is checked by mailgate/kb/mailflow.py (it needs the loaded articles).
+KNOWN = ("status", "resolve", "close", "priority", "assign", "queue", "tag", "internal", "merge", "kb")
 # "#merge HD-12", "#merge 12", "#merge #12": the ticket this mail is about is
 # merged into the one named (whether that ticket exists is checked by the caller).
 _TICKET_NAME = re.compile(r"(?:[A-Za-z][A-Za-z0-9]*-|#)?\d{1,11}")

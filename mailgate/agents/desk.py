@@ -18,8 +18,10 @@ from sqlalchemy import Connection
 from mailgate.agents.auth import AgentCheck
 from mailgate.agents.commands import Changes, Commands, interpret, split_commands
 from mailgate.agents.directory import Agent, Queue
+from mailgate.kb import mailflow as kb
 from mailgate.message import Address, ParsedMessage
 from mailgate.service.runtime import Runtime
+from mailgate.sla import track as sla_track
 from mailgate.store.writes import (
     TicketView,
     add_participants,
@@ -187,6 +189,8 @@ def handle_agent_mail(
     changes = check_merge(
         conn, runtime.config.helpdesk.ref_prefix, ticket, interpret(commands, runtime.directory, agent.key)
     )
+    kb_plan = kb.plan(commands, runtime.kb.kb, runtime.config.kb is not None)
+    changes = replace(changes, errors=changes.errors + kb_plan.errors)
     if changes.errors:
         article_id = store_incoming(
             conn,
@@ -222,11 +226,14 @@ def handle_agent_mail(
         internal=internal,
         commands=[c.line for c in commands.commands],
     )
-    ticket = _relay_or_note(conn, runtime, ticket, incoming, agent, commands, internal, now)
+    reply_text, reply_html = kb.reply_with_articles(commands.text, kb_plan.articles, ticket.language)
+    relayed = replace(commands, text=reply_text)
+    ticket = _relay_or_note(conn, runtime, ticket, incoming, agent, relayed, internal, now, html=reply_html)
+    _kb_followups(conn, runtime, ticket, incoming, agent, commands, kb_plan, internal, now)
     ticket = apply_changes(conn, runtime, ticket, changes, now, by=agent.key)
     touch_ticket(conn, ticket.id, now)
     return article_id, "internal note" if internal else (
-        "agent reply relayed" if commands.text else "commands only"
+        "agent reply relayed" if relayed.text else "commands only"
     )
 
 
@@ -239,6 +246,8 @@ def _relay_or_note(
     commands: Commands,
     internal: bool,
     now: datetime,
+    *,
+    html: str | None = None,
 ) -> TicketView:
     if not commands.text:
         return ticket
@@ -290,8 +299,14 @@ def _relay_or_note(
     files = tuple(a for a in incoming.message.attachments if a.content and not a.inline)
     if files:
         mail = replace(mail, attachments=files)
+    if html is not None:
+        # An answer with a knowledge-base article goes out with an HTML part too.
+        mail = replace(mail, html=html)
     enqueue(conn, runtime, ticket.id, mail, automatic=False, now=now, visibility="public")
-    if ticket_times(conn, ticket.id).first_response_at is None:
+    first_reply = ticket_times(conn, ticket.id).first_response_at is None
+    # Only here, a public reply relayed to the requester, meets a response target.
+    sla_track.public_reply(conn, runtime, ticket.id, now, first=first_reply)
+    if first_reply:
         update_ticket(conn, ticket.id, first_response_at=now)
         insert_event(conn, ticket.id, "first_response", now, agent=agent.key)
     if ticket.assignee is None:
@@ -301,6 +316,52 @@ def _relay_or_note(
     if ticket.status == "new":
         ticket = lifecycle.set_status(conn, runtime, ticket, "open", now, by=agent.key)
     return ticket
+
+
+def _kb_followups(
+    conn: Connection,
+    runtime: Runtime,
+    ticket: TicketView,
+    incoming: Incoming,
+    agent: Agent,
+    commands: Commands,
+    plan: kb.KbPlan,
+    internal: bool,
+    now: datetime,
+) -> None:
+    """Record articles used, mail the agent their searches, write a draft."""
+    for article in plan.articles:
+        insert_event(conn, ticket.id, "kb_used", now, article=article.id, agent=agent.key, internal=internal)
+    for query in plan.searches:
+        language = agent.language or ticket.language
+        matches = kb.search_matches(runtime, query, ticket.language)
+        _agent_mail(
+            conn,
+            runtime,
+            ticket,
+            agent,
+            "kb_search",
+            now,
+            kind="kb_search",
+            extra={"query": query, "matches": matches, "language": ticket.language},
+            in_reply_to=incoming.message.message_id,
+        )
+        insert_event(
+            conn,
+            ticket.id,
+            "kb_search",
+            now,
+            query=query,
+            agent=agent.key,
+            found=[m["id"] for m in matches],
+            language=language,
+        )
+    if plan.draft and runtime.config.kb is not None:
+        from mailgate.kb.drafts import write_draft
+
+        folder = runtime.config.path(runtime.config.kb.drafts_folder)
+        path = write_draft(folder, ticket.ref, ticket.subject, ticket.language, commands.text, agent.key, now)
+        insert_event(conn, ticket.id, "kb_draft", now, file=str(path), agent=agent.key)
 
 
 def _with(ticket: TicketView, **values: Any) -> TicketView:
@@ -328,6 +389,8 @@ def apply_changes(
         if "tags" in fields:
             fields["tags"] = tuple(fields["tags"])
         ticket = _with(ticket, **fields)
+        if "priority" in fields or "queue" in fields:
+            sla_track.refresh(conn, runtime, ticket.id, now, why=f"changed by {by}")
     if changes.status:
         ticket = lifecycle.set_status(conn, runtime, ticket, changes.status, now, by=by)
     if changes.merge_into:

@@ -14,12 +14,21 @@ from typing import Any
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from mailgate.rules.model import Problem, RulesError
-from mailgate.rules.syntax import Source, did_you_mean, entries, item_pos, want_choice, want_map, want_text
+from mailgate.rules.syntax import (
+    Source,
+    did_you_mean,
+    entries,
+    item_pos,
+    want_bool,
+    want_choice,
+    want_map,
+    want_text,
+)
 from mailgate.rules.yamlpos import load_positioned
 
 TOP_KEYS = ("agents", "queues", "lifecycle")
-AGENT_KEYS = ("address", "name", "alternates", "queues", "language")
-QUEUE_KEYS = ("address", "comment_address", "members", "reopen", "templates")
+AGENT_KEYS = ("address", "name", "alternates", "queues", "language", "digest")
+QUEUE_KEYS = ("address", "comment_address", "members", "reopen", "templates", "escalation")
 LIFECYCLE_KEYS = ("close_resolved_after_hours", "close_pending_after_hours")
 REOPEN_POLICIES = ("reopen", "new_ticket")
 LANGUAGES = ("en", "nl")
@@ -35,6 +44,8 @@ class Agent:
     alternates: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()
     language: str = "en"
+    # The morning digest (docs/sla.md); an agent may turn it off.
+    digest: bool = True
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -51,6 +62,8 @@ class Queue:
     members: tuple[str, ...] = ()
     reopen: str = "reopen"
     templates: str | None = None
+    # The second line or team lead: hears of every service-level breach (docs/sla.md).
+    escalation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,8 @@ def _agents(src: Source, section: Any, pos: tuple[int, int]) -> list[tuple[Agent
                 )
             elif name == "language":
                 values["language"] = want_choice(src, value, value_at, "language", LANGUAGES) or "en"
+            elif name == "digest":
+                values["digest"] = want_bool(src, value, value_at, "digest") is not False
         if "address" not in body:
             src.problem(at, f'agent "{key}" needs an address')
         # An agent with a bad address is still listed for the cross-checks (so
@@ -201,7 +216,7 @@ def _queues(
         values: dict[str, Any] = {"name": str(key)}
         member_pos: dict[str, Any] = {}
         for name, value, _key_at, value_at in entries(src, body, QUEUE_KEYS, f'queue "{key}"'):
-            if name in ("address", "comment_address"):
+            if name in ("address", "comment_address", "escalation"):
                 values[name] = _address(src, value, value_at, name.replace("_", " "))
             elif name == "members":
                 members = []

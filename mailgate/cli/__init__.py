@@ -138,6 +138,7 @@ def emit(
 from mailgate.cli import agents as _agents  # noqa: E402, F401
 from mailgate.cli import daemon as _daemon  # noqa: E402, F401
 from mailgate.cli import intake as _intake  # noqa: E402, F401
+from mailgate.cli import kb as _kb  # noqa: E402, F401
 from mailgate.cli import queues as _queues  # noqa: E402, F401
 from mailgate.cli import records as _records  # noqa: E402, F401
 from mailgate.cli import report as _report  # noqa: E402, F401

@@ -17,7 +17,11 @@ log = get_logger(__name__)
 
 @main.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--sender", help="Envelope sender (Postfix: ${sender}); default: Return-Path or From.")
+@click.option(
+    "--sender",
+    help='Envelope sender (Postfix: ${sender}; "" is the null sender <>); '
+    "default: the Return-Path header, else unknown (the From header decides).",
+)
 @click.option("--recipient", "recipients", multiple=True, help="Envelope recipient; repeatable.")
 @pass_state
 def ingest(state: State, file: Path | None, sender: str | None, recipients: tuple[str, ...]) -> None:

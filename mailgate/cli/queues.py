@@ -34,7 +34,10 @@ def quarantine_list(state: State, as_json: bool) -> None:
                 "id": r.id,
                 "received_at": r.received_at.isoformat(),
                 "source": r.source,
-                "mail_from": r.mail_from,
+                # A string, as before; "" is the null sender <> unless
+                # mail_from_known says that nothing recorded one.
+                "mail_from": r.mail_from or "",
+                "mail_from_known": r.mail_from is not None,
                 "size": r.size,
                 "attempts": r.attempts,
                 "reason": r.reason,
@@ -52,7 +55,7 @@ def quarantine_list(state: State, as_json: bool) -> None:
             r["id"],
             short_time(r["received_at"]),
             r["source"],
-            r["mail_from"],
+            _envelope_sender(r["mail_from"], r["mail_from_known"]),
             r["size"],
             r["reason"],
         ],
@@ -221,3 +224,10 @@ def suppressions_clear(state: State, address: str) -> None:
     if not removed:
         fail(f"{address} is not suppressed (see `mailgate suppressions list`)")
     click.echo(f"{address} will get automatic mail again")
+
+
+def _envelope_sender(mail_from: str, known: bool) -> str:
+    """How the table shows an envelope sender: the address, ``<>`` or ``(unknown)``."""
+    if not known:
+        return "(unknown)"
+    return mail_from or "<>"

@@ -1,4 +1,4 @@
-"""`mailgate report`: first response, resolution, quality and volume."""
+"""`mailgate report`: first response, resolution, service levels, quality and volume."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def _day(value: str | None, option: str) -> date | None:
 @click.option("--queue", help="Only this queue.")
 @click.option("--json", "as_json", is_flag=True, help="The whole report as one JSON object.")
 @click.option("--csv", "as_csv", is_flag=True, help="Tickets created and resolved per day, as CSV.")
+@click.option("--csv-sla", "as_sla_csv", is_flag=True,
+              help="Service-level compliance per priority and queue, as CSV.")  # fmt: skip
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write an HTML page with charts to this file.")  # fmt: skip
 @pass_state
@@ -38,24 +40,26 @@ def report(
     queue: str | None,
     as_json: bool,
     as_csv: bool,
+    as_sla_csv: bool,
     html_file: Path | None,
 ) -> None:
     """How the helpdesk is doing: first-response and resolution times per
-    priority, first-contact resolution, satisfaction, backlog, and volume by
-    queue and category.
+    priority, service-level compliance per priority and queue, first-contact
+    resolution, satisfaction, backlog, and volume by queue and category.
 
     \b
       mailgate report                      # the last 30 days, as tables
       mailgate report --since 2026-10-01 --until 2026-10-31 --json
       mailgate report --queue network --csv > network.csv
+      mailgate report --csv-sla > sla.csv   # targets met and breached
       mailgate report --html report.html   # a page with charts, no scripts
     """
     from mailgate.reports import Period, build_report
-    from mailgate.reports.render import daily_csv, html, text
+    from mailgate.reports.render import daily_csv, html, sla_csv, text
     from mailgate.store.db import read_only
 
-    if as_json and as_csv:
-        fail("choose one of --json and --csv")
+    if as_json + as_csv + as_sla_csv > 1:
+        fail("choose one of --json, --csv and --csv-sla")
     last = _day(until, "--until") or datetime.now(UTC).date()
     first = _day(since, "--since") or last - timedelta(days=days - 1)
     if first > last:
@@ -76,6 +80,8 @@ def report(
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
     elif as_csv:
         click.echo(daily_csv(found), nl=False)
+    elif as_sla_csv:
+        click.echo(sla_csv(found), nl=False)
     else:
         click.echo(text(found), nl=False)
         if html_file is not None:

@@ -21,24 +21,55 @@ def tickets() -> None:
 @tickets.command("list")
 @click.option("--status", help="Only tickets with this status (new, open, pending, resolved, closed).")
 @click.option("--queue", help="Only tickets in this queue.")
-@click.option("--limit", default=200, show_default=True, help="At most this many, newest first.")
+@click.option("--breached", is_flag=True, help="Only tickets that missed a service-level target.")
+@click.option(
+    "--due-within", metavar="DURATION", help='Only open tickets with a target due within this, e.g. "4h".'
+)
+@click.option("--sort", type=click.Choice(["newest", "due"]), default="newest", show_default=True,
+              help="newest first, or the earliest open due moment first.")  # fmt: skip
+@click.option("--limit", default=200, show_default=True, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_state
-def tickets_list(state: State, status: str | None, queue: str | None, limit: int, as_json: bool) -> None:
-    """List tickets, newest first."""
+def tickets_list(
+    state: State,
+    status: str | None,
+    queue: str | None,
+    breached: bool,
+    due_within: str | None,
+    sort: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List tickets, newest first (or by due moment with --sort due)."""
+    from datetime import UTC, datetime, timedelta
+
     from sqlalchemy import select
 
+    from mailgate.sla.durations import duration
+    from mailgate.sla.query import breached_clause, open_due
     from mailgate.store.models import Ticket
     from mailgate.store.ticket_json import ticket_dict
 
+    now = datetime.now(UTC)
     runtime = state.runtime(rules=False)
     with runtime.sessions() as session:
-        query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+        query = select(Ticket).limit(limit)
+        if sort == "due":
+            query = query.where(open_due().is_not(None)).order_by(open_due(), Ticket.id)
+        else:
+            query = query.order_by(Ticket.id.desc())
         if status:
             query = query.where(Ticket.status == status)
         if queue:
             query = query.where(Ticket.queue == queue)
-        rows = [ticket_dict(t) for t in session.scalars(query)]
+        if breached:
+            query = query.where(breached_clause(now))
+        if due_within:
+            seconds = duration(due_within)
+            if seconds is None:
+                fail(f'--due-within: expected a duration like "30m", "4h" or "2d", got {due_within!r}')
+            query = query.where(open_due() <= now + timedelta(seconds=seconds))
+        rows = [ticket_dict(t, now) for t in session.scalars(query)]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -46,7 +77,7 @@ def tickets_list(state: State, status: str | None, queue: str | None, limit: int
         click.echo("no tickets" + (f" with status {status}" if status else ""))
         return
     table(
-        ["REF", "STATUS", "PRIORITY", "QUEUE", "REQUESTER", "CREATED", "SUBJECT"],
+        ["REF", "STATUS", "PRIORITY", "QUEUE", "REQUESTER", "CREATED", "DUE", "SUBJECT"],
         [
             [
                 r["ref"],
@@ -55,11 +86,22 @@ def tickets_list(state: State, status: str | None, queue: str | None, limit: int
                 r["queue"],
                 r["requester"],
                 short_time(r["created_at"]),
+                _due_cell(r),
                 r["subject"],
             ]
             for r in rows
         ],
     )
+
+
+def _due_cell(row: dict[str, Any]) -> str:
+    """The nearest open target's due moment (UTC), "BREACHED" when one was missed."""
+    if row["breached"]:
+        return "BREACHED " + ",".join(row["breached_targets"])
+    if row["status"] not in ("new", "open", "pending"):
+        return ""
+    due = row["next_reply_due"] or (row["first_response_due"] if not row["first_response_at"] else None)
+    return short_time(due or row["resolution_due"]) + (" (paused)" if row["sla_paused"] else "")
 
 
 @tickets.command("show")
@@ -91,6 +133,12 @@ def tickets_show(state: State, ticket: str, as_json: bool) -> None:
     for key in ("status", "priority", "queue", "category", "requester", "assignee", "created_at"):
         if data.get(key):
             click.echo(f"  {key:<10} {data[key]}")
+    if data["sla"]:
+        click.echo(f"  {'sla':<10} {data['sla']}" + (" (paused while pending)" if data["sla_paused"] else ""))
+        for key in ("first_response_due", "next_reply_due", "resolution_due"):
+            if data[key]:
+                click.echo(f"  {key.removesuffix('_due').replace('_', ' ') + ' due':<19} {data[key]}")
+        click.echo(f"  {'breached':<10} {', '.join(data['breached_targets']) or 'no'}")
     for article in data["articles"]:
         arrow = "<-" if article["direction"] == "in" else "->"
         flag = " (internal)" if article["visibility"] == "internal" else ""

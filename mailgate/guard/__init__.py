@@ -20,7 +20,7 @@ from email.policy import compat32
 from email.utils import parseaddr
 from functools import cached_property
 
-from mailgate.guard import rules, subjects
+from mailgate.guard import notices, rules, sender, subjects
 from mailgate.guard.dsn import DeliveryReport, DsnRecipient, parse_dsn
 from mailgate.message import Address, Envelope, ParsedMessage
 
@@ -87,6 +87,7 @@ _HEADER_RULES: tuple[tuple[str, rules.HeaderRule], ...] = (
     ("auto_reply", rules.other_report),
     ("auto_reply", rules.auto_submitted),
     ("auto_reply", rules.auto_reply_header),
+    ("auto_reply", rules.apple_vacation),
     ("auto_reply", rules.precedence_auto_reply),
     # A null envelope sender alone says "some automaton", not which one;
     # RFC 3834 §3.3 asks auto-responders to use it as well as bounces.
@@ -101,7 +102,14 @@ _HEADER_RULES: tuple[tuple[str, rules.HeaderRule], ...] = (
 _SUBJECT_RULES: tuple[tuple[str, subjects.SubjectRule], ...] = (
     ("bounce", subjects.bounce_subject),
     ("challenge", subjects.challenge_subject),
+    ("auto_reply", subjects.domino_out_of_office),
     ("auto_reply", subjects.auto_reply_subject),
+)
+
+# Vendors that mark their automatic mail only in its words (see notices).
+_BODY_RULES: tuple[tuple[str, notices.BodyRule], ...] = (
+    ("challenge", notices.challenge_notice),
+    ("auto_reply", notices.domino_out_of_office_note),
 )
 
 
@@ -119,7 +127,9 @@ def check(
     """
     if not message.headers and raw is not None:
         message = _with_raw_headers(message, raw)
-    clues = rules.gather_clues(message, envelope, own)
+    # Unknown is not null: without a recorded envelope sender, the address
+    # rules read the headers' sender instead (see guard/sender.py).
+    clues = rules.gather_clues(message, sender.stand_in(message, envelope), own)
     fired: list[tuple[str, str]] = []
     for kind, header_rule in _HEADER_RULES:
         reason = header_rule(clues)
@@ -128,6 +138,11 @@ def check(
     corroborated = bool(fired)
     for kind, subject_rule in _SUBJECT_RULES:
         reason = subject_rule(clues, corroborated)
+        if reason:
+            fired.append((kind, reason))
+
+    for kind, body_rule in _BODY_RULES:
+        reason = body_rule(clues)
         if reason:
             fired.append((kind, reason))
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import parseaddr
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from mailgate.message import Envelope, ParsedMessage
@@ -45,6 +46,24 @@ class Clues:
     content_type: str  # lower-cased "maintype/subtype"
     report_type: str  # lower-cased report-type parameter, "" when absent
 
+    @cached_property
+    def own_text(self) -> str:
+        """The start of the body down to the first quoted history, lower-cased.
+
+        The body rules (:mod:`mailgate.guard.notices`) read only this. It is
+        not the parse stage's ``new_text``: that trimmer takes a block of
+        "To:"/"Subject:" lines for a quote header, and challenge mail quotes
+        the challenged message's headers just so. Here only ">" lines and
+        the separators that mail clients write above a quoted or forwarded
+        mail ("-----Original Message-----", "From: …") end the text.
+        """
+        return text_before_history(self.message.text[:4096]).lower()
+
+    @cached_property
+    def text_head(self) -> str:
+        """The first few kilobytes of the body, lower-cased: the body rules' cheap keyword test."""
+        return self.message.text[:4096].lower()
+
 
 def gather_clues(message: ParsedMessage, envelope: Envelope, own: OwnIdentity) -> Clues:
     """Read the values several rules share, once."""
@@ -66,6 +85,24 @@ def gather_clues(message: ParsedMessage, envelope: Envelope, own: OwnIdentity) -
     )
 
 
+# Where a client starts the quoted or forwarded mail: Outlook's "-----
+# Original Message-----" (and its Dutch and German), forwarding markers, and
+# a "From:" header line as Outlook and Notes write above the quoted mail.
+_HISTORY = re.compile(
+    r"^[ \t]*(-{2,}[ \t]*(original message|oorspronkelijk bericht|urspr\u00fcngliche nachricht"
+    r"|forwarded message|doorgestuurd bericht|weitergeleitete nachricht)"
+    r"|(from|van|von|de)[ \t]*:[ \t]*\S)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def text_before_history(text: str) -> str:
+    """``text`` without ">"-quoted lines and cut where quoted history starts."""
+    found = _HISTORY.search(text)
+    head = text[: found.start()] if found else text
+    return "\n".join(line for line in head.splitlines() if not line.lstrip().startswith(">"))
+
+
 def local_part(address: str) -> str:
     """The part of ``address`` before the last "@", lower-cased."""
     return address.rpartition("@")[0].lower() if "@" in address else address.lower()
@@ -83,8 +120,12 @@ def _header_is_set(clues: Clues, name: str) -> str | None:
 
 
 def null_return_path(clues: Clues) -> str | None:
-    """RFC 5321 §4.5.5 and RFC 3834 §3.3: notifications use MAIL FROM:<>."""
-    if clues.envelope.mail_from.strip() in ("", "<>"):
+    """RFC 5321 §4.5.5 and RFC 3834 §3.3: notifications use MAIL FROM:<>.
+
+    Only a null sender something recorded counts; an unknown one (IMAP mail
+    without Return-Path) is no sign of a machine (issue 10).
+    """
+    if clues.envelope.null_sender:
         return "empty envelope sender MAIL FROM:<> (RFC 5321 §4.5.5): a notification"
     return None
 
@@ -194,6 +235,17 @@ def auto_reply_header(clues: Clues) -> str | None:
     return None
 
 
+def apple_vacation(clues: Clues) -> str | None:
+    """iCloud Mail's vacation replies carry X-Apple-Action: VACATION and no RFC 3834 header.
+
+    sisimai's RFC 3834 detector lists it beside Auto-Submitted.
+    """
+    for value in clues.message.header_all("X-Apple-Action"):
+        if value.strip().lower() == "vacation":
+            return "X-Apple-Action: VACATION (iCloud vacation reply)"
+    return None
+
+
 def precedence_auto_reply(clues: Clues) -> str | None:
     """RFC 3834 §3.1.8 (historic): Precedence: auto_reply marks a vacation reply."""
     values = clues.message.header_all("Precedence") + clues.message.header_all("X-Precedence")
@@ -293,12 +345,14 @@ def own_sender(clues: Clues) -> str | None:
 
 def challenge_sender(clues: Clues) -> str | None:
     """Challenge services (Boxbe, SpamArrest …) ask us to prove we are human."""
-    for address in (clues.sender, clues.envelope.mail_from):
+    for address in (clues.sender, clues.envelope.mail_from or ""):
         domain = address.rpartition("@")[2].lower()
         if any(domain == d or domain.endswith("." + d) for d in _CHALLENGE_DOMAINS):
             return f"sender {address} is a challenge-response service"
+    # Bluebottle sends its challenges from the protected user's own address,
+    # which is also a person's address, so only its request header counts.
     for name, _ in clues.message.headers:
-        if name.lower().startswith(("x-boxbe", "x-spamarrest")):
+        if name.lower().startswith(("x-boxbe", "x-spamarrest", "x-bluebottle-request")):
             return f"{name} header: challenge-response service"
     # TMDA, the classic self-hosted challenge system, names itself here.
     agent = clues.message.header("X-Delivery-Agent") or ""

@@ -24,6 +24,15 @@ _CHALLENGE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 
+# Lotus Notes/Domino's out-of-office agent and router service set no
+# Auto-Submitted or Precedence header. Their default subject is "AUTO:
+# <name> is out of the office (returning <date>)" (HCL C API reference,
+# OOOSetGeneralSubject); Mail::DeliveryStatus::BounceParser matches the same
+# two parts. Both must be there: "Auto: …" alone is how a Dutch requester
+# writes about their car ("auto"), and "is out of the office" alone is how
+# anyone writes about a colleague.
+_DOMINO_SUBJECT = re.compile(r"^\s*AUTO\s?:\s*\S.{0,200}?\bis\s+out\s+of\s+the\s+office\b", re.IGNORECASE)
+
 # Subject phrases of bounces and auto-replies, in the languages our
 # requesters' servers speak. Matched case-insensitively.
 BOUNCE_PHRASES = (
@@ -64,6 +73,11 @@ BOUNCE_PHRASES = (
     "message not delivered",
     "could not deliver",
     "couldn't be delivered",
+    # flufl.bounce (Mailman's bounce detectors) test data: a Symantec mail
+    # gateway's "Delivery failure notification" and Exchange's "Mail
+    # Delivery Warning" of a full mailbox.
+    "delivery failure notification",
+    "mail delivery warning",
 )
 AUTO_REPLY_PHRASES = (
     "automatic reply",
@@ -99,6 +113,9 @@ AUTO_REPLY_PHRASES = (
     "automatisk svar",
     "automaattinen vastaus",
     "odpowiedź automatyczna",
+    # wp.pl writes the words the other way round, in brackets:
+    # "[Automatyczna odpowiedź] …" (Mail::DeliveryStatus::BounceParser corpus).
+    "automatyczna odpowiedź",
     "автоматический ответ",
     "自動応答",
     "自动回复",
@@ -111,12 +128,22 @@ AUTO_REPLY_PHRASES = (
 
 
 def _starts_with_phrase(subject: str, phrases: tuple[str, ...]) -> str | None:
-    """The phrase that starts ``subject`` followed by a delimiter, or None."""
+    """The phrase that starts ``subject`` followed by a delimiter, or None.
+
+    A phrase in brackets at the very start ("[Automatyczna odpowiedź] …")
+    counts too: that is a tag an automaton put there, not a sentence.
+    """
     lowered = subject.strip().lower()
+    bracketed = lowered.startswith("[")
+    if bracketed:
+        lowered = lowered[1:].lstrip()
     for phrase in phrases:
         if lowered.startswith(phrase):
             rest = lowered[len(phrase) :].lstrip()
-            if phrase.endswith(":") or rest == "" or rest[0] in ":([-/|\u2013\u2014":
+            if bracketed:
+                if rest.startswith("]"):
+                    return phrase
+            elif phrase.endswith(":") or rest == "" or rest[0] in ":([-/|\u2013\u2014":
                 return phrase
     return None
 
@@ -132,6 +159,13 @@ def challenge_subject(clues: Clues, corroborated: bool) -> str | None:
     match = _CHALLENGE_SUBJECT.search(clues.message.subject)
     if match and corroborated:
         return f"subject asks for sender verification ({match.group(0)!r})"
+    return None
+
+
+def domino_out_of_office(clues: Clues, corroborated: bool) -> str | None:
+    """Lotus Notes/Domino: "AUTO: Jane Doe is out of the office (returning …)"."""
+    if _DOMINO_SUBJECT.match(clues.message.subject):
+        return "subject 'AUTO: … is out of the office' (Lotus Notes/Domino out-of-office)"
     return None
 
 

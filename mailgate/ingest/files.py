@@ -19,8 +19,15 @@ from mailgate.ingest.delivery_order import header_time, maildir_name_time, mbox_
 from mailgate.message import Envelope
 from mailgate.store.inbound import InboundItem
 
-_RETURN_PATH = re.compile(rb"^Return-Path:[ \t]*<?([^>\r\n]*)>?", re.IGNORECASE | re.MULTILINE)
-_FROM = re.compile(rb"^From:[^\r\n]*?<?([\w.+'=-]+@[\w.-]+)>?", re.IGNORECASE | re.MULTILINE)
+# The first Return-Path field with its folded continuation lines: the one
+# the last delivery agent wrote on top (RFC 5321 §4.4).
+# Lines may end in CRLF, LF or (old Mac mail in the wild) a bare CR.
+_RETURN_PATH = re.compile(
+    rb"^Return-Path:([^\r\n]*(?:(?:\r\n?|\n)[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE
+)
+_FOLD = re.compile(rb"(?:\r\n?|\n)[ \t]")
+# qmail writes this reverse-path on the double bounces it sends.
+_QMAIL_NULL = "#@[]"
 
 
 def header_block(raw: bytes) -> bytes:
@@ -31,27 +38,44 @@ def header_block(raw: bytes) -> bytes:
 
 
 def return_path(raw: bytes) -> str | None:
-    """The Return-Path the delivering MTA recorded ("" for ``<>``), None without one."""
-    match = _RETURN_PATH.search(header_block(raw))
-    return None if match is None else match.group(1).decode("utf-8", "replace").strip()
+    """The reverse-path a delivery agent recorded in Return-Path.
 
-
-def envelope_sender(raw: bytes) -> str:
-    """The envelope sender when no MTA told us: Return-Path, else From.
-
-    An empty Return-Path (``<>``) is kept empty: it marks a bounce. With no
-    Return-Path at all we use From, so that a plain saved message is not
-    mistaken for a bounce.
+    ``""`` when it recorded the null path ``<>``; None when there is no
+    Return-Path, or one with nothing in it: only ``<>`` says "null", an
+    empty field says nothing (see :class:`mailgate.message.Envelope`).
     """
-    headers = header_block(raw)
-    recorded = return_path(headers)
-    if recorded is not None:
-        return recorded.lower()
-    match = _FROM.search(headers)
-    return match.group(1).decode("ascii", "replace").lower() if match else ""
+    match = _RETURN_PATH.search(header_block(raw))
+    if match is None:
+        return None
+    return reverse_path(_FOLD.sub(b" ", match.group(1)).decode("utf-8", "replace"))
+
+
+def reverse_path(value: str) -> str | None:
+    """One unfolded Return-Path value as :func:`return_path` reads it."""
+    value = value.strip()
+    if value.startswith("<"):
+        inside, closed, _ = value[1:].partition(">")
+        if not closed:
+            return None
+        address = inside.strip()
+        return "" if address == _QMAIL_NULL else address
+    return value.split()[0] if value else None
+
+
+def envelope_sender(raw: bytes) -> str | None:
+    """The envelope sender when no MTA told us: the recorded Return-Path, else unknown.
+
+    Never read from From: a person's From can be folded, encoded or absent,
+    and guessing wrong there turned ordinary requests into "bounces". With
+    the sender unknown, the guard and the requester lookup read From and
+    Sender themselves, with a real header parser.
+    """
+    recorded = return_path(raw)
+    return None if recorded is None else recorded.lower()
 
 
 def pipe_item(raw: bytes, sender: str | None, recipients: tuple[str, ...], default_rcpt: str) -> InboundItem:
+    """A message an MTA pipes to us; ``sender`` is its ``--sender`` ("" for ``<>``), if given."""
     return InboundItem(
         raw=raw,
         envelope=Envelope(

@@ -9,13 +9,16 @@ The order of events is what keeps promises 1 and 2 (SPEC §2):
 4. only then flag \\Seen or MOVE on the server.
 
 A crash or a dropped connection between 3 and 4 leaves the message on the
-server but already stored: a later pass finds its key stored and just
-finishes step 4. A second instance on the same mailbox stores nothing twice
-because the store refuses a key it already has. Only the instance whose
-commit stored a message moves it at once; a message stored by someone else
-is left to them for ``finish_grace`` seconds, because two clients moving one
-message at the same moment can leave two copies in the target folder
-(Dovecot's MOVE is a copy plus an expunge, and both copies may land first).
+server but already stored: the next pass (the first one after a restart)
+finds its key stored and just finishes step 4, so nothing stored stays
+unread or unmoved. A second instance on the same mailbox stores nothing
+twice because the store refuses a key it already has. In flag mode every
+stored message is flagged at once (a second \\Seen is harmless). In move
+mode only the instance whose commit stored a message moves it at once; a
+message stored by someone else waits until ``finish_grace`` seconds after
+it was stored, because two clients moving one message at the same moment
+can leave two copies in the target folder (Dovecot's MOVE is a copy plus an
+expunge, and both copies may land first).
 
 A recreated folder gets a new UIDVALIDITY (RFC 9051 §2.3.1.1), so its
 messages get new keys and are stored again; the pipeline later recognises
@@ -35,7 +38,8 @@ from pathlib import Path
 import structlog
 
 from mailgate.config import ImapAccount
-from mailgate.ingest.files import return_path
+from mailgate.faults import crash_point
+from mailgate.ingest.files import envelope_sender
 from mailgate.ingest.imap_credentials import (
     TokenUnavailable,
     make_password_provider,
@@ -291,9 +295,11 @@ class ImapFetcher:
         Returns the rows added and whether anything was stored or finished.
         """
         keys = {uid: f"{uidvalidity}:{uid}" for uid in batch}
-        known = self._store.known_keys(self._source, keys.values())
-        missing = [uid for uid in batch if keys[uid] not in known]
-        finish = self._due([uid for uid in batch if keys[uid] in known])
+        stored_at = self._store.stored_times(self._source, keys.values())
+        missing = [uid for uid in batch if keys[uid] not in stored_at]
+        # Stored before (by us before a crash, or by another instance) but
+        # still here unflagged or unmoved: finish them (issue 10).
+        finish = self._due({uid: stored_at[keys[uid]] for uid in batch if keys[uid] in stored_at})
         too_large: list[int] = []
         added = 0
         if missing:
@@ -318,10 +324,12 @@ class ImapFetcher:
                 added = sum(1 for row in ids if row is not None)
                 if self._after_store is not None:
                     self._after_store(ids)
+                crash_point("imap-stored")
                 ours = [uid for (uid, _), row in zip(items, ids, strict=True) if row is not None]
                 theirs = [uid for (uid, _), row in zip(items, ids, strict=True) if row is None]
                 finish += [uid for uid in ours if uid not in too_large]
-                finish += self._due(theirs)
+                # Another instance committed these first; it finishes them.
+                finish += self._due({uid: _now() for uid in theirs})
             # A UID that vanished between SEARCH and FETCH was expunged by
             # someone else (a second instance moved it): nothing to do.
         session.finish(sorted(finish))
@@ -332,12 +340,28 @@ class ImapFetcher:
             self._log.info("imap.stored", count=added, quarantined=len(too_large))
         return added, bool(missing or finish)
 
-    def _due(self, stored_elsewhere: list[int]) -> list[int]:
-        """Which already-stored UIDs have waited ``finish_grace`` for their owner."""
+    def _due(self, stored_at: dict[int, datetime]) -> list[int]:
+        """Which stored but unfinished UIDs to flag or move now.
+
+        Flagging \\Seen twice is harmless, so in flag mode all of them, at
+        once. Moving is not: two clients moving one message at the same
+        moment can leave two copies, so in move mode a message waits until
+        ``finish_grace`` after it was stored (the database's clock survives
+        restarts) or after we first saw it unfinished, whichever comes first.
+        The owner has moved it long before then, unless it died: a daemon
+        that crashes and restarts faster than the grace still catches up.
+        """
+        if self._account.move_to is None:
+            return sorted(stored_at)
         now = time.monotonic()
+        wall_now = _now()
         due = []
-        for uid in stored_elsewhere:
-            first_seen = self._unfinished.setdefault(uid, now)
+        for uid, stored in sorted(stored_at.items()):
+            # The store time as a monotonic instant; never in the future
+            # (another host's clock may be ahead of ours).
+            age = max(0.0, (wall_now - stored).total_seconds())
+            first_seen = min(self._unfinished.get(uid, now), now - age)
+            self._unfinished[uid] = first_seen
             if now - first_seen >= self._finish_grace:
                 due.append(uid)
                 del self._unfinished[uid]
@@ -353,7 +377,10 @@ class ImapFetcher:
 
     def _item(self, raw: bytes, key: str, quarantine_reason: str | None = None) -> InboundItem:
         envelope = Envelope(
-            mail_from=return_path(raw) or "",  # the MTA's, if it recorded one
+            # The delivery agent's Return-Path if it wrote one. Mail a client
+            # uploaded or moved here has none: its sender is unknown, not
+            # null, so it still gets its acknowledgement (issue 10).
+            mail_from=envelope_sender(raw),
             rcpt_tos=(self._recipient,),
             source=self._source,
             received_at=_now(),

@@ -9,8 +9,11 @@ Delivery normally runs in a worker process of its own, woken by the
 processing worker. When both run in one process (``processing.workers:
 0``), the processor leases the due rows in the transaction that created
 them and hands them over after its commit (``lease_due`` / ``hand_over``),
-which spares a transaction per batch on SQLite's single write lock. A crash between sending and
-marking may send one row again with the same Message-ID (SMTP gives no
+which spares a transaction per batch on SQLite's single write lock.
+
+Each mail is also marked sent right after the relay's 250 (``sent_marks``),
+so that a ``kill -9`` in the middle of a batch sends again at most the one
+mail whose 250 was on the wire, with the same Message-ID (SMTP gives no
 exactly-once); the Maildir transport is idempotent per row.
 """
 
@@ -27,6 +30,7 @@ from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.faults import crash_point
+from mailgate.outbox.sent_marks import SentMarks, sent_marks_for
 from mailgate.outbox.transport import DeliveryResult, Transport
 from mailgate.service import metrics
 from mailgate.store.db import transaction
@@ -48,14 +52,19 @@ class RetryPolicy:
         return float(base * random.uniform(0.8, 1.2))
 
 
-def release_outbox_leases(sessions: sessionmaker[Session]) -> None:
+def release_outbox_leases(sessions: sessionmaker[Session], marks: SentMarks | None = None) -> None:
     """Forget delivery leases of a dead worker (single host: nobody else holds them).
 
-    A row that was sent but not yet marked is sent again, with the same
-    Message-ID; the Maildir transport notices and writes no second copy.
+    What the dead worker had journaled as sent is marked sent first, in the
+    same transaction: only a row whose 250 came but was not yet journaled is
+    sent again, with the same Message-ID (the Maildir transport notices and
+    writes no second copy).
     """
+    marks = marks or sent_marks_for(sessions)
     with transaction(sessions) as session:
+        marks.apply(session.connection(), datetime.now(UTC))
         session.execute(update(Outbox).where(Outbox.state == "queued").values(lease_until=None))
+    marks.applied()
 
 
 _DUE = (
@@ -119,8 +128,11 @@ class OutboxWorker:
         batch: int = 50,
         lease_seconds: float = 120.0,
         idle_poll_seconds: float = 2.0,
+        marks: SentMarks | None = None,
     ) -> None:
         self._sessions = sessions
+        self._marks = marks or sent_marks_for(sessions)
+        self._marks_applied = False
         self._transport = transport
         self._policy = policy
         self._batch = batch
@@ -143,6 +155,7 @@ class OutboxWorker:
     def close(self) -> None:
         """Close the transport (the relay connection is reused between batches)."""
         self._transport.close()
+        self._marks.close()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -150,6 +163,9 @@ class OutboxWorker:
                 worked = self.deliver_due()
             except Exception as exc:  # the worker must outlive a database hiccup
                 log.error("outbox.loop_error", error=str(exc))
+                # Mails of a batch whose record failed are journaled as sent:
+                # apply that before leasing again, once their lease runs out.
+                self._marks_applied = False
                 worked = 0
             if worked == 0:
                 self.wake.wait(self._idle_poll)
@@ -182,6 +198,13 @@ class OutboxWorker:
 
     def deliver_due(self, now: datetime | None = None) -> int:
         """Send every due row once; returns how many were attempted."""
+        if not self._marks_applied:
+            # A worker that died before us may have left marks: apply them
+            # before leasing, or its sent rows would be leased and sent again.
+            with transaction(self._sessions) as session:
+                self._marks.apply(session.connection(), datetime.now(UTC))
+            self._marks.applied()
+            self._marks_applied = True
         with self._handed_lock:
             rows, self._handed = self._handed, []
             self._taken.update(row.id for row in rows)
@@ -196,12 +219,16 @@ class OutboxWorker:
             results = []
             for row in rows:
                 result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)
+                if result.ok:
+                    crash_point("outbox-relayed")  # the one resend a crash may cost
+                    self._marks.sent(row.id, datetime.now(UTC))
                 crash_point("outbox-sent")
                 results.append((row, result))
             finished = datetime.now(UTC)
             with transaction(self._sessions) as session:
                 for row, result in results:
                     self._record(session, row, result, finished)
+            self._marks.recorded()
         finally:
             with self._handed_lock:
                 self._taken.difference_update(row.id for row in rows)

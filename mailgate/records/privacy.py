@@ -216,7 +216,7 @@ def erase(sessions: sessionmaker[Session], engine: Engine, address: str) -> Hold
                 row.raw = b"X-Mailgate-Erased: the sender's request\r\n\r\n"
             else:
                 row.raw = swap.bytes(row.raw)
-            row.mail_from = swap.text(row.mail_from)
+            row.mail_from = swap.text(row.mail_from) if row.mail_from else row.mail_from
             row.rcpt_tos = [swap.text(r) for r in row.rcpt_tos or []]
         for out in session.scalars(select(Outbox).where(Outbox.id.in_(held.outbox))):
             out.rcpt, out.raw = swap.text(out.rcpt), swap.bytes(out.raw)

@@ -276,7 +276,7 @@ def _strip_raw(
             if not dry_run:
                 row.raw = RAW_REMOVED
         if anonymise and not dry_run:
-            row.mail_from, row.rcpt_tos = "", []
+            row.mail_from, row.rcpt_tos = None, []
     # Only mail that is finished: a queued row is still to be sent as it is.
     for out in session.scalars(
         select(Outbox).where(Outbox.ticket_id.in_(ticket_ids), Outbox.state.in_(("sent", "failed")))
@@ -331,7 +331,7 @@ def _empty_quarantine(session: Session, cutoff: datetime, plan: Plan, dry_run: b
     for row in session.scalars(query):
         plan.quarantine.append(row.id)
         if not dry_run:
-            row.raw, row.mail_from, row.rcpt_tos = RAW_REMOVED, "", []
+            row.raw, row.mail_from, row.rcpt_tos = RAW_REMOVED, None, []
             removed = f"content removed by the retention policy ({plan.now.date()})"
             row.reason = f"{removed}; was {row.state}: {row.reason}"
             row.state = "dropped"

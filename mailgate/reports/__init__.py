@@ -13,8 +13,9 @@ Definitions:
 * first-contact resolution: a resolved ticket that got exactly one public
   agent reply and was never reopened
 * backlog: tickets new, open or pending at the end of the period
-* SLA compliance: needs SLA targets per priority, which mailgate does not
-  have yet; the report says so instead of inventing them
+* SLA compliance (reports/sla.py): for tickets created in the period that
+  have a service level, each target met or breached against the due moment
+  stored on the ticket, and the median counted (business) time
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
+from mailgate.reports.kb import kb_report
+from mailgate.reports.sla import sla_section
 from mailgate.rules.model import OPEN_STATUSES, PRIORITIES
 from mailgate.store.models import Article, Event, Ticket
 
@@ -77,6 +80,14 @@ def build_report(conn: Connection, period: Period, *, queue: str | None = None) 
         Ticket.resolved_at,
         Ticket.closed_at,
         Ticket.csat_rating,
+        Ticket.sla,
+        Ticket.first_response_due,
+        Ticket.next_reply_due,
+        Ticket.resolution_due,
+        Ticket.sla_paused_at,
+        Ticket.sla_paused_seconds,
+        Ticket.first_response_seconds,
+        Ticket.resolution_seconds,
     ).where(wanted)
     if queue is not None:
         query = query.where(Ticket.queue == queue)
@@ -103,12 +114,10 @@ def build_report(conn: Connection, period: Period, *, queue: str | None = None) 
         "by_category": _grouped(created, resolved, backlog, "category"),
         "first_contact_resolution": _fcr(resolved, replies, reopened),
         "csat": _csat(resolved),
+        "knowledge_base": kb_report(conn, ids, resolved, replies, reopened, start, end),
         "backlog_age": _backlog_age(backlog, end),
         "daily": _daily(created, resolved, period),
-        "sla": {
-            "configured": False,
-            "note": "mailgate has no SLA targets yet; first-response and resolution times are above",
-        },
+        "sla": sla_section(created, end, _priority_order),
     }
 
 

@@ -70,10 +70,67 @@ def text(report: dict[str, Any]) -> str:
         f"Satisfaction: {csat['ratings']} ratings ({percent(csat['response_rate'])} of resolved), "
         f"average {csat['average'] if csat['average'] is not None else '-'} of 5; "
         + ", ".join(f"{score}: {count}" for score, count in csat["distribution"].items()),
+        _kb_line(report.get("knowledge_base")),
         "Backlog by age: " + ", ".join(f"{name} {count}" for name, count in report["backlog_age"].items()),
-        f"SLA: {report['sla']['note']}",
     ]
+    out += _sla_text(report["sla"])
     return "\n".join(out) + "\n"
+
+
+SLA_HEADERS = ["1ST RESPONSE MET", "BREACHED", "SHARE MET", "MEDIAN (BUSINESS)",
+               "RESOLUTION MET", "BREACHED", "SHARE MET", "MEDIAN (BUSINESS)"]  # fmt: skip
+
+
+def _sla_cells(row: dict[str, Any]) -> list[Any]:
+    cells: list[Any] = []
+    for target in ("first_response", "resolution"):
+        part = row[target]
+        cells += [part["met"], part["breached"], percent(part["share_met"]),
+                  duration(part["median_business_seconds"])]  # fmt: skip
+    return cells
+
+
+def _sla_text(sla: dict[str, Any]) -> list[str]:
+    if not sla["configured"]:
+        return ["", f"SLA: {sla['note']}"]
+    out = ["", f"SLA compliance ({', '.join(sla['levels'])}), tickets created in the period"]
+    for key in ("priority", "queue"):
+        out += _table([key.upper(), *SLA_HEADERS], [[row[key], *_sla_cells(row)] for row in sla[f"by_{key}"]])
+    out += _table(["ALL", *SLA_HEADERS], [["all", *_sla_cells(sla["total"])]])
+    return out
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
+
+
+def sla_csv(report: dict[str, Any]) -> str:
+    """SLA compliance per priority and per queue: for a spreadsheet."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["scope", "name", "target", "met", "breached", "share_met", "median_business_seconds"])
+    sla = report["sla"]
+    for key in ("priority", "queue"):
+        for row in sla["by_" + key]:
+            for target in ("first_response", "resolution"):
+                part = row[target]
+                share, middle = part["share_met"], part["median_business_seconds"]
+                writer.writerow(
+                    [key, row[key], target, part["met"], part["breached"], _blank(share), _blank(middle)]
+                )
+    return buffer.getvalue()
+
+
+def _kb_line(kb: dict[str, Any] | None) -> str:
+    if not kb:
+        return "Knowledge base: -"
+    top = ", ".join(f"{row['article']} {row['uses']}" for row in kb["top_articles"][:5]) or "none used"
+    with_, without = kb["fcr_with_article"], kb["fcr_without_article"]
+    return (
+        f"Knowledge base: {kb['self_service_resolved']} resolved by self-service; top articles: {top}; "
+        f"first-contact resolution with an article {with_['first_contact']} of {with_['resolved']}, "
+        f"without {without['first_contact']} of {without['resolved']}"
+    )
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:

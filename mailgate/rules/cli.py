@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from mailgate.ingest.files import reverse_path
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.engine import RuleSet, default_ruleset
 from mailgate.rules.expect import FIELDS, apply_given, load_expectation, mismatches, sidecar
@@ -42,7 +43,8 @@ def run_check(
         for problem in error.problems:
             print(problem, file=out)
         return 1
-    print(f"{rules_path}: OK, {len(ruleset.rules)} rules", file=out)
+    levels = f", service levels: {', '.join(ruleset.service_levels)}" if ruleset.service_levels else ""
+    print(f"{rules_path}: OK, {len(ruleset.rules)} rules{levels}", file=out)
     return 0
 
 
@@ -59,7 +61,10 @@ def envelope_for_file(message: ParsedMessage, received_at: datetime | None = Non
         for value in message.header_all(name)
         if "@" in value
     )
-    sender = message.sender.email if message.sender is not None else ""
+    # The Return-Path a delivery agent wrote, else unknown (not null: a
+    # saved mail without one is no bounce; the guard reads From instead).
+    recorded = message.header("Return-Path")
+    sender = None if recorded is None else reverse_path(recorded.lower())
     arrival = received_at or message.date or datetime.now(UTC)
     if arrival.tzinfo is None:
         arrival = arrival.replace(tzinfo=UTC)
@@ -144,6 +149,8 @@ class Result:
     guard: tuple[str, bool, tuple[str, ...]] | None = None
     requester: dict[str, object] | None = None
     is_reply: bool = False
+    # The level and due moments the mail would get (docs/sla.md), or None.
+    service_level: dict[str, object] | None = None
 
     @property
     def acknowledgement(self) -> tuple[str | None, str]:
@@ -175,6 +182,7 @@ class Result:
             }
         if self.requester is not None:
             data["requester"] = self.requester
+        data["service_level"] = self.service_level
         if self.checked:
             data["expectation_failures"] = list(self.failures)
         return data
@@ -186,17 +194,41 @@ def _route(ruleset: RuleSet, path: Path, message: ParsedMessage, context_factory
     expectation_path = sidecar(path)
     if not expectation_path.exists():
         decision = ruleset.decide(message, envelope, context)
-        return Result(path, message, decision, False, (), is_reply=context.is_reply)
+        return Result(
+            path,
+            message,
+            decision,
+            False,
+            (),
+            is_reply=context.is_reply,
+            service_level=_level(ruleset, decision, envelope),
+        )
     expectation = load_expectation(expectation_path)
     context = apply_given(context, expectation.given)
     decision = ruleset.decide(message, envelope, context)
     failures = tuple(mismatches(decision, expectation))
-    return Result(path, message, decision, True, failures, is_reply=context.is_reply)
+    return Result(
+        path,
+        message,
+        decision,
+        True,
+        failures,
+        is_reply=context.is_reply,
+        service_level=_level(ruleset, decision, envelope),
+    )
 
 
 def _is_reply(result: Result) -> bool:
     """Replies keep their ticket's requester; the policy is for new tickets only."""
     return result.is_reply
+
+
+def _level(ruleset: RuleSet, decision: Decision, envelope: Envelope) -> dict[str, object] | None:
+    from mailgate.sla.promise import preview
+
+    return preview(
+        ruleset.service_levels, decision.sla, decision.priority, envelope.received_at, decision.language
+    )
 
 
 def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
@@ -224,6 +256,8 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
         print(f"\nguard:           {kind}" + (f" ({'; '.join(reasons)})" if reasons else ""), file=out)
     if result.requester is not None:
         _print_requester(result.requester, out)
+    if result.service_level is not None:
+        _print_level(result.service_level, out)
     template, why = result.acknowledgement
     ack = f'template "{template}"' if template else "none"
     to = f" to {result.requester['address']}" if template and result.requester is not None else ""
@@ -248,6 +282,16 @@ def _print_requester(requester: dict[str, object], out: TextIO) -> None:
         print(f"                 - {reason}", file=out)
     if requester["unmailable"]:
         print(f"                 CANNOT BE MAILED: {requester['unmailable']}", file=out)
+
+
+def _print_level(level: dict[str, object], out: TextIO) -> None:
+    counted = "business hours" if level["business_hours"] else "24x7"
+    print(f"\nservice level:   {level['level']} ({counted}, {level['timezone']})", file=out)
+    for name in ("first_response", "resolution"):
+        target = level[name]
+        if isinstance(target, dict):
+            label = name.replace("_", " ") + ":"
+            print(f"  {label:<15} {target['target']}, due {target['due']} ({target['due_iso']})", file=out)
 
 
 def _show(value: object) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from mailgate.message import Envelope, ParsedMessage
 from mailgate.rules.actions import DEFAULT_REQUESTER_ORDER, Actions
@@ -19,6 +19,10 @@ from mailgate.rules.index import RuleIndex
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.model import Action, Decision, Priority, RuleContext, RuleTrace
 from mailgate.rules.view import MessageView
+
+if TYPE_CHECKING:
+    # Only for annotations: mailgate.sla.policy itself imports the rules package.
+    from mailgate.sla.policy import DigestPlan, ServiceLevel
 
 _PAST = {"quarantine": "quarantined", "reject": "rejected", "drop": "dropped"}
 
@@ -91,6 +95,9 @@ class RuleSet:
     defaults: Defaults = field(default_factory=Defaults)
     business_hours: dict[str, BusinessHours] = field(default_factory=dict)
     source: str = "(built-in defaults)"
+    # Service levels by name and the morning digest (docs/sla.md).
+    service_levels: dict[str, ServiceLevel] = field(default_factory=dict)
+    digest: DigestPlan | None = None
     new_lane: Lane = field(init=False, repr=False, compare=False)
     reply_lane: Lane = field(init=False, repr=False, compare=False)
 

@@ -8,7 +8,7 @@ own IANA time zone and daylight saving is zoneinfo's problem, not ours.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,7 +27,8 @@ class BusinessHours:
     name: str
     zone: ZoneInfo
     opening: tuple[tuple[tuple[time, time], ...], ...]
-    holidays: frozenset[date]
+    # Left out of repr: a country's calendar for ten years is a few hundred dates.
+    holidays: frozenset[date] = field(repr=False)
 
     def contains(self, moment: datetime) -> bool:
         """Whether ``moment`` (timezone-aware) falls within opening hours."""
@@ -94,3 +95,23 @@ def build(name: str, zone: ZoneInfo, days: dict[str, str], holidays: frozenset[d
         for weekday in parse_days(day_spec):
             opening[weekday] = ranges
     return BusinessHours(name, zone, tuple(opening), holidays)
+
+
+def country_holidays(spec: str, years: range) -> frozenset[date]:
+    """Public holidays of a country (``NL``) or region (``DE-BY``) for ``years``.
+
+    The dates come from the maintained ``holidays`` package (MIT), so a
+    moving feast like Easter Monday or Ascension is never hand-typed wrong.
+    """
+    import holidays as holiday_library
+
+    country, _, region = spec.strip().upper().replace("/", "-").partition("-")
+    try:
+        found = holiday_library.country_holidays(country, subdiv=region or None, years=list(years))
+    except NotImplementedError as error:
+        raise HoursError(
+            f'no holiday calendar for country "{country}" (use a code like NL, BE, DE)'
+        ) from error
+    except Exception as error:  # the library raises a bare NotImplementedError or KeyError per version
+        raise HoursError(f'no holiday calendar for "{spec}": {error}') from error
+    return frozenset(found.keys())

@@ -20,6 +20,7 @@ from mailgate.rules.conditions import Always, Condition
 from mailgate.rules.engine import Defaults, Rule, RuleSet
 from mailgate.rules.language import SUPPORTED
 from mailgate.rules.model import PRIORITIES, Problem, RulesError
+from mailgate.rules.service_levels import check_level_names, digest_plan, service_levels
 from mailgate.rules.syntax import (
     Source,
     describe_type,
@@ -34,7 +35,7 @@ from mailgate.rules.syntax import (
 )
 from mailgate.rules.yamlpos import Pos, load_positioned
 
-TOP_KEYS = ("version", "defaults", "business_hours", "rules")
+TOP_KEYS = ("version", "defaults", "business_hours", "service_levels", "digest", "rules")
 DEFAULT_KEYS = (
     "queue",
     "priority",
@@ -45,7 +46,7 @@ DEFAULT_KEYS = (
     "requester",
     "acknowledge_forwards",
 )
-HOURS_KEYS = ("timezone", "days", "holidays")
+HOURS_KEYS = ("timezone", "days", "holidays", "holidays_from")
 RULE_KEYS = ("name", "description", "when", "if", "then", "continue")
 WHEN = ("new", "reply", "any")
 
@@ -118,9 +119,15 @@ def _build(
     hours_names = {str(name) for name in hours_node} if isinstance(hours_node, dict) else set()
     conditions = ConditionParser(src, schedules, hours_names)
     rules = _rules(src, conditions, actions, *parts.get("rules", (None, (0, 0))))
+    level_node, level_at = parts.get("service_levels", (None, (0, 0)))
+    levels = service_levels(src, schedules, hours_names, actions, level_node, level_at)
+    digest = digest_plan(src, schedules, hours_names, *parts.get("digest", (None, (0, 0))))
+    if "service_levels" in parts:
+        names = {str(key) for key in level_node} if isinstance(level_node, dict) else set()
+        check_level_names(src, document, names)
     if defaults is None or rules is None:
         return None
-    return RuleSet(tuple(rules), defaults, schedules, src.file)
+    return RuleSet(tuple(rules), defaults, schedules, src.file, service_levels=levels, digest=digest)
 
 
 def _defaults(src: Source, actions: ActionParser, node: Any, pos: Pos) -> Defaults | None:
@@ -208,6 +215,8 @@ def _business_hours(src: Source, node: Any, pos: Pos) -> dict[str, hours_mod.Bus
                         days[day] = _day(src, day, ranges, day_at, ranges_at, where)
                 elif key == "holidays":
                     holidays |= _holidays(src, value, value_at, where)
+                elif key == "holidays_from":
+                    holidays |= _library_holidays(src, value, value_at, where)
             except hours_mod.HoursError as error:
                 src.problem(value_at, f"{where}: {error}")
         if zone is None:
@@ -236,6 +245,16 @@ def _day(src: Source, day: str, ranges: Any, day_at: Pos, at: Pos, where: str) -
         src.problem(at, f"{where}.{day}: {error}")
         return "closed"
     return text
+
+
+def _library_holidays(src: Source, value: Any, pos: Pos, where: str) -> set[date]:
+    """``holidays_from: NL`` or a list like ``[NL, DE-BY]``: dates from the holiday library."""
+    found: set[date] = set()
+    # Last year to ten years ahead: due times and reports never look further.
+    this_year = date.today().year
+    for spec in want_texts(src, value, pos, where) or []:
+        found |= hours_mod.country_holidays(spec, range(this_year - 1, this_year + 11))
+    return found
 
 
 def _holidays(src: Source, value: Any, pos: Pos, where: str) -> set[date]:

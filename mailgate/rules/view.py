@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import cached_property
 
-from mailgate.message import Attachment, Envelope, ParsedMessage
+from mailgate.message import Attachment, Envelope, ParsedMessage, header_sender
 from mailgate.rules.auth import MethodResult, trusted_results
 from mailgate.rules.language import detect_language
 from mailgate.rules.model import RuleContext
@@ -38,7 +38,9 @@ class MessageView:
         self.message = message
         self.envelope = envelope
         self.context = context
-        sender = message.sender.email if message.sender is not None else envelope.mail_from
+        # From; without one the envelope sender, else (unknown) the Sender header.
+        fallback = envelope.mail_from or header_sender(message)
+        sender = message.sender.email if message.sender is not None else fallback
         self.from_address = (sender or "").strip().lower()
         self.from_domain = self.from_address.rpartition("@")[2] if "@" in self.from_address else ""
         self.subject = message.subject or ""

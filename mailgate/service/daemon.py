@@ -38,6 +38,7 @@ from mailgate.service.reload import FileWatcher, watched_paths
 from mailgate.service.runtime import Runtime
 from mailgate.service.status import status_path, write_status
 from mailgate.service.worker import DELIVERY_FD_ENV, WAKE_FD_ENV
+from mailgate.sla.timer import SlaTimer
 from mailgate.store.inbound import GroupCommitter, InboundStore
 from mailgate.store.spool import Spool, SpoolInUse
 from mailgate.tickets.pipeline import Processor
@@ -198,6 +199,13 @@ class Daemon:
         if self._local is not None:
             self._local.wake.set()
 
+    def _wake_delivery(self) -> None:
+        if self._local_outbox is not None:
+            self._local_outbox.wake.set()
+        # The processing workers' datagram socket to the delivery worker.
+        with contextlib.suppress(OSError):
+            self._delivery_sockets[0].send(b"q")
+
     def _start_thread(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self.stop_threads,), name=name, daemon=True)
         thread.start()
@@ -225,6 +233,8 @@ class Daemon:
             self._start_thread("outbox", self._local_outbox.run)
         self._open_pipe_folder()
         self._start_imap()
+        # Service-level escalations and the digest (docs/sla.md): the daemon's own clock, no cron.
+        self._start_thread("sla-timer", SlaTimer(self.runtime, on_queued=self._wake_delivery).run)
         # The worker watches the files for the rules it applies; this process
         # watches them for what it uses itself (our addresses, from agents).
         self._start_thread("reload-watch", FileWatcher(watched_paths(config), self.runtime.reload).run)

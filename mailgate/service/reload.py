@@ -23,6 +23,8 @@ def watched_paths(config: Config) -> list[Path]:
     paths = [config.path(value) for value in (config.rules, config.agents) if value]
     if config.templates:
         paths.append(config.path(config.templates))
+    if config.kb is not None:
+        paths.append(config.path(config.kb.folder))
     return paths
 
 

@@ -19,6 +19,7 @@ from mailgate.agents.directory import Directory, load_directory
 from mailgate.config import Config
 from mailgate.guard import OwnIdentity
 from mailgate.guard.ratelimit import RateLimits
+from mailgate.kb.library import Library, load_library, reload_library
 from mailgate.rules import RuleSet, default_ruleset, load_rules
 from mailgate.store.db import make_engine, session_factory, sqlite_file, upgrade
 from mailgate.templates import TemplateSet
@@ -36,6 +37,7 @@ class Runtime:
     templates: TemplateSet
     rules: RuleSet
     directory: Directory = field(default_factory=Directory)
+    kb: Library = field(default_factory=Library)
     own: OwnIdentity = field(init=False)
     config_addresses: frozenset[str] = field(init=False)
     trusted_authserv_ids: frozenset[str] = field(init=False)
@@ -92,6 +94,9 @@ class Runtime:
 
     def reload(self) -> list[str]:
         """Load rules, agents and templates anew; keep the running ones on any problem."""
+        # The knowledge base keeps its own last good set: a broken article
+        # must not hold back a fixed rules file, nor the other way round.
+        self.kb = reload_library(self.config, self.kb, report=self.reports_reload_problems)
         try:
             templates = make_templates(self.config)
             rules = make_rules(self.config, templates)
@@ -154,4 +159,5 @@ def build(config: Config, *, migrate: bool = True, with_rules: bool = True) -> R
         templates=templates,
         rules=rules,
         directory=make_directory(config) if with_rules else Directory(),
+        kb=load_library(config) if with_rules else Library(),
     )

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import structlog
@@ -140,6 +141,19 @@ class InboundStore:
         """Which of these source keys (e.g. IMAP "UIDVALIDITY:UID") are stored."""
         with read_only(), self._sessions() as session:
             return self._existing(session, source, keys)
+
+    def stored_times(self, source: str, keys: Iterable[str]) -> dict[str, datetime]:
+        """When each of these source keys that is stored was stored (its received_at)."""
+        wanted = list(keys)
+        found: dict[str, datetime] = {}
+        with read_only(), self._sessions() as session:
+            # Chunked to stay under SQLite's bound-parameter limit.
+            for start in range(0, len(wanted), 500):
+                query = select(Inbound.source_key, Inbound.received_at).where(
+                    Inbound.source == source, Inbound.source_key.in_(wanted[start : start + 500])
+                )
+                found.update((key, at) for key, at in session.execute(query) if key is not None)
+        return found
 
 
 class SpoolBacklogFull(RuntimeError):

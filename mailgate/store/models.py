@@ -80,7 +80,9 @@ class Inbound(Base):
     size: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(100))
     source_key: Mapped[str | None] = mapped_column(String(200))
-    mail_from: Mapped[str] = mapped_column(String(500), default="")
+    # NULL: no envelope sender was recorded (unknown); "": MAIL FROM:<> (null).
+    # See mailgate.message.Envelope.
+    mail_from: Mapped[str | None] = mapped_column(String(500))
     rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # pending -> done | quarantined | dropped
@@ -93,6 +95,11 @@ class Inbound(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
+    __table_args__ = (
+        # The SLA timer's only query: tickets whose next warning or breach is
+        # due. NULL (nothing to watch) is most tickets, and costs nothing.
+        Index("ix_tickets_sla_next_at", "sla_next_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ref: Mapped[str] = mapped_column(String(40), unique=True)
@@ -119,6 +126,19 @@ class Ticket(Base):
     # Set when this ticket was merged into another: its articles live there
     # now, and its reply addresses and subject tag lead there.
     merged_into_id: Mapped[int | None] = mapped_column(Integer)
+    # Service level (docs/sla.md): the level's name, the due moments, and
+    # the time spent paused while pending (counted time, added to targets).
+    sla: Mapped[str | None] = mapped_column(String(100))
+    first_response_due: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    next_reply_due: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    resolution_due: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    sla_paused_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    sla_paused_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    # The next moment the timer must look at this ticket (a warning or breach).
+    sla_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Counted (business) seconds to the first response and to resolution, for the report.
+    first_response_seconds: Mapped[int | None] = mapped_column(Integer)
+    resolution_seconds: Mapped[int | None] = mapped_column(Integer)
 
     # In time order (SPEC §4), which after a merge or a history import is not
     # the order they were stored in.
@@ -223,6 +243,25 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class SlaMark(Base):
+    """One timer action that happened: an escalation or a digest, never twice.
+
+    Written in the same transaction as the outbox rows it caused, so after a
+    crash either both exist or neither does; the unique key makes a second
+    daemon (or a restart) that tries again fail instead of mailing twice.
+    """
+
+    __tablename__ = "sla_marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "esc:<ticket>:<target>:<level>[:<cycle>]" or "digest:<day>:<address>"
+    key: Mapped[str] = mapped_column(String(600), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))  # warning | breach | skipped | digest
+    detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class AttachmentBlob(Base):

@@ -12,8 +12,8 @@ from typing import Any
 from mailgate.store.models import Article, Ticket
 
 
-def ticket_dict(ticket: Ticket) -> dict[str, Any]:
-    """The JSON shape of SPEC §4 for one ticket."""
+def ticket_dict(ticket: Ticket, now: datetime | None = None) -> dict[str, Any]:
+    """The JSON shape of SPEC §4 for one ticket (``now`` judges open targets)."""
     return {
         "id": ticket.id,
         "ref": ticket.ref,
@@ -35,6 +35,23 @@ def ticket_dict(ticket: Ticket) -> dict[str, Any]:
         "csat_rating": ticket.csat_rating,
         "linked_ticket_id": ticket.linked_ticket_id,
         "merged_into_id": ticket.merged_into_id,
+        **sla_fields(ticket, now or datetime.now(UTC)),
+    }
+
+
+def sla_fields(ticket: Ticket, now: datetime) -> dict[str, Any]:
+    """``sla``, the due moments, and which targets are ``breached`` (docs/sla.md)."""
+    from mailgate.sla.due import breaches, clock_of
+
+    missed = breaches(clock_of(ticket), now)
+    return {
+        "sla": ticket.sla,
+        "first_response_due": _iso(ticket.first_response_due),
+        "next_reply_due": _iso(ticket.next_reply_due),
+        "resolution_due": _iso(ticket.resolution_due),
+        "sla_paused": ticket.sla_paused_at is not None,
+        "breached": bool(missed),
+        "breached_targets": missed,
     }
 
 

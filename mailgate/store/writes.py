@@ -11,7 +11,7 @@ schema and serve the CLI and reports.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -83,9 +83,6 @@ _IS_PARTICIPANT = select(PARTICIPANTS.c.id).where(
 )
 _BY_MESSAGE_ID = select(ARTICLES.c.message_id, ARTICLES.c.ticket_id).where(
     ARTICLES.c.message_id.in_(bindparam("b_ids", expanding=True))
-)
-_BY_DEDUPE_KEY = select(ARTICLES.c.dedupe_key, ARTICLES.c.id, ARTICLES.c.ticket_id).where(
-    ARTICLES.c.dedupe_key.in_(bindparam("b_keys", expanding=True))
 )
 # Suppression and both counts in one statement: it runs before every automatic mail.
 _AUTOMATIC_STANDING = select(
@@ -222,14 +219,6 @@ def add_participants(
         )
 
 
-def existing_articles(conn: Connection, dedupe_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """dedupe_key -> (article id, ticket id) for keys already stored."""
-    if not dedupe_keys:
-        return {}
-    rows = conn.execute(_BY_DEDUPE_KEY, {"b_keys": list(dedupe_keys)})
-    return {key: (article_id, ticket_id) for key, article_id, ticket_id in rows}
-
-
 def automatic_mail_standing(conn: Connection, rcpt: str, now: datetime) -> tuple[str | None, int, int]:
     """Why ``rcpt`` is suppressed (or None), and the automatic mails queued to
     it in the last hour and the last day."""
@@ -267,13 +256,18 @@ class CoreTicketLookup:
         wanted = [m for m in message_ids if m][:100]
         if not wanted:
             return None
-        by_id = {
-            message_id: ticket_id
-            for message_id, ticket_id in self._conn.execute(_BY_MESSAGE_ID, {"b_ids": wanted})
-        }
+        by_id: dict[str, set[int]] = {}
+        for message_id, ticket_id in self._conn.execute(_BY_MESSAGE_ID, {"b_ids": wanted}):
+            by_id.setdefault(message_id, set()).add(int(ticket_id))
+        # Different mails may share a Message-ID (issue 10): an id that names
+        # one ticket is better evidence than an earlier one that names
+        # several; among several, the newest ticket, so the choice is stable.
+        for message_id in wanted:
+            if len(by_id.get(message_id, ())) == 1:
+                return next(iter(by_id[message_id]))
         for message_id in wanted:
             if message_id in by_id:
-                return int(by_id[message_id])
+                return max(by_id[message_id])
         return None
 
     def ticket_exists(self, ticket_id: int) -> bool:

@@ -9,7 +9,6 @@ plain Result.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -19,9 +18,12 @@ from sqlalchemy import Connection
 from mailgate import guard
 from mailgate.agents.auth import check_agent
 from mailgate.agents.desk import handle_agent_mail, notify_agents
-from mailgate.message import Address, Envelope, ParsedMessage
+from mailgate.kb.mailflow import resolve_self_service, with_suggestions
+from mailgate.message import Address, Envelope, ParsedMessage, header_sender
 from mailgate.rules import Decision, RuleContext
 from mailgate.service.runtime import Runtime
+from mailgate.sla import track as sla_track
+from mailgate.sla.promise import promise
 from mailgate.store.writes import (
     CoreTicketLookup,
     TicketView,
@@ -36,7 +38,7 @@ from mailgate.store.writes import (
 )
 from mailgate.threading.resolve import resolve
 from mailgate.threading.subject import ticket_subject
-from mailgate.tickets import history, lifecycle, requester_road
+from mailgate.tickets import dedupe, history, lifecycle, requester_road
 from mailgate.tickets.articles import Incoming, store_incoming
 from mailgate.tickets.bounces import record_bounce
 from mailgate.tickets.notify import automatic_mail_permission, enqueue, mail_withheld, render_to, send_notice
@@ -62,7 +64,7 @@ class Claim:
 
     id: int
     raw: bytes
-    mail_from: str
+    mail_from: str | None  # None: not recorded (see message.Envelope)
     rcpt_tos: tuple[str, ...]
     source: str
     received_at: datetime
@@ -80,13 +82,6 @@ class Prepared:
     # A delivery report's contents, read here so that the write transaction
     # only records it.
     report: guard.DeliveryReport | None = None
-
-
-def dedupe_key(message: ParsedMessage, raw: bytes) -> str:
-    """One key per message: its Message-ID, or its bytes when it has none."""
-    if message.message_id:
-        return f"mid:{message.message_id}"[:600]
-    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
 class MessageHandler:
@@ -130,13 +125,13 @@ class MessageHandler:
             bound.info("process.bounce", ticket_id=bounce.ticket_id, reason=bounce.reason)
             return self._finish(conn, row_id, "bounce", bounce.reason, now, ticket_id=bounce.ticket_id)
 
-        existing = known.get(ready.dedupe_key)
-        if existing is not None:
-            article_id, ticket_id = existing
+        # Folded only when the content matches too; see dedupe.py.
+        seen = dedupe.sighting(known, ready.dedupe_key, message.message_id)
+        if seen.duplicate_of is not None:
+            article_id, ticket_id = seen.duplicate_of
             bound.info("process.duplicate", article_id=article_id, ticket_id=ticket_id)
-            reason = f"same message as article {article_id} of ticket {ticket_id}"
             return self._finish(
-                conn, row_id, "duplicate", reason, now, ticket_id=ticket_id, article_id=article_id
+                conn, row_id, "duplicate", seen.reason, now, ticket_id=ticket_id, article_id=article_id
             )
 
         lookup = CoreTicketLookup(conn)
@@ -152,7 +147,9 @@ class MessageHandler:
         )
         thread = join_awaiting(conn, thread, message)
         ticket = lookup.view(thread.ticket_id) if thread.ticket_id is not None else None
-        sender = message.sender.email if message.sender else claim.mail_from.lower()
+        # From; without one, the envelope sender, else the Sender header.
+        fallback = claim.mail_from or header_sender(message) or ""
+        sender = message.sender.email if message.sender else fallback.lower()
         directory = runtime.directory
         recipients = [*envelope.rcpt_tos, *(a.email for a in (*message.to, *message.cc))]
         comment_queue = next((q for a in recipients if (q := directory.comment_queue(a)) is not None), None)
@@ -163,7 +160,8 @@ class MessageHandler:
         if ticket is not None and (is_agent or comment_queue is not None):
             check = check_agent(message, thread, directory, runtime.trusted_authserv_ids)
             article_id, why = handle_agent_mail(conn, runtime, ticket, incoming, check, comment_queue, now)
-            known[ready.dedupe_key] = (article_id, ticket.id)
+            dedupe.remember(known, ready.dedupe_key, message.message_id, article_id, ticket.id)
+            dedupe.record_collision(conn, seen, ticket.id, article_id, message.message_id, now)
             bound.info("process.agent_mail", ticket=ticket.ref, article_id=article_id, outcome=why)
             return self._finish(conn, row_id, "done", why, now, ticket_id=ticket.id, article_id=article_id)
         if comment_queue is not None:
@@ -211,7 +209,7 @@ class MessageHandler:
             incoming = replace(incoming, message=message, sender=sender or incoming.sender)
             ticket = self._open_ticket(conn, message, decision, now, recipients, linked)
         else:
-            self._apply_to_reply(conn, ticket, decision)
+            self._apply_to_reply(conn, ticket, decision, now)
 
         article_id = store_incoming(
             conn,
@@ -222,7 +220,7 @@ class MessageHandler:
             kind="request" if is_new else "reply",
             text=message.new_text,
         )
-        known[ready.dedupe_key] = (article_id, ticket.id)
+        dedupe.remember(known, ready.dedupe_key, message.message_id, article_id, ticket.id)
         ours = runtime.is_our_address
         not_cc = who.not_cc if who is not None else frozenset()
         add_participants(
@@ -253,6 +251,7 @@ class MessageHandler:
         )
         if who is not None:
             requester_road.record(conn, runtime, ticket, who, row_id, received, now)
+        dedupe.record_collision(conn, seen, ticket.id, article_id, message.message_id, now)
         if decision.notify:
             self._notify_by_rule(conn, ticket, message, decision, sender, now)
         if is_new:
@@ -263,7 +262,8 @@ class MessageHandler:
             notify_agents(conn, runtime, ticket, message, now, event="new")
         else:
             touch_ticket(conn, ticket.id, now)
-            self._follow_reply(conn, ticket, message, outcome, now)
+            if not resolve_self_service(conn, runtime, ticket, message, sender, now):
+                self._follow_reply(conn, ticket, message, outcome, now)
         bound.info(
             "process.stored",
             ticket=ticket.ref,
@@ -359,6 +359,7 @@ class MessageHandler:
             return
         if outcome.kind == "quiet":
             return
+        sla_track.requester_wrote(conn, self.runtime, ticket.id, now)
         if outcome.kind in ("reopen", "answered"):
             ticket = lifecycle.set_status(conn, self.runtime, ticket, "open", now, by="requester")
         notify_agents(conn, self.runtime, ticket, message, now, event="reply")
@@ -398,6 +399,7 @@ class MessageHandler:
             created_at=now,
             updated_at=now,
         )
+        sla_track.start(conn, self.runtime, ticket.id, decision.sla, decision.priority, now)
         if linked is not None:
             update_ticket(conn, ticket.id, linked_ticket_id=linked)
             insert_event(
@@ -406,7 +408,9 @@ class MessageHandler:
             insert_event(conn, linked, "followed_up", now, new_ticket=ticket.id)
         return ticket
 
-    def _apply_to_reply(self, conn: Connection, ticket: TicketView, decision: Decision) -> None:
+    def _apply_to_reply(
+        self, conn: Connection, ticket: TicketView, decision: Decision, now: datetime
+    ) -> None:
         changes: dict[str, object] = {}
         # A rule written for replies may change fields; defaults never do.
         for name in ("priority", "queue", "category", "assignee"):
@@ -416,6 +420,9 @@ class MessageHandler:
             changes["tags"] = sorted({*ticket.tags, *decision.tags})
         if changes:
             update_ticket(conn, ticket.id, **changes)
+        if {"priority", "queue", "sla"} & decision.changed:
+            sla = decision.sla if "sla" in decision.changed else None
+            sla_track.refresh(conn, self.runtime, ticket.id, now, why="rule on a reply", sla=sla)
 
     def _acknowledge(
         self,
@@ -466,9 +473,11 @@ class MessageHandler:
             decision.ack_template,
             message.sender,
             kind="ack",
+            extra={"sla": promise(conn, self.runtime, ticket.id, ticket.language, now)},
             in_reply_to=message.message_id,
             references=references,
         )
+        mail = with_suggestions(conn, self.runtime, ticket, message, mail, now)
         enqueue(conn, self.runtime, ticket.id, mail, automatic=True, now=now)
 
     @staticmethod

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from mailgate.message import Address
 from mailgate.rules.model import STATUSES
 from mailgate.service.runtime import Runtime
+from mailgate.sla import track as sla_track
 from mailgate.store.writes import TicketView, insert_event, last_message_from, quiet_tickets, update_ticket
 from mailgate.tickets.bounces import suppressed
 from mailgate.tickets.notify import enqueue, render_to
@@ -246,6 +247,8 @@ def set_status(
         raise ValueError(f"unknown status {status!r}")
     if status == ticket.status:
         return ticket
+    # Before the status is written: the clock reads when it was last resolved.
+    sla_track.status_changed(conn, runtime, ticket.id, status, now)
     _record_status(conn, ticket.id, ticket.status, status, now, by=by)
     changed = replace(ticket, status=status)
     template = STATUS_TEMPLATES.get(status)

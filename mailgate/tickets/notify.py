@@ -190,11 +190,11 @@ def enqueue(
         threaded_by="",
         created_at=now,
     )
-    _queue_rows(conn, runtime, ticket_id, article_id, mail, raw, recipients, automatic=automatic, now=now)
+    queue_rows(conn, runtime, ticket_id, article_id, mail, raw, recipients, automatic=automatic, now=now)
     return article_id
 
 
-def _queue_rows(
+def queue_rows(
     conn: Connection,
     runtime: Runtime,
     ticket_id: int | None,
@@ -267,5 +267,5 @@ def send_notice(
     if _withheld(conn, None, mail, now):
         return mail.message_id
     raw = compose(mail, loop_value=helpdesk.address, now=now)
-    _queue_rows(conn, runtime, None, None, mail, raw, [recipient.email.lower()], automatic=True, now=now)
+    queue_rows(conn, runtime, None, None, mail, raw, [recipient.email.lower()], automatic=True, now=now)
     return mail.message_id

@@ -33,9 +33,10 @@ from mailgate.service import metrics
 from mailgate.service.runtime import Runtime
 from mailgate.store.db import transaction
 from mailgate.store.models import Inbound
-from mailgate.store.writes import deferred_writes, existing_articles
+from mailgate.store.writes import deferred_writes
 from mailgate.tickets import lifecycle
-from mailgate.tickets.handle import Claim, MessageHandler, Prepared, Result, dedupe_key
+from mailgate.tickets.dedupe import dedupe_key, known_messages
+from mailgate.tickets.handle import Claim, MessageHandler, Prepared, Result
 
 log = structlog.get_logger(__name__)
 
@@ -171,8 +172,7 @@ class Processor:
         try:
             with transaction(self.runtime.sessions) as session:
                 conn = session.connection()
-                keys = [ready.dedupe_key for _, ready in prepared if isinstance(ready, Prepared)]
-                known = existing_articles(conn, keys)
+                known = known_messages(conn, _mails(prepared))
                 deadline = time.monotonic() + SLICE_SECONDS
                 with deferred_writes(conn):
                     for claim, ready in prepared:
@@ -190,9 +190,8 @@ class Processor:
         return results
 
     def _slow_batch(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result]:
-        keys = [ready.dedupe_key for _, ready in prepared if isinstance(ready, Prepared)]
         with transaction(self.runtime.sessions) as session:
-            known = existing_articles(session.connection(), keys)
+            known = known_messages(session.connection(), _mails(prepared))
             results = [self._process_row(session, claim.id, claim, ready, known) for claim, ready in prepared]
         if self._outbox is not None:
             self._outbox.wake.set()
@@ -273,6 +272,13 @@ class Processor:
             return Result(row_id, "failed", reason=reason)
 
     # -- one message -------------------------------------------------------
+
+
+def _mails(prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[tuple[str, str | None]]:
+    """(dedupe key, Message-ID) of each prepared mail, for known_messages."""
+    return [
+        (ready.dedupe_key, ready.message.message_id) for _, ready in prepared if isinstance(ready, Prepared)
+    ]
 
 
 def _measure(prepared: list[tuple[Claim, Prepared | BaseException]], results: list[Result]) -> None:

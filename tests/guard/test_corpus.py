@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mailgate.guard.dsn import parse_dsn
-from tests.content.corpus import SISIMAI_SET, ZAMMAD, needs_zammad
+from tests.content.corpus import SISIMAI_SET, TRIMMER, ZAMMAD, needs_zammad
 from tests.guard.helpers import check_raw
 
 SISIMAI = SISIMAI_SET
@@ -159,3 +159,30 @@ def test_zammad_ordinary_mail_stays_human() -> None:
             not_human[path.name] = verdict.kind
     print(f"zammad: {106 - len(not_human)} human, not human: {not_human}")
     assert ZAMMAD_NOT_HUMAN == not_human
+
+
+REPLY_TRIMMER = TRIMMER / "emails"
+
+
+def _as_a_mail(body: bytes, subject: bytes, name: str) -> bytes:
+    """A reply body from email-reply-trimmer as an ordinary person's mail to the helpdesk."""
+    head = (
+        b"Return-Path: <ann@customer.example>\nFrom: Ann Example <ann@customer.example>\n"
+        b"To: helpdesk@example.com\nSubject: " + subject + b"\nMessage-ID: <" + name.encode()
+        + b"@customer.example>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n"
+    )
+    return head + body.replace(b"\r\n", b"\n")
+
+
+def test_reply_trimmer_bodies_are_people() -> None:
+    """64 real reply bodies in 13 languages (quotes, signatures, forwarded mail, Dutch among
+    them), as a new mail and as a reply: not one is silenced by a body or subject rule."""
+    paths = sorted(REPLY_TRIMMER.glob("*.txt"))
+    assert 64 == len(paths), "tests/corpora/email-reply-trimmer is missing"
+    silenced = [
+        (path.name, subject)
+        for path in paths
+        for subject in (b"Question about my account", b"Re: your question")
+        if not check_raw(_as_a_mail(path.read_bytes(), subject, path.stem)).may_auto_reply
+    ]
+    assert [] == silenced

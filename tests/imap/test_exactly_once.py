@@ -8,14 +8,17 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from structlog.testing import capture_logs
 
 from mailgate.ingest.imap import ImapFetcher
 from mailgate.store.db import make_engine, session_factory
 from mailgate.store.inbound import InboundStore
+from mailgate.store.models import Inbound
 from tests.imap.conftest import FAST, Mailbox, Store, make_message, running, wait_until
 from tests.imap.dovecot import Dovecot
 
@@ -125,6 +128,36 @@ def test_kill_between_store_and_move_then_restart_stores_once(
     fetcher = ImapFetcher(account, lambda: mailbox.password, store.inbound, **FAST)
     with running(fetcher):
         assert wait_until(lambda: 5 == mailbox.count("Done"))
+    assert 5 == store.count()
+    assert 0 == mailbox.count("INBOX")
+
+
+def test_mail_stored_long_before_a_crash_is_moved_on_the_first_pass(mailbox: Mailbox, store: Store) -> None:
+    """Stored by a run that died an hour ago: moved at connect, not after a grace of its own.
+
+    The grace protects a live rival that is about to move what it stored; it
+    counts from when the message was stored, so a daemon that restarts more
+    often than the grace still moves what its dead predecessors stored.
+    """
+    mailbox.append(*(make_message(f"old crash {n}") for n in range(5)))
+    account = mailbox.account(move_to="Done")
+    settings = {"db": store.url, "account": account.model_dump(exclude_none=True)}
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_FETCHER, json.dumps(settings)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert -9 == child.returncode, child.stderr.decode()
+    assert 5 == mailbox.count("INBOX")
+    # The crash was an hour ago: the rows say when they were stored.
+    with store.engine.begin() as connection:
+        connection.execute(update(Inbound).values(received_at=datetime.now(UTC) - timedelta(hours=1)))
+    fetcher = ImapFetcher(account, lambda: mailbox.password, store.inbound, **{**FAST, "finish_grace": 600.0})
+    with running(fetcher):
+        assert wait_until(lambda: 5 == mailbox.count("Done"), timeout=15), fetcher.status()
     assert 5 == store.count()
     assert 0 == mailbox.count("INBOX")
 

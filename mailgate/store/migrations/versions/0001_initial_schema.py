@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 03:45:53.124540
+Create Date: 2026-12-05 04:59:04.940106
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=100), nullable=False),
     sa.Column('source_key', sa.String(length=200), nullable=True),
-    sa.Column('mail_from', sa.String(length=500), nullable=False),
+    sa.Column('mail_from', sa.String(length=500), nullable=True),
     sa.Column('rcpt_tos', sa.JSON(), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
@@ -75,9 +75,21 @@ def upgrade() -> None:
     sa.Column('csat_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('linked_ticket_id', sa.Integer(), nullable=True),
     sa.Column('merged_into_id', sa.Integer(), nullable=True),
+    sa.Column('sla', sa.String(length=100), nullable=True),
+    sa.Column('first_response_due', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('next_reply_due', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('resolution_due', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sla_paused_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sla_paused_seconds', sa.Integer(), nullable=False),
+    sa.Column('sla_next_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('first_response_seconds', sa.Integer(), nullable=True),
+    sa.Column('resolution_seconds', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets')),
     sa.UniqueConstraint('ref', name=op.f('uq_tickets_ref'))
     )
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.create_index('ix_tickets_sla_next_at', ['sla_next_at'], unique=False)
+
     op.create_table('articles',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=False),
@@ -139,6 +151,20 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_participants')),
     sa.UniqueConstraint('ticket_id', 'address', name='uq_participants_ticket')
     )
+    op.create_table('sla_marks',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=600), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sa.String(length=30), nullable=False),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_sla_marks_ticket_id_tickets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sla_marks')),
+    sa.UniqueConstraint('key', name=op.f('uq_sla_marks_key'))
+    )
+    with op.batch_alter_table('sla_marks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sla_marks_ticket_id'), ['ticket_id'], unique=False)
+
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
@@ -177,6 +203,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_rcpt_created')
 
     op.drop_table('outbox')
+    with op.batch_alter_table('sla_marks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sla_marks_ticket_id'))
+
+    op.drop_table('sla_marks')
     op.drop_table('participants')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_events_ticket_id'))
@@ -192,6 +222,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_articles_message_id')
 
     op.drop_table('articles')
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.drop_index('ix_tickets_sla_next_at')
+
     op.drop_table('tickets')
     op.drop_table('suppressions')
     with op.batch_alter_table('inbound', schema=None) as batch_op:
