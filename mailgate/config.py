@@ -193,6 +193,28 @@ class Processing(_Strict):
     sla_check_seconds: float = Field(default=30.0, gt=0, le=3600)
 
 
+class Retention(_Strict):
+    """How long mail content is kept (records/retention.py; docs/operations.md).
+
+    Each limit is in days and off (kept for ever) when unset: a helpdesk must
+    not lose what it holds because of a default the admin never chose.
+    Age counts from a resolved or closed ticket's last change.
+    """
+
+    # The raw original mails (received and sent) and attachments of
+    # resolved/closed tickets; the articles stay readable.
+    originals_days: int | None = Field(default=None, ge=1)
+    # Whole resolved/closed tickets are anonymised: content and addresses go,
+    # the figures reports use (times, priority, queue, category, CSAT) stay.
+    tickets_days: int | None = Field(default=None, ge=1)
+    # Mail that never became part of a ticket (quarantined or dropped).
+    quarantine_days: int | None = Field(default=None, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return any(v is not None for v in (self.originals_days, self.tickets_days, self.quarantine_days))
+
+
 class Logging(_Strict):
     format: Literal["auto", "console", "json"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -235,6 +257,7 @@ class Config(_Strict):
     secrets: Secrets = Secrets()
     limits: Limits = Limits()
     processing: Processing = Processing()
+    retention: Retention = Retention()
     logging: Logging = Logging()
     trusted_authserv_ids: tuple[str, ...] = ()
     # Where the daemon keeps its state for `mailgate doctor` (IMAP accounts, workers).

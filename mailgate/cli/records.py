@@ -204,3 +204,57 @@ def _waiting_mentions(state: State, address: str) -> int:
         files += list(new.iterdir())
     needle = address.encode()
     return sum(1 for path in files if needle in path.read_bytes().lower())
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Say what would go; change nothing.")
+@click.option("--as-of", help="As if it were this date (YYYY-MM-DD or ISO time, UTC): what goes by then.")
+@click.option("--json", "as_json", is_flag=True, help="What went (or would go) as one JSON object.")
+@pass_state
+def retention(state: State, dry_run: bool, as_of: str | None, as_json: bool) -> None:
+    """Apply the retention policies of the configuration now (the daemon does it daily).
+
+    Raw mails and attachments of old resolved/closed tickets, whole old
+    tickets (anonymised: report figures stay), old quarantined mail; each
+    only when its `retention:` limit is set. Running it again changes nothing.
+    """
+    import json
+    from datetime import UTC, datetime
+
+    from mailgate.records.retention import parse_as_of, run
+
+    try:
+        now = parse_as_of(as_of) if as_of else datetime.now(UTC)
+    except ValueError:
+        fail(f"--as-of: expected a date like 2027-01-31, got {as_of!r}")
+    policy = state.config.retention
+    if not policy.enabled:
+        click.echo("retention is off: no retention limit is set in the configuration", err=True)
+    runtime = state.runtime(rules=False)
+    plan = run(runtime.sessions, runtime.engine, policy, now, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, **plan.as_dict()}, indent=2))
+        return
+    verb = "would go" if dry_run else "removed"
+    click.echo(f"retention as of {now:%Y-%m-%d %H:%M} UTC{' (dry run: nothing changed)' if dry_run else ''}")
+    for name, section, days in (
+        ("raw mail and attachments", plan.originals, policy.originals_days),
+        ("whole tickets anonymised", plan.anonymise, policy.tickets_days),
+    ):
+        if days is None:
+            click.echo(f"  {name}: off")
+            continue
+        refs = section["tickets"]
+        shown = ", ".join(refs[:50]) + (f" and {len(refs) - 50} more" if len(refs) > 50 else "")
+        click.echo(
+            f"  {name} (after {days} days): {len(refs)} tickets, {section['mails']} mails and "
+            f"{section['attachments']} attachments {verb}{': ' + shown if refs else ''}"
+        )
+    if policy.quarantine_days is None:
+        click.echo("  quarantined and dropped mail: off")
+    else:
+        ids = ", ".join(str(i) for i in plan.quarantine[:50])
+        click.echo(
+            f"  quarantined and dropped mail (after {policy.quarantine_days} days): "
+            f"{len(plan.quarantine)} messages {verb}{': ' + ids if ids else ''}"
+        )

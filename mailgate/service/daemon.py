@@ -31,6 +31,7 @@ from mailgate.ingest.smtp import IngestHandler, make_protocol_factory
 from mailgate.ingest.smtp_auth import Authenticator, load_users
 from mailgate.outbox.deliver import OutboxWorker, RetryPolicy, release_outbox_leases
 from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
+from mailgate.records.retention import RetentionTimer
 from mailgate.service import metrics, systemd
 from mailgate.service.metrics import MetricsServer
 from mailgate.service.reload import FileWatcher, watched_paths
@@ -237,6 +238,8 @@ class Daemon:
         # The worker watches the files for the rules it applies; this process
         # watches them for what it uses itself (our addresses, from agents).
         self._start_thread("reload-watch", FileWatcher(watched_paths(config), self.runtime.reload).run)
+        # Retention runs once a day here (records/retention.py); off unless configured.
+        self._start_thread("retention", RetentionTimer(self.runtime).run)
         await self._start_listeners()
         if config.listen.metrics is not None and metrics.enabled():
             where = config.listen.metrics

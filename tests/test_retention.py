@@ -1,0 +1,210 @@
+"""Retention on a helpdesk worked through the real daemon, with the clock moved.
+
+The clock is moved honestly: `mailgate retention --as-of DATE` (a documented
+option: "what goes by then") and, for the daemon's daily run, the documented
+MAILGATE_RETENTION_AS_OF variable. Tickets are made over SMTP and closed with
+`mailgate tickets set`, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from tests.conftest import make_mail, run_cli, wait_until
+
+POLICY = {"originals_days": 30, "tickets_days": 365, "quarantine_days": 14}
+CLOSED_FILE = b"%PDF bob's payslip " + bytes(range(256)) * 8
+OPEN_FILE = b"%PDF carol's contract " + bytes(range(256)) * 8
+
+
+def _mail_with_files(sender: str, subject: str, message_id: str, *files: tuple[str, bytes]) -> bytes:
+    head = make_mail(sender=sender, subject=subject, message_id=message_id).split(b"\r\n\r\n", 1)[0]
+    head = head.replace(
+        b"Content-Type: text/plain; charset=utf-8", b'Content-Type: multipart/mixed; boundary="b1"'
+    )
+    parts = ["--b1\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"]
+    for name, content in files:
+        encoded = base64.encodebytes(content).decode().replace("\n", "\r\n")
+        parts.append(
+            f'--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="{name}"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n{encoded}"
+        )
+    return head + b"\r\n\r\n" + "".join(parts).encode() + b"--b1--\r\n"
+
+
+def _query(url: str, sql: str, **params: Any) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(sql), params))
+    finally:
+        engine.dispose()
+
+
+def _bytes(value: object) -> bytes:
+    return bytes(value) if isinstance(value, (bytes, memoryview)) else str(value).encode()
+
+
+def _raws(url: str) -> dict[int, bytes]:
+    return {row[0]: _bytes(row[1]) for row in _query(url, "SELECT id, raw FROM inbound")}
+
+
+def _blobs(url: str) -> set[bytes]:
+    return {_bytes(row[0]) for row in _query(url, "SELECT content FROM attachment_blobs")}
+
+
+def _snapshot(url: str) -> Any:
+    """Everything retention may change, to compare before and after."""
+    return (
+        _raws(url),
+        _blobs(url),
+        sorted(tuple(str(v) for v in row) for row in _query(url, "SELECT id, raw, state FROM outbox")),
+        sorted(tuple(str(v) for v in row) for row in _query(url, "SELECT * FROM articles")),
+        sorted(tuple(str(v) for v in row) for row in _query(url, "SELECT * FROM tickets")),
+    )
+
+
+def _report(config: Path) -> dict[str, Any]:
+    result = run_cli(config, "report", "--json")
+    assert 0 == result.returncode, result.stderr.decode()
+    report = json.loads(result.stdout)
+    kept = ("totals", "by_priority", "by_queue", "first_contact_resolution", "csat")
+    return {key: report[key] for key in kept}
+
+
+def _retention(config: Path, *args: str) -> dict[str, Any]:
+    result = run_cli(config, "retention", "--json", *args)
+    assert 0 == result.returncode, result.stderr.decode()
+    return dict(json.loads(result.stdout))
+
+
+def _helpdesk(daemon_factory: Any, db_url: str, tmp_path: Path) -> tuple[Any, dict[str, str]]:
+    """Bob's (two files) and Dave's tickets are closed, Carol's (Bob's 2nd file) is open; a scan is held."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: hold scans\n    if: {subject: scan}\n    then: {quarantine: true}\n")
+    daemon = daemon_factory(database={"url": db_url}, retention=POLICY, rules=str(rules))
+    daemon.send(
+        # The contract is Carol's too: it stays while her ticket is open.
+        _mail_with_files(
+            "Bob <bob@example.org>",
+            "Salary question",
+            "<b1@ex.org>",
+            ("pay.pdf", CLOSED_FILE),
+            ("contract.pdf", OPEN_FILE),
+        ),
+        mail_from="bob@example.org",
+    )
+    daemon.send(
+        _mail_with_files("Carol <carol@example.org>", "Contract", "<c1@ex.org>", ("contract.pdf", OPEN_FILE)),
+        mail_from="carol@example.org",
+    )
+    daemon.send(
+        make_mail(sender="Dave <dave@example.org>", subject="VPN down", body="Dave's VPN secret words\n"),
+        mail_from="dave@example.org",
+    )
+    daemon.send(make_mail(subject="scan of my passport", body="Passport number NL123\n"))
+    wait_until(lambda: len(daemon.acks()) >= 3, timeout=60)
+    tickets = json.loads(run_cli(daemon.config_path, "tickets", "list", "--json").stdout)
+    refs = {t["subject"]: t["ref"] for t in tickets}
+    for subject in ("Salary question", "VPN down"):
+        closed = run_cli(daemon.config_path, "tickets", "set", refs[subject], "--status", "closed")
+        assert 0 == closed.returncode, closed.stderr.decode()
+    # Retention leaves mail that is still to be sent alone; let it go first.
+    wait_until(lambda: not _query(db_url, "SELECT id FROM outbox WHERE state = 'queued'"), timeout=60)
+    return daemon, refs
+
+
+def test_dry_run_then_run_removes_old_originals(daemon_factory: Any, db_url: str, tmp_path: Path) -> None:
+    """A dry run lists and changes nothing; a run removes old closed tickets' mail and files only."""
+    daemon, refs = _helpdesk(daemon_factory, db_url, tmp_path)
+    config = daemon.config_path
+    report = _report(config)
+    before = _snapshot(db_url)
+    in_40_days = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+
+    planned = _retention(config, "--dry-run", "--as-of", in_40_days)
+    assert before == _snapshot(db_url)
+    assert [refs["Salary question"], refs["VPN down"]] == planned["originals"]["tickets"]
+    assert 2 == planned["originals"]["attachments"]
+    assert [] == planned["anonymise"]["tickets"]
+    held = _query(db_url, "SELECT id FROM inbound WHERE state = 'quarantined'")
+    assert [held[0][0]] == planned["quarantine"]["messages"]
+    words = run_cli(config, "retention", "--dry-run", "--as-of", in_40_days)
+    assert b"would go" in words.stdout and refs["Salary question"].encode() in words.stdout
+
+    done = _retention(config, "--as-of", in_40_days)
+    assert planned["originals"] == done["originals"]
+    raws = b"\n".join(_raws(db_url).values())
+    assert b"Dave's VPN secret words" not in raws
+    assert b"Passport number" not in raws
+    assert [] == json.loads(run_cli(config, "quarantine", "list", "--json").stdout)
+    assert b"Subject: Contract" in raws  # the open ticket keeps its original
+    assert {OPEN_FILE} == _blobs(db_url)
+    shown = run_cli(config, "tickets", "show", refs["VPN down"])
+    assert b"Dave's VPN secret words" in shown.stdout  # the article itself stays readable
+    assert report == _report(config)
+
+    after = _snapshot(db_url)
+    again = _retention(config, "--as-of", in_40_days)
+    assert [] == again["originals"]["tickets"] and [] == again["quarantine"]["messages"]
+    assert after == _snapshot(db_url)
+
+
+def test_whole_old_tickets_are_anonymised_and_reports_keep_their_figures(
+    daemon_factory: Any, db_url: str, tmp_path: Path
+) -> None:
+    """After tickets_days the closed tickets lose content and addresses; open ones and report totals stay."""
+    daemon, refs = _helpdesk(daemon_factory, db_url, tmp_path)
+    config = daemon.config_path
+    report = _report(config)
+    in_400_days = (datetime.now(UTC) + timedelta(days=400)).isoformat()
+
+    done = _retention(config, "--as-of", in_400_days)
+    assert [refs["Salary question"], refs["VPN down"]] == done["anonymise"]["tickets"]
+    assert [] == done["originals"]["tickets"]  # already gone with the rest
+    assert report == _report(config)
+    everything = "\n".join(
+        str(value)
+        for table in ("tickets", "articles", "participants", "inbound", "outbox", "events")
+        for row in _query(db_url, f"SELECT * FROM {table}")
+        for value in row
+    )
+    for trace in ("bob@example.org", "dave@example.org", "Salary question", "secret words"):
+        assert trace not in everything, trace
+    assert "carol@example.org" in everything and "Contract" in everything
+    assert {OPEN_FILE} == _blobs(db_url)
+    shown = run_cli(config, "tickets", "show", refs["Salary question"])
+    assert 0 == shown.returncode, shown.stderr.decode()
+    assert b"removed by the retention policy" in shown.stdout
+    assert 0 == _retention(config, "--as-of", in_400_days)["anonymise"]["mails"]
+    assert [] == _retention(config, "--as-of", in_400_days)["anonymise"]["tickets"]
+
+
+def test_daemon_runs_retention_once_a_day(daemon_factory: Any, db_url: str, tmp_path: Path) -> None:
+    """The daemon applies the policy at its daily run, and a restart the same day does not run it again."""
+    daemon, _ = _helpdesk(daemon_factory, db_url, tmp_path)
+    daemon.wait_for("retention.ran", timeout=30)  # at start, with nothing due yet
+    assert b"Dave's VPN secret words" in b"\n".join(_raws(db_url).values())
+    assert 0 == daemon.stop()
+
+    daemon.env["MAILGATE_RETENTION_AS_OF"] = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+    daemon.start()
+    ran = daemon.wait_for("retention.ran", timeout=60)
+    assert 2 == ran["originals_tickets"] and 1 == ran["quarantine"]
+    assert 0 == daemon.stop()
+    raws = b"\n".join(_raws(db_url).values())
+    assert b"Dave's VPN secret words" not in raws and b"Subject: Contract" in raws
+    assert {OPEN_FILE} == _blobs(db_url)
+
+    daemon.start()
+    waiting = daemon.wait_for("retention.next", timeout=30)
+    assert waiting["last_run"].startswith(daemon.env["MAILGATE_RETENTION_AS_OF"][:10])
+    assert 0 == daemon.stop()
+    assert [] == daemon.events("retention.ran")
+    assert 2 == len(_query(db_url, "SELECT id FROM events WHERE kind = 'retention_run'"))
