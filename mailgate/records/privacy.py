@@ -84,7 +84,7 @@ def find(session: Session, address: str) -> Holdings:
             or_(
                 Article.sender == address,
                 Article.ticket_id.in_(held.tickets),
-                _json_text(Article.recipients).ilike(pattern),
+                json_text(Article.recipients).ilike(pattern),
                 Article.body_full.ilike(pattern),
             )
         )
@@ -111,7 +111,7 @@ def find(session: Session, address: str) -> Holdings:
     held.events |= set(
         session.scalars(
             select(Event.id).where(
-                or_(Event.ticket_id.in_(held.tickets), _json_text(Event.detail).ilike(pattern))
+                or_(Event.ticket_id.in_(held.tickets), json_text(Event.detail).ilike(pattern))
             )
         )
     )
@@ -119,7 +119,7 @@ def find(session: Session, address: str) -> Holdings:
     return held
 
 
-def _json_text(column: Any) -> Any:
+def json_text(column: Any) -> Any:
     return cast(column, String)
 
 
@@ -224,7 +224,7 @@ def erase(sessions: sessionmaker[Session], engine: Engine, address: str) -> Hold
         for event in session.scalars(select(Event).where(Event.id.in_(held.events))):
             event.detail = json.loads(swap.text(json.dumps(event.detail, ensure_ascii=False)))
         session.execute(delete(Suppression).where(Suppression.address == address))
-        still_used = _blobs_in_use(session, blobs)
+        still_used = blobs_in_use(session, blobs)
         session.execute(delete(AttachmentBlob).where(AttachmentBlob.sha256.in_(blobs - still_used)))
         session.add(
             Event(
@@ -238,22 +238,22 @@ def erase(sessions: sessionmaker[Session], engine: Engine, address: str) -> Hold
                 },
             )
         )
-    _forget_freed_pages(engine)
+    forget_freed_pages(engine)
     return held
 
 
-def _blobs_in_use(session: Session, blobs: set[str]) -> set[str]:
+def blobs_in_use(session: Session, blobs: set[str]) -> set[str]:
     if not blobs:
         return set()
     used: set[str] = set()
     for listed in session.scalars(
-        select(Article.attachments).where(_json_text(Article.attachments).ilike("%sha256%"))
+        select(Article.attachments).where(json_text(Article.attachments).ilike("%sha256%"))
     ):
         used |= {str(item.get("sha256")) for item in listed or []} & blobs
     return used
 
 
-def _forget_freed_pages(engine: Engine) -> None:
+def forget_freed_pages(engine: Engine) -> None:
     """On SQLite, deleted rows linger in free pages and the WAL until rewritten."""
     import sqlite3
 

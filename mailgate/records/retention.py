@@ -42,7 +42,7 @@ from sqlalchemy import Engine, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.config import Retention
-from mailgate.records.privacy import _blobs_in_use, _forget_freed_pages, _json_text
+from mailgate.records.privacy import blobs_in_use, forget_freed_pages, json_text
 from mailgate.store.db import read_only, transaction
 from mailgate.store.models import (
     Article,
@@ -134,7 +134,7 @@ def run(
             session.add(Event(ticket_id=None, kind=RUN_EVENT, detail=_summary(plan), created_at=now))
         if not plan.empty():
             # On SQLite the removed content lingers in free pages until rewritten.
-            _forget_freed_pages(engine)
+            forget_freed_pages(engine)
     return plan
 
 
@@ -188,7 +188,7 @@ def _originals_candidates(cutoff: datetime) -> Any:
         Outbox.ticket_id == Ticket.id, Outbox.state.in_(("sent", "failed")), Outbox.raw != RAW_REMOVED
     )
     files_left = exists().where(
-        Article.ticket_id == Ticket.id, _json_text(Article.attachments).like("%sha256%")
+        Article.ticket_id == Ticket.id, json_text(Article.attachments).like("%sha256%")
     )
     return select(Ticket.id).where(*_finished_before(cutoff), or_(raw_left, sent_left, files_left))
 
@@ -302,7 +302,7 @@ def _without_file(item: dict[str, object], now: datetime) -> dict[str, object]:
 
 def _drop_blobs(session: Session, blobs: set[str]) -> int:
     """Delete attachment files no article still lists (the same file in an open ticket stays)."""
-    gone = blobs - _blobs_in_use(session, blobs)
+    gone = blobs - blobs_in_use(session, blobs)
     if gone:
         session.execute(delete(AttachmentBlob).where(AttachmentBlob.sha256.in_(gone)))
     return len(gone)
