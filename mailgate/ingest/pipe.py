@@ -149,8 +149,13 @@ def _yaml_settings(text: str, base: Path) -> PipeSettings | None:
 
 def daemon_running(folder: Path) -> bool:
     """Whether a ``mailgate run`` holds the pipe folder (see module docstring)."""
+    return lock_held(folder / LOCK_NAME)
+
+
+def lock_held(path: Path) -> bool:
+    """Whether another process holds an flock on ``path`` (it dies with its holder)."""
     try:
-        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:

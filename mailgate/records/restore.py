@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mailgate.config import Config
-from mailgate.ingest.pipe import daemon_running
+from mailgate.ingest.pipe import daemon_running, lock_held
 from mailgate.records.backup import DATABASE, BackupError, key_fingerprint, read_manifest
 from mailgate.store.db import sqlite_file
 from mailgate.store.spool import Spool
@@ -63,7 +63,7 @@ def restore_backup(config: Config, source: Path) -> RestoreResult:
 
 def _refuse_live(config: Config, database: Path) -> None:
     spool = Spool.for_database(database)
-    if daemon_running(config.path(config.pipe_folder)) or _spool_locked(spool.folder):
+    if daemon_running(config.path(config.pipe_folder)) or lock_held(spool.folder / "lock"):
         raise BackupError("a mailgate daemon is running on this installation: stop it first")
     if not database.exists():
         return
@@ -89,22 +89,6 @@ def _refuse_live(config: Config, database: Path) -> None:
         )
     if spool.segments():
         raise BackupError(f"{spool.folder} holds journal segments: this installation is not empty")
-
-
-def _spool_locked(folder: Path) -> bool:
-    import fcntl
-
-    try:
-        fd = os.open(folder / "lock", os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def _verify(manifest: dict[str, Any], work: Path) -> None:
