@@ -232,7 +232,7 @@ class Kb(_Strict):
     """The knowledge base (issue 14, docs/kb.md)."""
 
     # One Markdown file per article; reloaded on change, the last good set kept.
-    folder: str = "config/kb"
+    folder: str = "kb"
     # Where `#kb draft` writes new article files for an admin to review.
     drafts_folder: str = "var/kb-drafts"
     # Offer matching articles in the acknowledgement.

@@ -15,7 +15,7 @@ def _folder(state: State, folder: str | None) -> Path:
         return Path(folder)
     config = state.config
     if config.kb is None:
-        fail("no knowledge base configured: add `kb: {folder: config/kb}` to the configuration", code=2)
+        fail("no knowledge base configured: add `kb: {folder: kb}` to the configuration", code=2)
     return config.path(config.kb.folder)
 
 
