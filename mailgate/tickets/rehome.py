@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from mailgate.message import ParsedMessage
 from mailgate.store.writes import OUTBOX, TicketView, insert_event, ticket_view
@@ -67,15 +67,17 @@ def join_awaiting(conn: Connection, thread: ThreadDecision, message: ParsedMessa
     return replace(thread, ticket_id=ticket_id, threaded_by="awaited", reasons=(*thread.reasons[:-1], why))
 
 
+# Asked for every stored mail: built once (see store/writes.py on why).
+_WAITING = select(AWAITED.c.ticket_id).where(AWAITED.c.message_id == bindparam("b_message_id"))
+
+
 def rehome_replies(
     conn: Connection, ticket: TicketView, message: ParsedMessage, now: datetime
 ) -> tuple[str, ...]:
     """Merge into ``ticket`` every ticket opened by a reply to ``message``; their refs."""
     if not message.message_id:
         return ()
-    waiting = list(
-        conn.execute(select(AWAITED.c.ticket_id).where(AWAITED.c.message_id == message.message_id)).scalars()
-    )
+    waiting = list(conn.execute(_WAITING, {"b_message_id": message.message_id}).scalars())
     if not waiting:
         return ()
     # It has arrived: nobody waits for it any more.
