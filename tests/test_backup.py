@@ -171,3 +171,19 @@ def test_a_damaged_backup_is_refused(daemon_factory: Any, tmp_path: Path) -> Non
     assert 1 == refused.returncode
     assert b"does not match its checksum" in refused.stderr
     assert not (elsewhere / "mailgate.db").exists()
+
+
+def test_on_postgresql_backup_says_what_to_run_and_checks_the_server(tmp_path: Path) -> None:
+    """No file is written; the pg_dump recipe and the server's WAL settings are printed."""
+    from tests.conftest import _pg_create, _pg_drop
+
+    name = _pg_create()
+    try:
+        config = write_config(tmp_path, database={"url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"})
+        result = run_cli(config, "backup", str(tmp_path / "never.tar.gz"))
+        assert 0 == result.returncode, result.stderr.decode()
+        assert b"pg_dump --format=custom" in result.stdout
+        assert b"wal_level=" in result.stdout and b"server: PostgreSQL" in result.stdout
+        assert not (tmp_path / "never.tar.gz").exists()
+    finally:
+        _pg_drop(name)
