@@ -240,3 +240,21 @@ def test_acknowledging_forwards_is_a_setting(daemon_factory: Any, sink: Any, tmp
         e["reason"] for e in _events(ticket, "ack_suppressed")
     ]
     assert [] == _to(sink, "john.doe@acme.com")
+
+
+def test_an_auto_reply_naming_a_person_in_reply_to_is_still_not_answered(
+    daemon_factory: Any, sink: Any
+) -> None:
+    """SPEC §2.3: the requester road may answer Reply-To instead of a noreply From, never a machine's mail."""
+    daemon = _daemon(daemon_factory, sink)
+    auto = make_mail(
+        subject="Automatic reply: your message",
+        sender="Website <noreply@www.example.org>",
+        headers={"Reply-To": "Karin Visser <karin@customer.example>", "Auto-Submitted": "auto-replied"},
+    )
+    daemon.send(auto, "noreply@www.example.org")
+    daemon.send(make_mail(subject="A person after it", sender="Piet <piet@example.org>"), "piet@example.org")
+    wait_until(lambda: _to(sink, "piet@example.org"), timeout=30)
+    time.sleep(1.0)
+    assert [] == _to(sink, "karin@customer.example")
+    assert [] == _to(sink, "noreply@www.example.org")
