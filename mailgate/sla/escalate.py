@@ -12,7 +12,7 @@ fell due meanwhile and sends each person one mail, not a storm.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -23,9 +23,10 @@ from mailgate import faults
 from mailgate.rules.model import PRIORITIES
 from mailgate.service.runtime import Runtime
 from mailgate.sla import wording
-from mailgate.sla.due import Clock, Stage, next_look, stages
+from mailgate.sla.due import Clock, Stage, clock_of, next_look, stages
 from mailgate.sla.mail import Person, send
 from mailgate.sla.policy import ServiceLevel
+from mailgate.sla.track import CLOCK_COLUMNS
 from mailgate.store.models import SlaMark
 from mailgate.store.writes import TICKETS, insert_event, update_ticket
 
@@ -35,19 +36,7 @@ MARKS = cast(Table, SlaMark.__table__)
 BATCH = 500
 _DUE = (
     select(
-        TICKETS.c.id,
-        TICKETS.c.sla,
-        TICKETS.c.priority,
-        TICKETS.c.status,
-        TICKETS.c.created_at,
-        TICKETS.c.first_response_at,
-        TICKETS.c.resolved_at,
-        TICKETS.c.closed_at,
-        TICKETS.c.first_response_due,
-        TICKETS.c.next_reply_due,
-        TICKETS.c.resolution_due,
-        TICKETS.c.sla_paused_at,
-        TICKETS.c.sla_paused_seconds,
+        *CLOCK_COLUMNS,
         TICKETS.c.ref,
         TICKETS.c.subject,
         TICKETS.c.queue,
@@ -87,15 +76,15 @@ class ScanResult:
 def scan(conn: Connection, runtime: Runtime, now: datetime) -> ScanResult:
     """Fire every stage due by ``now``, in the caller's transaction."""
     query = _DUE_LOCKED if conn.dialect.name == "postgresql" else _DUE
-    rows = [row._asdict() for row in conn.execute(query, {"b_now": now})]
+    found = list(conn.execute(query, {"b_now": now}))
+    rows = [row._asdict() for row in found]
     if not rows:
         return ScanResult(0, 0, False)
     levels = runtime.rules.service_levels
     fired: list[Escalation] = []
     plans: list[tuple[dict[str, Any], Clock, ServiceLevel, list[Stage]]] = []
-    for row in rows:
-        state = Clock(**{k: row[k] for k in Clock.__dataclass_fields__})
-        state = replace(state, sla_paused_seconds=state.sla_paused_seconds or 0)
+    for row, stored in zip(rows, found, strict=True):
+        state = clock_of(stored)
         level = levels.get(state.sla or "")
         if level is None:
             # The level was removed from the rules file: nothing left to watch.

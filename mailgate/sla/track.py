@@ -17,34 +17,18 @@ from sqlalchemy import Connection, bindparam, select
 
 from mailgate.service.runtime import Runtime
 from mailgate.sla import clock
-from mailgate.sla.due import Clock, due_times, moved_dues, next_look
+from mailgate.sla.due import Clock, clock_of, due_times, moved_dues, next_look
 from mailgate.sla.policy import ServiceLevel
 from mailgate.store.writes import TICKETS, insert_event, update_ticket
 
-_CLOCK = select(
-    TICKETS.c.id,
-    TICKETS.c.sla,
-    TICKETS.c.priority,
-    TICKETS.c.status,
-    TICKETS.c.created_at,
-    TICKETS.c.first_response_at,
-    TICKETS.c.resolved_at,
-    TICKETS.c.closed_at,
-    TICKETS.c.first_response_due,
-    TICKETS.c.next_reply_due,
-    TICKETS.c.resolution_due,
-    TICKETS.c.sla_paused_at,
-    TICKETS.c.sla_paused_seconds,
-).where(TICKETS.c.id == bindparam("b_id"))
+# The ticket columns a Clock is made of (the timer's scan selects them too).
+CLOCK_COLUMNS = tuple(TICKETS.c[name] for name in Clock.__dataclass_fields__)
+_CLOCK = select(*CLOCK_COLUMNS).where(TICKETS.c.id == bindparam("b_id"))
 
 
 def read_clock(conn: Connection, ticket_id: int) -> Clock | None:
     row = conn.execute(_CLOCK, {"b_id": ticket_id}).first()
-    if row is None:
-        return None
-    values = row._asdict()
-    values["sla_paused_seconds"] = values["sla_paused_seconds"] or 0
-    return Clock(**values)
+    return None if row is None else clock_of(row)
 
 
 def level_of(runtime: Runtime, name: str | None) -> ServiceLevel | None:
