@@ -167,6 +167,20 @@ def write_config(base: Path, **sections: Any) -> Path:
     return path
 
 
+def reply_to_mail(daemon: Any, to_mail: Any, sender: str, body: str, to: str | None = None) -> None:
+    """Answer one of our mails the way a mail client does: to its Reply-To (or ``to``),
+    In-Reply-To set, over SMTP to the daemon."""
+    rcpt = to or str(to_mail["Reply-To"])
+    raw = make_mail(
+        subject="Re: " + str(to_mail["Subject"]),
+        sender=sender,
+        to=rcpt,
+        body=body,
+        headers={"In-Reply-To": str(to_mail["Message-ID"])},
+    )
+    daemon.send(raw, sender.rpartition("<")[2].rstrip(">"), (rcpt,))
+
+
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     return write_config(tmp_path)

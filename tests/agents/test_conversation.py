@@ -8,21 +8,9 @@ from typing import Any
 
 from tests.agents.conftest import FIXTURES
 from tests.conftest import make_mail, ticket_json, wait_until
+from tests.conftest import reply_to_mail as _reply
 
 JAN = "Jan Jansen <jan@example.org>"
-
-
-def _reply(daemon: Any, to_mail: Message, sender: str, body: str, to: str | None = None) -> None:
-    """Answer one of our mails the way a mail client does, over SMTP to the daemon."""
-    rcpt = to or str(to_mail["Reply-To"])
-    raw = make_mail(
-        subject="Re: " + str(to_mail["Subject"]),
-        sender=sender,
-        to=rcpt,
-        body=body,
-        headers={"In-Reply-To": str(to_mail["Message-ID"])},
-    )
-    daemon.send(raw, sender.rpartition("<")[2].rstrip(">"), (rcpt,))
 
 
 def _articles(daemon: Any) -> int:

@@ -13,23 +13,11 @@ from typing import Any
 
 from tests.agents.conftest import FIXTURES
 from tests.conftest import make_mail, ticket_json, tickets_json, wait_until
+from tests.conftest import reply_to_mail as _answer
 from tests.helpers import settled_inbound_states
 
 JAN = "Jan Jansen <jan@example.org>"
 PIET = "Piet Pieters <piet@example.org>"
-
-
-def _answer(daemon: Any, to_mail: Message, sender: str, body: str) -> None:
-    """Reply to one of our mails the way a mail client does: to its Reply-To, In-Reply-To set."""
-    rcpt = str(to_mail["Reply-To"])
-    raw = make_mail(
-        subject="Re: " + str(to_mail["Subject"]),
-        sender=sender,
-        to=rcpt,
-        body=body,
-        headers={"In-Reply-To": str(to_mail["Message-ID"])},
-    )
-    daemon.send(raw, sender.rpartition("<")[2].rstrip(">"), (rcpt,))
 
 
 def _articles(daemon: Any, ticket: int) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.agents.conftest import FIXTURES
 from tests.conftest import make_mail, run_cli, ticket_json, wait_until
+from tests.conftest import reply_to_mail as _reply
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "kb.example"
 JAN = "Jan Jansen <jan@example.org>"
@@ -44,18 +45,6 @@ def _parts(mail: Message) -> tuple[str, str]:
         elif part.get_content_type() == "text/html":
             html += payload.decode(part.get_content_charset() or "utf-8")
     return text, html
-
-
-def _reply(daemon: Any, to_mail: Message, sender: str, body: str) -> None:
-    rcpt = str(to_mail["Reply-To"])
-    raw = make_mail(
-        subject="Re: " + str(to_mail["Subject"]),
-        sender=sender,
-        to=rcpt,
-        body=body,
-        headers={"In-Reply-To": str(to_mail["Message-ID"])},
-    )
-    daemon.send(raw, sender.rpartition("<")[2].rstrip(">"), (rcpt,))
 
 
 def _report(daemon: Any) -> dict[str, Any]:

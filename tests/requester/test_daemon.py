@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.agents.conftest import FIXTURES as AGENT_FIXTURES
 from tests.conftest import HELPDESK, make_mail, run_cli, ticket_json, tickets_json, wait_until
+from tests.conftest import reply_to_mail as _answer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "requester"
 CRISP = Path(__file__).resolve().parent.parent / "corpora" / "forwards" / "crisp"
@@ -26,19 +27,6 @@ def _daemon(daemon_factory: Any, sink: Any, **sections: Any) -> Any:
 
 def _to(sink: Any, address: str) -> list[Message]:
     return [m.message for m in sink.messages if address in m.rcpt_tos]
-
-
-def _answer(daemon: Any, notification: Message, sender: str, body: str) -> None:
-    """An agent answers a notification from their mail client, to its Reply-To."""
-    rcpt = str(notification["Reply-To"])
-    raw = make_mail(
-        subject="Re: " + str(notification["Subject"]),
-        sender=sender,
-        to=rcpt,
-        body=body,
-        headers={"In-Reply-To": str(notification["Message-ID"])},
-    )
-    daemon.send(raw, sender.rpartition("<")[2].rstrip(">"), (rcpt,))
 
 
 def _fixture(name: str) -> bytes:
