@@ -253,6 +253,11 @@ class Instance:
         if self.process is None or self.process.poll() is not None:
             return 0 if self.process is None else self.process.returncode
         self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for the exit (SIGKILL after ``timeout``); the exit code."""
+        assert self.process is not None
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -406,13 +411,14 @@ class Cluster:
         for instance in self.instances:
             instance.wait_smtp(timeout)
 
-    def stop_all(self) -> dict[str, int]:
+    def stop_all(self, timeout: float = 60.0) -> dict[str, int]:
         """SIGTERM every running instance (together); their exit codes."""
         running = [instance for instance in self.instances if instance.alive()]
         for instance in running:
             assert instance.process is not None
             instance.process.send_signal(signal.SIGTERM)
-        return {instance.name: instance.stop() for instance in running}
+        # Once only: a second SIGTERM during the shutdown would kill it outright.
+        return {instance.name: instance.wait(timeout) for instance in running}
 
     def kill_all(self) -> None:
         for instance in self.instances:

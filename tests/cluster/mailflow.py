@@ -227,11 +227,12 @@ class Traffic:
     def next(self) -> Sent:
         self._count += 1
         number = self._count
-        if self.reply_every and number % self.reply_every == 0:
+        # Urgent ones fall between the replies' turns.
+        urgent = bool(self.urgent_every) and number % self.urgent_every == self.urgent_every // 2
+        if not urgent and self.reply_every and number % self.reply_every == 0:
             found = self._reply(number)
             if found is not None:
                 return found
-        urgent = bool(self.urgent_every) and number % self.urgent_every == 0
         mail = request(number, self.tag, urgent=urgent)
         self._requests.append(mail)
         return mail

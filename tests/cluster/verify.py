@@ -73,6 +73,8 @@ class Findings:
     sla_marks: dict[str, int] = field(default_factory=dict)
     inbound_states: dict[str, int] = field(default_factory=dict)
     outbox_states: dict[str, int] = field(default_factory=dict)
+    # Inbound rows still pending at the end, with their leases: a claim nobody took over.
+    stuck: list[str] = field(default_factory=list)
     refused_answers: Counter[str] = field(default_factory=Counter)
 
     def problems(self, allowed_resends: int) -> list[str]:
@@ -96,7 +98,7 @@ class Findings:
             found.append(f"{self.acks_without_shared_template} acks not made from the shared template")
         stuck = {k: v for k, v in self.inbound_states.items() if k != "done"}
         if stuck:
-            found.append(f"inbound rows not done: {stuck}")
+            found.append(f"inbound rows not done: {stuck}; {self.stuck[:3]} ... {self.stuck[-2:]}")
         if set(self.outbox_states) - {"sent"}:
             found.append(f"outbox rows not sent: {self.outbox_states}")
         return found
@@ -135,6 +137,14 @@ def check(url: str, sent: Sequence[Sent], sink: RecordingSink) -> Findings:
     found.inbound_states = dict(query(url, "SELECT state, count(*) FROM inbound GROUP BY state"))
     found.outbox_states = dict(query(url, "SELECT state, count(*) FROM outbox GROUP BY state"))
     found.sla_marks = dict(query(url, "SELECT kind, count(*) FROM sla_marks GROUP BY kind"))
+    found.stuck = [
+        f"inbound {row_id} ({source}) attempts {attempts}, leased until "
+        + (lease.strftime("%H:%M:%S") if lease else "-")
+        for row_id, source, attempts, lease in query(
+            url,
+            "SELECT id, source, attempts, lease_until FROM inbound WHERE state = 'pending' ORDER BY id",
+        )
+    ]
 
     ticket_of: dict[str, int] = {}
     made_by_us: set[int] = set()
