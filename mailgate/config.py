@@ -215,6 +215,13 @@ class Retention(_Strict):
         return any(v is not None for v in (self.originals_days, self.tickets_days, self.quarantine_days))
 
 
+class InstanceSettings(_Strict):
+    # This daemon's name in `mailgate doctor`, the metrics and the logs; the
+    # host name if unset. Several instances on one PostgreSQL (docs/scale-out.md)
+    # are told apart by it, so give each its own.
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 class Logging(_Strict):
     format: Literal["auto", "console", "json"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -259,6 +266,7 @@ class Config(_Strict):
     processing: Processing = Processing()
     retention: Retention = Retention()
     logging: Logging = Logging()
+    instance: InstanceSettings = InstanceSettings()
     trusted_authserv_ids: tuple[str, ...] = ()
     # Where the daemon keeps its state for `mailgate doctor` (IMAP accounts, workers).
     status_file: str = "var/status.json"

@@ -70,7 +70,14 @@ def worker(state: State, role: str) -> None:
     import socket
 
     from mailgate.service.daemon import make_outbox_worker
-    from mailgate.service.worker import DELIVERY_FD_ENV, WAKE_FD_ENV, die_with_parent, run_worker
+    from mailgate.service.presence import Presence, default_name
+    from mailgate.service.worker import (
+        DELIVERY_FD_ENV,
+        INSTANCE_ENV,
+        WAKE_FD_ENV,
+        die_with_parent,
+        run_worker,
+    )
 
     fd = os.environ.get(WAKE_FD_ENV)
     if fd is None:
@@ -78,6 +85,13 @@ def worker(state: State, role: str) -> None:
     die_with_parent(int(os.environ.get("MAILGATE_PARENT_PID", os.getppid())))
     runtime = state.runtime()
     runtime.reports_reload_problems = False  # the daemon reports them
+    parent = os.environ.get(INSTANCE_ENV)
+    runtime.presence = Presence(
+        runtime.lease_sessions,
+        name=state.config.instance.name or default_name(),
+        kind=role,
+        parent_id=int(parent) if parent else None,
+    )
     delivery_fd = os.environ.get(DELIVERY_FD_ENV)
     delivery = socket.socket(fileno=int(delivery_fd)) if delivery_fd else None
     # Only delivery sends: processing must not need the relay's secrets.
