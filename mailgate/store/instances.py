@@ -198,12 +198,13 @@ def list_instances(
     for name, holder in conn.execute(select(Role.name, Role.holder_id).order_by(Role.name)):
         if holder is not None:
             roles.setdefault(holder, []).append(name)
+    table = Instance.__table__
     rows = conn.execute(
-        select(Instance)
-        .where(or_(Instance.stopped_at.is_(None), Instance.stopped_at >= now - since))
-        .where(Instance.heartbeat_at >= now - since)
-        .order_by(Instance.id)
-    ).scalars()
+        select(table)
+        .where(or_(table.c.stopped_at.is_(None), table.c.stopped_at >= now - since))
+        .where(table.c.heartbeat_at >= now - since)
+        .order_by(table.c.id)
+    ).all()
     found = []
     for row in rows:
         if row.stopped_at is not None:
