@@ -74,6 +74,10 @@ class TcpListener(_Strict):
     # With a users file every session must AUTH (after STARTTLS) before MAIL;
     # lines made by `mailgate smtp-password NAME`. See ingest/smtp_auth.py.
     users_file: str | None = None
+    # Several instances on one host may listen on the same port: the kernel
+    # spreads connections over them and stops sending to one that died
+    # (SO_REUSEPORT; docs/scale-out.md).
+    reuse_port: bool = False
 
     @model_validator(mode="after")
     def _auth_needs_tls(self) -> TcpListener:
@@ -86,6 +90,8 @@ class LmtpListener(_Strict):
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=0, le=65535)
     path: str | None = None
+    # As for listen.smtp: one port shared by the instances on this host.
+    reuse_port: bool = False
 
 
 class MetricsListener(_Strict):

@@ -358,7 +358,11 @@ class Daemon:
             )
             self._servers.append(
                 await loop.create_server(
-                    factory, config.listen.smtp.host, config.listen.smtp.port, reuse_address=True
+                    factory,
+                    config.listen.smtp.host,
+                    config.listen.smtp.port,
+                    reuse_address=True,
+                    reuse_port=config.listen.smtp.reuse_port or None,
                 )
             )
         lmtp = config.listen.lmtp
@@ -377,6 +381,7 @@ class Daemon:
                         lmtp.port or 24,
                         family=socket.AF_INET,
                         reuse_address=True,
+                        reuse_port=lmtp.reuse_port or None,
                     )
                 )
 
