@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.cluster.instances import Cluster, Instance
+from tests.cluster.instances import Cluster, Instance, instances_supported
 from tests.cluster.mailflow import ImapFeeder
 from tests.cluster.pg_server import PgServer
 from tests.cluster.verify import ClaimWatch, Takeover, inbound_stored_at
@@ -57,7 +57,9 @@ class Chaos:
         killed_at = time.time()
         self.kills += 1
         self.note(f"kill -9 {instance.name} (pid {instance.process.pid if instance.process else '?'})")
-        self.watches.append(ClaimWatch(self.database_url, f"kill {self.kills} ({instance.name})", killed_at))
+        owner = instance.name if instances_supported() else None
+        label = f"kill {self.kills} ({instance.name})"
+        self.watches.append(ClaimWatch(self.database_url, label, killed_at, owner))
         return killed_at
 
     def restart(self, instance: Instance) -> None:

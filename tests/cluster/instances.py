@@ -465,10 +465,9 @@ class Cluster:
             return None
         names = {instance.name: instance for instance in self.instances}
         for entry in report.get("instances", []) or []:
-            if not isinstance(entry, dict) or entry.get("stale"):
+            if not isinstance(entry, dict) or entry.get("state") != "live":
                 continue
-            roles = entry.get("roles") or []
-            held = json.dumps(roles)
-            if account in held and entry.get("name") in names:
+            roles = [str(role) for role in entry.get("roles") or []]
+            if f"imap:{account}" in roles and entry.get("name") in names:
                 return names[str(entry["name"])]
         return None

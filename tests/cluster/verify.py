@@ -283,25 +283,32 @@ class Takeover:
 class ClaimWatch:
     """Snapshot the leased rows right after a kill, then poll until all are finished."""
 
-    def __init__(self, url: str, label: str, killed_at: float, timeout: float = 400.0) -> None:
-        inbound: list[int] = []
-        outbox: list[int] = []
-        with contextlib.suppress(Exception):
-            inbound = [
-                row[0]
-                for row in query(
-                    url, "SELECT id FROM inbound WHERE state = 'pending' AND lease_until > now()"
-                )
-            ]
-            outbox = [
-                row[0]
-                for row in query(url, "SELECT id FROM outbox WHERE state = 'queued' AND lease_until > now()")
-            ]
+    def __init__(
+        self, url: str, label: str, killed_at: float, instance: str | None = None, timeout: float = 400.0
+    ) -> None:
+        inbound, outbox = self._leased(url, instance)
         self.result = Takeover(label, killed_at, inbound, outbox)
         self._url = url
         self._timeout = timeout
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _leased(url: str, instance: str | None) -> tuple[list[int], list[int]]:
+        """Rows leased by the processes of ``instance`` (by lease_owner, issue 13's
+        core); without owners, every row leased now (the live instances' finish at once)."""
+        found: dict[str, list[int]] = {}
+        for table, state in (("inbound", "pending"), ("outbox", "queued")):
+            leased = f"SELECT id FROM {table} WHERE state = '{state}' AND lease_until > now()"
+            owned = (
+                leased
+                + " AND lease_owner IN (SELECT id FROM instances WHERE name = %s AND stopped_at IS NULL)"
+            )
+            rows: list[tuple[Any, ...]] = []
+            with contextlib.suppress(Exception):
+                rows = query(url, owned, instance) if instance else query(url, leased)
+            found[table] = [row[0] for row in rows]
+        return found["inbound"], found["outbox"]
 
     def _run(self) -> None:
         result = self.result
