@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.cluster.chaos import Chaos
 from tests.cluster.instances import Cluster, ImapSettings, RecordingSink
-from tests.cluster.mailflow import ImapFeeder, Mta, Traffic
+from tests.cluster.mailflow import ImapFeeder, Mta, Sent, Traffic
 from tests.cluster.pg_server import PgServer
 from tests.cluster.verify import check, settle
 from tests.imap.dovecot import Dovecot, make_tls_files
@@ -52,6 +52,11 @@ from tests.imap.dovecot import Dovecot, make_tls_files
 def seconds(values: list[float | None]) -> str:
     shown = ["never" if value is None else f"{value:.1f}" for value in values]
     return ", ".join(shown) if shown else "none"
+
+
+def acked(traffic: Traffic) -> int:
+    """Requests of this stream acknowledged so far (IMAP ones are not: they come on their own)."""
+    return sum(1 for key in traffic.acks.refresh() if key.startswith("<s-"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=420.0,
         help="after the last mail, wait at most this long for everything to be answered (default 420)",
+    )
+    parser.add_argument(
+        "--max-backlog",
+        type=int,
+        default=400,
+        help="hold new mail while this many accepted requests wait for their ack (default 400): "
+        "the stream then runs at the speed the cluster answers, so the kills fall while it works",
     )
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
@@ -155,7 +167,18 @@ def soak(
     for thread in threads:
         thread.start()
     traffic = Traffic(sink, "s", reply_every=10, urgent_every=50)
+    requests_accepted = [0]
+
+    def count_request(mail: Sent) -> None:
+        requests_accepted[0] += mail.kind == "request"
+
+    mta.on_accepted = count_request
+    held = 0.0
     for number in range(args.mails):
+        # Flow control, as an MTA's queue has: the backlog stays bounded.
+        while number % 20 == 0 and requests_accepted[0] - acked(traffic) > args.max_backlog:
+            time.sleep(0.2)
+            held += 0.2
         mta.submit(traffic.next())
         if number and number % 2000 == 0:
             print(
@@ -169,7 +192,11 @@ def soak(
         thread.join()
     feeder.stop()
     sent = [*mta.sent, *feeder.sent]
-    print(f"stream done in {stream_seconds:.0f} s; waiting for the answers", flush=True)
+    print(
+        f"stream done in {stream_seconds:.0f} s (held back {held:.0f} s by the backlog limit); "
+        "waiting for the answers",
+        flush=True,
+    )
     settled = settle(url, sent, sink, timeout=args.settle_timeout)
     takeovers = chaos.takeovers(timeout=5)
     findings = check(url, sent, sink)
@@ -196,6 +223,10 @@ def soak(
     print(f"doubled:      {len(findings.doubled)} (mails stored as two articles)")
     print(f"unaccepted:   {len(findings.unaccepted)} (never answered 250)")
     print(f"misthreaded:  {len(findings.misthreaded)}")
+    print(
+        f"stalls:       {findings.slow_rows} mails processed over 30 s after arrival "
+        f"(longest {findings.longest_wait:.0f} s)"
+    )
     print(f"tickets:      {findings.tickets} (refs duplicated: {len(findings.duplicate_refs)})")
     print(
         f"acks:         missing {len(findings.acks_missing)}, two different to one requester "

@@ -73,6 +73,10 @@ class Findings:
     sla_marks: dict[str, int] = field(default_factory=dict)
     inbound_states: dict[str, int] = field(default_factory=dict)
     outbox_states: dict[str, int] = field(default_factory=dict)
+    # Inbound rows processed more than 30 s after they arrived, and the longest wait:
+    # a claim that sat (a dead owner's, or one orphaned by a database restart).
+    slow_rows: int = 0
+    longest_wait: float = 0.0
     # Inbound rows still pending at the end, with their leases: a claim nobody took over.
     stuck: list[str] = field(default_factory=list)
     refused_answers: Counter[str] = field(default_factory=Counter)
@@ -111,7 +115,8 @@ class Findings:
             f"acks missing {len(self.acks_missing)}, doubled {len(self.acks_doubled)}, "
             f"resent {self.ack_resends}; escalation mails {self.escalation_mails} "
             f"(resent {self.escalation_resends}, doubled {len(self.escalations_doubled)}); "
-            f"sla marks {self.sla_marks}; inbound {self.inbound_states}; outbox {self.outbox_states}"
+            f"sla marks {self.sla_marks}; inbound {self.inbound_states}; outbox {self.outbox_states}; "
+            f"processed over 30 s after arrival {self.slow_rows} (longest {self.longest_wait:.0f} s)"
         )
 
 
@@ -137,12 +142,22 @@ def check(url: str, sent: Sequence[Sent], sink: RecordingSink) -> Findings:
     found.inbound_states = dict(query(url, "SELECT state, count(*) FROM inbound GROUP BY state"))
     found.outbox_states = dict(query(url, "SELECT state, count(*) FROM outbox GROUP BY state"))
     found.sla_marks = dict(query(url, "SELECT kind, count(*) FROM sla_marks GROUP BY kind"))
+    slow, longest = query(
+        url,
+        "SELECT count(*) FILTER (WHERE processed_at - received_at > interval '30 seconds'),"
+        " coalesce(extract(epoch FROM max(processed_at - received_at)), 0) FROM inbound",
+    )[0]
+    found.slow_rows, found.longest_wait = int(slow), float(longest)
     found.stuck = [
-        f"inbound {row_id} ({source}) attempts {attempts}, leased until "
-        + (lease.strftime("%H:%M:%S") if lease else "-")
-        for row_id, source, attempts, lease in query(
+        f"inbound {row_id} ({source}, received {received:%H:%M:%S}) attempts {attempts}, leased until "
+        + (f"{lease:%H:%M:%S}" if lease else "-")
+        + f" by {owner}"
+        for row_id, source, received, attempts, lease, owner in query(
             url,
-            "SELECT id, source, attempts, lease_until FROM inbound WHERE state = 'pending' ORDER BY id",
+            "SELECT i.id, i.source, i.received_at, i.attempts, i.lease_until,"
+            " coalesce(o.name || '/' || o.kind || ' pid ' || o.pid, i.lease_owner::text)"
+            " FROM inbound i LEFT JOIN instances o ON o.id = i.lease_owner"
+            " WHERE i.state = 'pending' ORDER BY i.id",
         )
     ]
 
