@@ -11,8 +11,9 @@ and templates. Then, all at once:
 * ``--mails`` mails over SMTP, spread across the instances by a client that
   retries like an MTA (next instance after a refused connection or a 4xx),
   one new requester address per request, one mail in ten a reply to an
-  earlier acknowledgement, one in fifty URGENT (its 2 s service level is
-  breached, so escalations happen);
+  earlier acknowledgement, one in 25 a second copy of the newest request
+  (sent to the next instance, as an MTA that timed out would), one in fifty
+  URGENT (its 2 s service level is breached, so escalations happen);
 * a new request APPENDed to the IMAP account (every instance is configured
   with it) every ``--imap-interval`` seconds;
 * every ``--kill-every`` seconds ``kill -9`` of a random instance (every third
@@ -166,7 +167,7 @@ def soak(
     feeder.start()
     for thread in threads:
         thread.start()
-    traffic = Traffic(sink, "s", reply_every=10, urgent_every=50)
+    traffic = Traffic(sink, "s", reply_every=10, urgent_every=50, again_every=25)
     requests_accepted = [0]
 
     def count_request(mail: Sent) -> None:
@@ -209,8 +210,8 @@ def soak(
         else f"\n== soak: {args.instances} instances"
     )
     print(
-        f"mails:        {findings.mails} ({findings.requests} requests, {findings.replies} replies by SMTP, "
-        f"{findings.imap} by IMAP)"
+        f"mails:        {findings.mails} ({findings.requests} requests, {findings.replies} replies and "
+        f"{findings.again} second copies of a request by SMTP, {findings.imap} by IMAP)"
     )
     print(
         f"stream:       {stream_seconds:.0f} s ({mta.accepted / stream_seconds:.1f} SMTP mails/s accepted); "

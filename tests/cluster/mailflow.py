@@ -36,7 +36,7 @@ class Sent:
 
     message_id: str
     sender: str
-    kind: str  # request | reply | imap
+    kind: str  # request | reply | imap | again (a request's second copy)
     subject: str
     raw: bytes
     # For a reply: the Message-ID of the request it answers.
@@ -211,37 +211,54 @@ class AckIndex:
 
 
 class Traffic:
-    """New requests with a share of replies to requests already acknowledged."""
+    """New requests, a share of replies to requests already acknowledged, and a
+    share of requests given again (an MTA that timed out and retried elsewhere)."""
 
     def __init__(
-        self, sink: RecordingSink, tag: str, *, reply_every: int = 10, urgent_every: int = 0
+        self,
+        sink: RecordingSink,
+        tag: str,
+        *,
+        reply_every: int = 10,
+        urgent_every: int = 0,
+        again_every: int = 0,
     ) -> None:
         self.acks = AckIndex(sink)
         self.tag = tag
         self.reply_every = reply_every
         self.urgent_every = urgent_every
+        self.again_every = again_every
         self._requests: list[Sent] = []
-        self._replied: set[str] = set()
+        self._next_reply = 0
         self._count = 0
 
     def next(self) -> Sent:
         self._count += 1
         number = self._count
-        # Urgent ones fall between the replies' turns.
+        # Urgent ones and copies fall between the replies' turns.
         urgent = bool(self.urgent_every) and number % self.urgent_every == self.urgent_every // 2
+        again = bool(self.again_every) and number % self.again_every == self.again_every // 3
         if not urgent and self.reply_every and number % self.reply_every == 0:
             found = self._reply(number)
             if found is not None:
                 return found
+        if again and self._requests:
+            # The newest request, likely still in flight on another connection
+            # to another instance: both copies race.
+            first = self._requests[-1]
+            return Sent(first.message_id, first.sender, "again", first.subject, first.raw)
         mail = request(number, self.tag, urgent=urgent)
         self._requests.append(mail)
         return mail
 
     def _reply(self, number: int) -> Sent | None:
+        """A reply to the oldest request not answered yet whose ack has arrived."""
         acks = self.acks.refresh()
-        for earlier in self._requests:
-            if earlier.message_id not in self._replied and earlier.message_id in acks:
-                self._replied.add(earlier.message_id)
+        for index in range(self._next_reply, min(len(self._requests), self._next_reply + 50)):
+            earlier = self._requests[index]
+            if earlier.message_id in acks:
+                # Those skipped stay unanswered: fine, replies are a share.
+                self._next_reply = index + 1
                 return reply(earlier, acks[earlier.message_id], number)
         return None
 

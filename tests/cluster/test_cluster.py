@@ -83,7 +83,7 @@ def test_three_instances_survive_kills_and_a_database_restart(
         feeder.start()
         for thread in plans:
             thread.start()
-        traffic = Traffic(sink, "t", reply_every=10, urgent_every=50)
+        traffic = Traffic(sink, "t", reply_every=10, urgent_every=50, again_every=25)
         for _ in range(MAILS):
             mta.submit(traffic.next())
         mta.close(timeout=180)

@@ -54,6 +54,7 @@ class Findings:
     requests: int = 0
     replies: int = 0
     imap: int = 0
+    again: int = 0
     unaccepted: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     doubled: list[str] = field(default_factory=list)
@@ -109,7 +110,8 @@ class Findings:
 
     def summary(self) -> str:
         return (
-            f"mails {self.mails} (requests {self.requests}, replies {self.replies}, imap {self.imap}); "
+            f"mails {self.mails} (requests {self.requests}, replies {self.replies}, imap {self.imap}, "
+            f"second copies {self.again}); "
             f"tickets {self.tickets}; lost {len(self.lost)}; doubled {len(self.doubled)}; "
             f"misthreaded {len(self.misthreaded)}; unaccepted {len(self.unaccepted)}; "
             f"acks missing {len(self.acks_missing)}, doubled {len(self.acks_doubled)}, "
@@ -164,6 +166,12 @@ def check(url: str, sent: Sequence[Sent], sink: RecordingSink) -> Findings:
     ticket_of: dict[str, int] = {}
     made_by_us: set[int] = set()
     for mail in sent:
+        if mail.kind == "again":
+            # The same message again: stored once (checked with its first copy).
+            found.again += 1
+            if mail.accepted_at is None:
+                found.unaccepted.append(f"{mail.message_id} (again; {mail.refusals[-3:]})")
+            continue
         found.requests += mail.kind == "request"
         found.replies += mail.kind == "reply"
         found.imap += mail.kind == "imap"
