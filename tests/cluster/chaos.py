@@ -45,6 +45,8 @@ class Chaos:
     pg_outages: list[float] = field(default_factory=list)
     kills: int = 0
     restarts: int = 0
+    # Instances killed and not yet listening again: not picked for another kill.
+    down: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def note(self, text: str) -> None:
@@ -52,7 +54,18 @@ class Chaos:
         with self._lock:
             self.log.append(f"{stamp} {text}")
 
+    def pick(self) -> Instance | None:
+        """A random running instance that is not down already (None if there is none)."""
+        with self._lock:
+            up = [i for i in self.cluster.instances if i.alive() and i.name not in self.down]
+            chosen = self.rng.choice(up) if up else None
+            if chosen is not None:
+                self.down.add(chosen.name)
+            return chosen
+
     def kill(self, instance: Instance) -> float:
+        with self._lock:
+            self.down.add(instance.name)
         instance.kill9()
         killed_at = time.time()
         self.kills += 1
@@ -64,25 +77,37 @@ class Chaos:
 
     def restart(self, instance: Instance) -> None:
         took = self.cluster.restart(instance)
+        with self._lock:
+            self.down.discard(instance.name)
         self.restarts += 1
         self.restart_seconds.append(took)
         self.note(f"{instance.name} accepts SMTP again, {took:.1f} s after its start")
 
     def kill_and_restart(self, instance: Instance | None = None, pause: float = 0.0) -> None:
-        target = instance or self.rng.choice([i for i in self.cluster.instances if i.alive()])
+        target = instance or self.pick()
+        if target is None:
+            self.note("no instance to kill: all are down")
+            return
         self.kill(target)
         time.sleep(pause)
         self.restart(target)
 
-    def imap_handover(self, pause: float = 0.0, timeout: float = 60.0) -> Handover:
-        """Kill the instance holding the IMAP account, drop a mail there, time its storing."""
+    def imap_handover(self, pause: float = 0.0, timeout: float = 60.0) -> Handover | None:
+        """Kill the instance holding the IMAP account, drop a mail there, time its storing.
+
+        None (nothing done) when the holder is down already, being restarted."""
         assert self.feeder is not None and self.imap_account is not None
         holder = self.cluster.imap_holder(self.imap_account)
         how = "doctor"
         if holder is None:
             # This mailgate does not say who holds it (every instance fetches).
             how = "guess"
-            holder = self.rng.choice([i for i in self.cluster.instances if i.alive()])
+            holder = self.pick()
+            if holder is None:
+                return None
+        with self._lock:
+            if holder.name in self.down and how == "doctor":
+                return None
         killed_at = self.kill(holder)
         probe = self.feeder.append_one()
         marker = probe.message_id.strip("<>")
