@@ -111,6 +111,7 @@ def test_three_instances_survive_kills_and_a_database_restart(
         + "; ".join(f"{h.killed} ({h.how}) -> {h.new_holder}: {h.seconds}" for h in chaos.handovers),
         f"refusals seen by the MTA: {dict(findings.refused_answers.most_common(6))}",
         *chaos.log,
+        *(f"PROBLEM: {problem}" for problem in findings.problems(allowed_resends=chaos.kills)),
     ]
     print("\n".join(figures))
     report = "\n".join(figures)
