@@ -1,7 +1,7 @@
 """Throughput and p99 of 1, 2 and 3 mailgate instances on one PostgreSQL (issue 13).
 
     .venv/bin/python bench/cluster_bench.py [--mails 1500] [--connections 6]
-        [--instances 1,2,3] [--no-sqlite] [--keep]
+        [--steady-rate 40] [--steady-seconds 15] [--instances 1,2,3] [--no-sqlite] [--keep]
     make bench-postgresql          (or: make bench DB=postgresql)
 
 For each instance count: a fresh database on a private PostgreSQL
@@ -57,6 +57,14 @@ class Run:
     p99: float
     mailgate_cpu: float
     database_cpu: float
+    # The steady phase: mails/s asked, mails/s accepted, ack p99 from the 250
+    # and from each mail's due time (a slow cluster also slows the sender).
+    steady_rate: float = 0.0
+    steady_accepted: float = 0.0
+    steady_p50: float = float("nan")
+    steady_p99: float = float("nan")
+    steady_due_p99: float = float("nan")
+    steady_missing: int = 0
 
     @property
     def per_second(self) -> float:
@@ -107,7 +115,9 @@ def measure(
     database = {pg.pid() or -1} if pg is not None else set()
     # Warm-up: every instance has parsed, routed and answered one mail.
     warm = Mta(cluster, connections=len(cluster.instances)).start()
-    warm_traffic = Traffic(sink, f"warm{label}", reply_every=0)
+    # The tag goes into the requesters' addresses: letters and digits only.
+    tag = "".join(ch for ch in label if ch.isalnum()).lower()
+    warm_traffic = Traffic(sink, f"warm{tag}", reply_every=0)
     for _ in cluster.instances:
         warm.submit(warm_traffic.next())
     warm.close()
@@ -116,7 +126,7 @@ def measure(
     mailgate_before = cpu_of(groups, by_group=True)
     database_before = cpu_of(database, by_group=False) if database else {}
     mta = Mta(cluster, connections=args.connections, give_up_after=args.patience).start()
-    traffic = Traffic(sink, label, reply_every=0)
+    traffic = Traffic(sink, tag, reply_every=0)
     began = time.time()
     for _ in range(args.mails):
         mta.submit(traffic.next())
@@ -129,10 +139,8 @@ def measure(
         for m in mta.sent
         if m.accepted_at is not None and bare(m.message_id) in arrived
     ]
-    for problem in cluster.unexpected_exits():
-        print(f"PROBLEM: {problem} during the run", flush=True)
     last = max(arrived.values(), default=began)
-    return Run(
+    run = Run(
         label,
         len(cluster.instances),
         args.mails,
@@ -143,6 +151,41 @@ def measure(
         mailgate_cpu,
         database_cpu,
     )
+    if args.steady_seconds > 0:
+        steady(run, cluster, sink, args, f"st{tag}")
+    for problem in cluster.unexpected_exits():
+        print(f"PROBLEM: {problem} during the run", flush=True)
+    return run
+
+
+def steady(run: Run, cluster: Cluster, sink: RecordingSink, args: argparse.Namespace, tag: str) -> None:
+    """``--steady-rate`` mails/s for ``--steady-seconds``: the latency when nothing queues."""
+    mta = Mta(cluster, connections=args.connections, give_up_after=args.patience).start()
+    traffic = Traffic(sink, tag, reply_every=0)
+    count = round(args.steady_rate * args.steady_seconds)
+    due: dict[str, float] = {}
+    began = time.time()
+    for number in range(count):
+        at = began + number / args.steady_rate
+        time.sleep(max(0.0, at - time.time()))
+        mail = traffic.next()
+        due[bare(mail.message_id)] = at
+        mta.submit(mail)
+    mta.close()
+    sent_for = time.time() - began
+    arrived = _wait_acks(sink, [m.message_id for m in mta.sent], args.patience)
+    from_250 = [
+        arrived[bare(m.message_id)] - m.accepted_at
+        for m in mta.sent
+        if m.accepted_at is not None and bare(m.message_id) in arrived
+    ]
+    from_due = [arrived[key] - due[key] for key in arrived]
+    run.steady_rate = args.steady_rate
+    run.steady_accepted = sum(1 for m in mta.sent if m.accepted_at) / sent_for
+    run.steady_p50 = percentile(from_250, 0.5)
+    run.steady_p99 = percentile(from_250, 0.99)
+    run.steady_due_p99 = percentile(from_due, 0.99)
+    run.steady_missing = count - len(arrived)
 
 
 def _wait_acks(sink: RecordingSink, message_ids: list[str], patience: float) -> dict[str, float]:
@@ -184,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mails", type=int, default=1500, help="new requests per run (default 1500)")
     parser.add_argument("--connections", type=int, default=6, help="SMTP client connections (default 6)")
     parser.add_argument("--instances", default="1,2,3", help="instance counts to run (default 1,2,3)")
+    parser.add_argument(
+        "--steady-rate", type=float, default=40.0, help="then this many mails/s (default 40) ..."
+    )
+    parser.add_argument("--steady-seconds", type=float, default=15.0, help="... for this long (0: skip)")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite comparison run")
     parser.add_argument("--patience", type=float, default=60.0, help="give up after this long without an ack")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs, logs)")
@@ -216,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kept {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    return 0 if all(run.acks == run.mails for run in runs) else 1
+    return 0 if all(run.acks == run.mails and not run.steady_missing for run in runs) else 1
 
 
 def report(run: Run) -> None:
@@ -230,19 +277,29 @@ def report(run: Run) -> None:
         + (f" + PostgreSQL {1000 * run.database_cpu / run.mails:.1f} ms" if run.database_cpu else "")
         + f" = {1000 * total / run.mails:.1f} ms"
     )
-    if run.acks < run.mails:
-        print(f"MISSING: {run.mails - run.acks} requests got no acknowledgement")
+    if run.steady_rate:
+        print(
+            f"steady {run.steady_rate:g}/s: accepted {run.steady_accepted:.1f}/s, ack latency "
+            f"p50 {run.steady_p50 * 1000:.0f} ms, p99 {run.steady_p99 * 1000:.0f} ms "
+            f"(p99 from the due time {run.steady_due_p99 * 1000:.0f} ms)"
+        )
+    if run.acks < run.mails or run.steady_missing:
+        print(f"MISSING: {run.mails - run.acks + run.steady_missing} requests got no acknowledgement")
     sys.stdout.flush()
 
 
 def summary(runs: list[Run]) -> None:
     print("\n== summary (2 cores shared by everything above: compare, do not extrapolate)")
-    print(f"{'run':<28} {'acks/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/mail':>12} {'of it DB':>9}")
+    print("burst: as fast as accepted (latency is mostly the queue); steady: the asked rate")
+    print(
+        f"{'run':<26} {'burst acks/s':>12} {'burst p99 ms':>12} {'steady p99 ms':>13} "
+        f"{'CPU ms/mail':>11} {'of it DB':>8}"
+    )
     for run in runs:
         total = 1000 * (run.mailgate_cpu + run.database_cpu) / run.mails
         print(
-            f"{run.label:<28} {run.per_second:8.1f} {run.p50 * 1000:8.0f} {run.p99 * 1000:8.0f} "
-            f"{total:12.1f} {1000 * run.database_cpu / run.mails:9.1f}"
+            f"{run.label:<26} {run.per_second:12.1f} {run.p99 * 1000:12.0f} {run.steady_p99 * 1000:13.0f} "
+            f"{total:11.1f} {1000 * run.database_cpu / run.mails:8.1f}"
         )
 
 

@@ -234,7 +234,10 @@ def soak(
         f"stalls:       {findings.slow_rows} mails processed over 30 s after arrival "
         f"(longest {findings.longest_wait:.0f} s)"
     )
-    print(f"tickets:      {findings.tickets} (refs duplicated: {len(findings.duplicate_refs)})")
+    print(
+        f"tickets:      {findings.tickets} (refs duplicated: {len(findings.duplicate_refs)}, "
+        f"a ref lower than an older ticket's: {findings.refs_out_of_order})"
+    )
     print(
         f"acks:         missing {len(findings.acks_missing)}, two different to one requester "
         f"{len(findings.acks_doubled)}, same-Message-ID resends {findings.ack_resends} "

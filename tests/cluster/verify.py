@@ -112,7 +112,8 @@ class Findings:
         return (
             f"mails {self.mails} (requests {self.requests}, replies {self.replies}, imap {self.imap}, "
             f"second copies {self.again}); "
-            f"tickets {self.tickets}; lost {len(self.lost)}; doubled {len(self.doubled)}; "
+            f"tickets {self.tickets} (refs duplicated {len(self.duplicate_refs)}, "
+            f"out of id order {self.refs_out_of_order}); lost {len(self.lost)}; doubled {len(self.doubled)}; "
             f"misthreaded {len(self.misthreaded)}; unaccepted {len(self.unaccepted)}; "
             f"acks missing {len(self.acks_missing)}, doubled {len(self.acks_doubled)}, "
             f"resent {self.ack_resends}; escalation mails {self.escalation_mails} "
