@@ -228,9 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=6, help="SMTP client connections (default 6)")
     parser.add_argument("--instances", default="1,2,3", help="instance counts to run (default 1,2,3)")
     parser.add_argument(
-        "--steady-rate", type=float, default=40.0, help="then this many mails/s (default 40) ..."
+        "--steady-rate", type=float, default=40.0, help="steady phase: mails per second (default 40)"
     )
-    parser.add_argument("--steady-seconds", type=float, default=15.0, help="... for this long (0: skip)")
+    parser.add_argument(
+        "--steady-seconds",
+        type=float,
+        default=15.0,
+        help="steady phase length in seconds (default 15; 0 skips it)",
+    )
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite comparison run")
     parser.add_argument("--patience", type=float, default=60.0, help="give up after this long without an ack")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (configs, logs)")
