@@ -32,11 +32,36 @@ def kb_check(state: State, folder: str | None) -> None:
     from mailgate.kb.loader import check_folder
 
     knowledge, problems = check_folder(_folder(state, folder))
-    for problem in problems:
-        click.echo(str(problem))
-    if problems:
+    found = [str(problem) for problem in problems]
+    if folder is None and not problems:
+        # The ids named elsewhere must exist: the kb settings' and the rules' forced articles.
+        found += _forced_elsewhere(state, set(knowledge.articles))
+    for line in found:
+        click.echo(line)
+    if found:
         raise SystemExit(1)
     click.echo(f"{len(knowledge)} articles, no problems")
+
+
+def _forced_elsewhere(state: State, ids: set[str]) -> list[str]:
+    """``kb.queues/categories.*.articles`` and the rules' ``kb_articles`` naming no article."""
+    config = state.config
+    assert config.kb is not None
+    found = []
+    for where, table in (("queues", config.kb.queues), ("categories", config.kb.categories)):
+        for name, scope in table.items():
+            for article in scope.articles:
+                if article not in ids:
+                    found.append(f"{state.config_path}: kb.{where}.{name}.articles: no article {article!r}")
+    if config.rules is not None:
+        from mailgate.rules import RulesError
+        from mailgate.rules.loader import load_rules
+
+        try:
+            load_rules(config.path(config.rules), known_articles=ids)
+        except RulesError as exc:
+            found += [str(p) for p in exc.problems if p.reason.startswith("kb_articles: unknown article")]
+    return found
 
 
 def _load(state: State, folder: str | None) -> object:

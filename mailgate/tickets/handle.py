@@ -477,7 +477,7 @@ class MessageHandler:
             in_reply_to=message.message_id,
             references=references,
         )
-        mail = with_suggestions(conn, self.runtime, ticket, message, mail, now)
+        mail = with_suggestions(conn, self.runtime, ticket, message, mail, now, decision)
         enqueue(conn, self.runtime, ticket.id, mail, automatic=True, now=now)
 
     @staticmethod
