@@ -140,3 +140,31 @@ def kb_search(state: State, words: tuple[str, ...], folder: str | None, lang: st
         click.echo("no matching article")
     for match in matches:
         click.echo(f"{match.score:7.2f}  {match.article.id:<28} {match.article.title(lang)}")
+
+
+@kb.command("address")
+@click.argument("agent")
+@pass_state
+def kb_address(state: State, agent: str) -> None:
+    """An agent's own search address (agent key or address), to hand to them.
+
+    Mail to the plain kb address (``kb.address``, default helpdesk+kb@…) is
+    answered only with a refusal naming this address, sent to the agent.
+    """
+    from mailgate.kb.command_address import base_address, signed_address
+    from mailgate.service.runtime import make_directory
+    from mailgate.threading.tokens import load_keys
+
+    config = state.config
+    if base_address(config) is None:
+        fail("no knowledge base configured: add `kb: {folder: kb}` to the configuration", code=2)
+    if config.agents is None:
+        fail("no agents file configured (key `agents:`)", code=2)
+    found = make_directory(config).agent_named(agent)
+    if found is None:
+        fail(f"no agent {agent!r}; see `mailgate agents list`", code=1)
+    try:
+        keys = load_keys(config.path(config.secrets.reply_key_file), create=False)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the reply key: {exc}; start the daemon once to create it", code=1)
+    click.echo(signed_address(config, keys, found.address))
