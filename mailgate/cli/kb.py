@@ -162,7 +162,7 @@ def kb_address(state: State, agent: str) -> None:
         fail("no agents file configured (key `agents:`)", code=2)
     found = make_directory(config).agent_named(agent)
     if found is None:
-        fail(f"no agent {agent!r}; see `mailgate agents list`", code=1)
+        fail(f"no agent {agent!r}; see the agents file", code=1)
     try:
         keys = load_keys(config.path(config.secrets.reply_key_file), create=False)
     except (OSError, ValueError) as exc:
