@@ -120,6 +120,9 @@ def choose(
     scope = _scope(settings, queue, category)
     if rules.suggest is not None:
         on, said = rules.suggest, f"{rules.by} turned suggestions {'on' if rules.suggest else 'off'}"
+    elif rules.articles:
+        # Articles a rule forces are meant to be seen, whatever the kb settings say.
+        on, said = True, ""
     else:
         on = settings.suggest and scope.suggest
         where = f"queue {queue!r}" if queue in settings.queues else f"category {category!r}"
@@ -151,7 +154,7 @@ def choose(
     if forced:
         why = f"{', '.join(a.id for a in forced)} forced by {forced_by}"
     elif chosen:
-        why = "search"
+        why = f"search ({said})" if rules.suggest else "search"
     else:
         why = f"no article reached the minimum score {settings.min_score}"
     if missing:
