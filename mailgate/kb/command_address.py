@@ -185,10 +185,10 @@ def _send(
     now: datetime,
     *,
     automatic: bool,
-) -> bool:
-    """One private mail to the agent's directory address; False when it exists already."""
+) -> str:
+    """One private mail to the agent's directory address: "sent", "already sent" or "withheld"."""
     if conn.execute(select(Outbox.id).where(Outbox.message_id == message_id).limit(1)).first():
-        return False
+        return "already sent"
     helpdesk = runtime.config.helpdesk
     signed = signed_address(runtime.config, runtime.keys, agent.address)
     rendered = runtime.templates.render(
@@ -212,10 +212,10 @@ def _send(
         language=rendered.language,
     )
     if _withheld(conn, None, mail, now):
-        return False
+        return "withheld"
     raw = compose(mail, loop_value=helpdesk.address, now=now)
     queue_rows(conn, runtime, None, None, mail, raw, [agent.address], automatic=automatic, now=now)
-    return True
+    return "sent"
 
 
 def answer(
@@ -255,9 +255,10 @@ def answer(
             why = f"no notice: {permission.refused}"
             return "quarantined", f"kb address: {agent.key} not authenticated; {why}"
         notice = {"problems": problems, "original_subject": message.subject or ""}
-        _send(conn, runtime, agent, "kb_address_refused", notice, message, message_id, now, automatic=True)
+        template = "kb_address_refused"
+        sent = _send(conn, runtime, agent, template, notice, message, message_id, now, automatic=True)
         log.info("kb.address_refused", agent=agent.key, reason=problems[0])
-        return "quarantined", f"kb address: {agent.key} not authenticated ({problems[0]}); notice sent"
+        return "quarantined", f"kb address: {agent.key} not authenticated ({problems[0]}); notice {sent}"
     found_ids: dict[str, list[str]] = {}
     results: list[dict[str, Any]] = []
     for query in words:
@@ -268,5 +269,4 @@ def answer(
     sent = _send(conn, runtime, agent, "kb_address", context, message, message_id, now, automatic=False)
     summary = "; ".join(f"{q!r}: {', '.join(ids) or 'nothing'}" for q, ids in found_ids.items())
     log.info("kb.address_search", agent=agent.key, searches=summary or None, problems=query_problems or None)
-    outcome = "answered" if sent else "already answered"
-    return "done", f"kb search by {agent.key} {outcome}: {summary or '; '.join(query_problems)}"
+    return "done", f"kb search by {agent.key}, answer {sent}: {summary or '; '.join(query_problems)}"
