@@ -100,7 +100,7 @@ def test_rules_win_over_the_kb_settings_in_the_daemon(daemon_factory: Any, sink:
 def test_rules_check_and_kb_check_report_unknown_articles_and_bad_values(tmp_path: Path) -> None:
     """Unknown ids and bad values are file:line:column problems; `kb check` names unknown ids too."""
     broken = RULES.replace("[vpn-809]", "[vpn-809, vpn-999]").replace("kb_suggest: on", "kb_suggest: maybe")
-    path = _setup(tmp_path, broken)
+    path = _setup(tmp_path, broken, {"queues": {"network": {"articles": ["vpn-998"]}}})
     checked = run_cli(path, "rules", "check")
     assert 1 == checked.returncode
     lines = checked.stdout.decode().splitlines()
@@ -109,9 +109,10 @@ def test_rules_check_and_kb_check_report_unknown_articles_and_bad_values(tmp_pat
     assert f'{rules}:18:19: kb_suggest must be on or off (true or false), got text "maybe"' in lines, lines
     kb = run_cli(path, "kb", "check")
     assert 1 == kb.returncode
-    assert [f'{rules}:13:30: kb_articles: unknown article "vpn-999" (did you mean "vpn-809"?)'] == (
-        kb.stdout.decode().splitlines()
-    )
+    assert [
+        f"{path}: kb.queues.network.articles: no article 'vpn-998'",
+        f'{rules}:13:30: kb_articles: unknown article "vpn-999" (did you mean "vpn-809"?)',
+    ] == kb.stdout.decode().splitlines()
 
     contradiction = RULES.replace("kb_articles: [vpn-809]", "kb_articles: [vpn-809]\n      kb_suggest: off")
     (tmp_path / "rules.yaml").write_text(contradiction, encoding="utf-8")
