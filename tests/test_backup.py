@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from tests.conftest import DaemonProcess, _pg_create, _pg_drop, make_mail, run_cli, wait_until, write_config
 from tests.test_attachments import with_attachment
@@ -187,28 +187,53 @@ def test_backup_under_load_restores_every_accepted_mail_once(
         again.stop()
 
 
-def test_restore_refuses_a_live_installation(daemon_factory: Any, tmp_path: Path) -> None:
-    """Into the running helpdesk it came from: refused, and nothing is touched."""
-    daemon = daemon_factory()
+def test_restore_refuses_a_live_installation(
+    daemon_factory: Any, db_url: str, restore_url: str, tmp_path: Path
+) -> None:
+    """Into the running helpdesk it came from, or a database that holds mail: refused, and nothing
+    is touched. On PostgreSQL a database with mailgate's tables but no rows is taken."""
+    daemon = daemon_factory(database={"url": db_url})
     daemon.send(make_mail(message_id="<live@example.org>"))
     wait_until(lambda: len(daemon.acks()) == 1, timeout=30)
     archive = tmp_path / "b.tar.gz"
-    assert 0 == run_cli(daemon.config_path, "backup", str(archive), "--no-progress").returncode
+    made = run_cli(daemon.config_path, "backup", str(archive), "--no-progress")
+    assert 0 == made.returncode, made.stderr.decode()
     refused = run_cli(daemon.config_path, "restore", str(archive))
     assert 1 == refused.returncode
     assert b"daemon is running" in refused.stderr
+    if db_url.startswith("postgresql"):
+        # Another host's configuration naming the same database: its sessions give it away.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        refused = run_cli(write_config(elsewhere, database={"url": db_url}), "restore", str(archive))
+        assert 1 == refused.returncode
+        assert b"other sessions are connected" in refused.stderr
     assert 0 == daemon.stop()
+    before = _rows(db_url, "SELECT count(*) FROM tickets")
     refused = run_cli(daemon.config_path, "restore", str(archive))
     assert 1 == refused.returncode
     assert b"restore only into an empty installation" in refused.stderr
+    assert before == _rows(db_url, "SELECT count(*) FROM tickets")
+    if db_url.startswith("postgresql"):
+        target = tmp_path / "target"
+        target.mkdir()
+        config = write_config(target, database={"url": restore_url})
+        assert 0 == run_cli(config, "db", "upgrade").returncode
+        restored = run_cli(config, "restore", str(archive))
+        assert 0 == restored.returncode, restored.stderr.decode()
+        assert [("<live@example.org>",)] == _rows(
+            restore_url, "SELECT message_id FROM articles WHERE direction = 'in'"
+        )
 
 
-def test_a_damaged_backup_is_refused(daemon_factory: Any, tmp_path: Path) -> None:
+def test_a_damaged_backup_is_refused(
+    daemon_factory: Any, db_url: str, restore_url: str, tmp_path: Path
+) -> None:
     """A file that does not match its checksum stops the restore before anything is written."""
     import io
     import tarfile
 
-    daemon = daemon_factory()
+    daemon = daemon_factory(database={"url": db_url})
     daemon.send(make_mail(message_id="<damaged@example.org>"))
     wait_until(lambda: len(daemon.acks()) == 1, timeout=30)
     archive = tmp_path / "b.tar.gz"
@@ -219,30 +244,57 @@ def test_a_damaged_backup_is_refused(daemon_factory: Any, tmp_path: Path) -> Non
         for member in source.getmembers():
             data = source.extractfile(member)
             content = data.read() if data else b""
-            if member.name.endswith("mailgate.db"):
+            if member.name.startswith("database/"):
                 content = content[:-1] + bytes([content[-1] ^ 0xFF])
             target.addfile(member, io.BytesIO(content))
-    elsewhere = tmp_path / "elsewhere"
+    elsewhere = tmp_path / "restored"
     elsewhere.mkdir()
-    refused = run_cli(write_config(elsewhere), "restore", str(damaged))
+    refused = run_cli(write_config(elsewhere, database={"url": restore_url}), "restore", str(damaged))
     assert 1 == refused.returncode
     assert b"does not match its checksum" in refused.stderr
     assert not (elsewhere / "mailgate.db").exists()
+    assert [] == _tables(restore_url)
 
 
-def test_on_postgresql_backup_says_what_to_run_and_checks_the_server(tmp_path: Path) -> None:
-    """No file is written; the pg_dump recipe and the server's WAL settings are printed."""
-    from tests.conftest import _pg_create, _pg_drop
+def _tables(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        return inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
 
+
+@pytest.fixture
+def postgresql_config(tmp_path: Path) -> Iterator[Path]:
+    """A configuration naming a fresh, empty PostgreSQL database."""
     name = _pg_create()
     try:
-        config = write_config(
-            tmp_path, database={"url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"}
-        )
-        result = run_cli(config, "backup", str(tmp_path / "never.tar.gz"))
-        assert 0 == result.returncode, result.stderr.decode()
-        assert b"pg_dump --format=custom" in result.stdout
-        assert b"wal_level=" in result.stdout and b"server: PostgreSQL" in result.stdout
-        assert not (tmp_path / "never.tar.gz").exists()
+        yield write_config(tmp_path, database={"url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"})
     finally:
         _pg_drop(name)
+
+
+def test_on_postgresql_without_pg_dump_backup_says_so(postgresql_config: Path, tmp_path: Path) -> None:
+    """No pg_dump where it is looked for: an error in words, exit 1, and no file."""
+    empty = tmp_path / "no-client"
+    empty.mkdir()
+    archive = tmp_path / "never.tar.gz"
+    result = run_cli(postgresql_config, "backup", str(archive), "--no-progress", "--pg-bin", str(empty))
+    assert 1 == result.returncode
+    assert f"pg_dump was not found in {empty}".encode() in result.stderr
+    assert b"postgresql-client-15" in result.stderr
+    assert [] == [p.name for p in tmp_path.iterdir() if p.name.startswith((".mailgate-backup", "never"))]
+
+
+def test_on_postgresql_an_older_pg_dump_is_refused(postgresql_config: Path, tmp_path: Path) -> None:
+    """A pg_dump older than the server (it could not read it) is named, with its version."""
+    old = tmp_path / "pg96"
+    old.mkdir()
+    (old / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    (old / "pg_dump").chmod(0o755)
+    archive = tmp_path / "never.tar.gz"
+    result = run_cli(postgresql_config, "backup", str(archive), "--no-progress", "--pg-bin", str(old))
+    assert 1 == result.returncode
+    assert b"pg_dump must be of PostgreSQL 15 or newer" in result.stderr
+    assert b"is 9.6.24" in result.stderr
+    assert not archive.exists()
