@@ -208,3 +208,91 @@ def test_daemon_runs_retention_once_a_day(daemon_factory: Any, db_url: str, tmp_
     assert 0 == daemon.stop()
     assert [] == daemon.events("retention.ran")
     assert 2 == len(_query(db_url, "SELECT id FROM events WHERE kind = 'retention_run'"))
+
+
+def test_on_postgresql_a_file_that_new_mail_is_storing_stays(daemon_factory: Any, tmp_path: Path) -> None:
+    """Several instances on one PostgreSQL: while one stores a mail carrying the same file as an old
+    closed ticket (it found the file already stored, so it only lists it), retention on another
+    must not delete that file under it. Retention waits for the storing transaction, then sees it."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from mailgate.config import Limits
+    from mailgate.message import Attachment
+    from mailgate.store.writes import insert_article
+    from mailgate.tickets.attachment_store import store_attachments
+    from tests.conftest import _pg_create, _pg_drop
+
+    name = _pg_create()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        daemon, refs = _helpdesk(daemon_factory, url, tmp_path)
+        assert 0 == daemon.stop()
+        ((carol,),) = _query(url, "SELECT id FROM tickets WHERE ref = :ref", ref=refs["Contract"])
+        same = Attachment(
+            "pay.pdf", "application/pdf", len(CLOSED_FILE), hashlib.sha256(CLOSED_FILE).hexdigest()
+        )
+        same = Attachment(same.filename, same.content_type, same.size, same.sha256, CLOSED_FILE)
+        engine = create_engine(url)
+        try:
+            with engine.connect() as storing:
+                # The other instance's processing transaction, as articles.py runs it.
+                listed = store_attachments(storing, [same], Limits())
+                assert [True] == [item["stored"] for item in listed]
+                insert_article(
+                    storing,
+                    ticket_id=carol,
+                    inbound_id=None,
+                    dedupe_key="race-test",
+                    direction="in",
+                    visibility="public",
+                    kind="reply",
+                    sender="carol@example.org",
+                    sender_name="Carol",
+                    recipients=[],
+                    message_id="<c2@ex.org>",
+                    subject="Re: Contract",
+                    body_text="And my payslip.",
+                    body_full="And my payslip.",
+                    body_html=None,
+                    threaded_by="test",
+                    attachments=listed,
+                    created_at=datetime.now(UTC),
+                )
+                retention = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mailgate",
+                        "-c",
+                        str(daemon.config_path),
+                        "retention",
+                        "--json",
+                        "--as-of",
+                        (datetime.now(UTC) + timedelta(days=40)).isoformat(),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                # Until retention has finished, or waits for this transaction.
+                wait_until(
+                    lambda: (
+                        retention.poll() is not None
+                        or _query(
+                            url,
+                            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND wait_event_type = 'Lock'",
+                        )
+                    ),
+                    timeout=60,
+                )
+                storing.commit()
+            out, err = retention.communicate(timeout=60)
+            assert 0 == retention.returncode, err.decode()
+        finally:
+            engine.dispose()
+        assert [refs["Salary question"], refs["VPN down"]] == json.loads(out)["originals"]["tickets"]
+        assert {OPEN_FILE, CLOSED_FILE} == _blobs(url)
+    finally:
+        _pg_drop(name)

@@ -157,7 +157,7 @@ def privacy_erase(state: State, address: str, yes: bool) -> None:
     the person's names, what they wrote and their attachments go. Running it
     again changes nothing.
     """
-    from mailgate.records.privacy import erase, normalise
+    from mailgate.records.privacy import BlobsBusy, erase, normalise
 
     try:
         address = normalise(address)
@@ -166,7 +166,10 @@ def privacy_erase(state: State, address: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase everything held about {address}? This cannot be undone", abort=True, err=True)
     runtime = state.runtime(rules=False)
-    held = erase(runtime.sessions, runtime.engine, address)
+    try:
+        held = erase(runtime.sessions, runtime.engine, address)
+    except BlobsBusy as exc:
+        fail(f"nothing was erased: {exc}; try again when it has finished")
     if held.empty():
         click.echo(f"nothing is held about {address}")
         return
