@@ -111,7 +111,8 @@ def restore(state: State, file: Path, pg_bin: Path | None) -> None:
     counts = ", ".join(f"{n} {name}" for name, n in (result.manifest.get("counts") or {}).items())
     made = result.manifest.get("created_at")
     click.echo(f"restored {file} (made {made}) into {result.database}: {counts}")
-    click.echo(f"{result.waiting} journal segments and piped messages are imported when the daemon starts")
+    waiting = "journal segments and piped messages" if result.kind == "sqlite" else "piped messages"
+    click.echo(f"{result.waiting} {waiting} are imported when the daemon starts")
     if result.key_note.startswith("WARNING"):
         click.echo(f"mailgate: {result.key_note}", err=True)
     else:

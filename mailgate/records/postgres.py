@@ -219,16 +219,17 @@ def refuse_unfit_target(url: str) -> None:
     """The target must exist, hold no mailgate rows, and have no other session on it."""
     target = Connection.of(url)
     with target.connect(autocommit=True) as connection:
+        # Another user's sessions show no backend_type to a user without
+        # pg_read_all_stats, but they do show their user and application.
         others = connection.execute(
-            "SELECT coalesce(nullif(application_name, ''), 'a client') || "
-            "coalesce(' from ' || host(client_addr), '') FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'"
+            "SELECT coalesce(usename, '?') || coalesce(' (' || nullif(application_name, '') || ')', '') "
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND coalesce(backend_type, 'client backend') = 'client backend'"
         ).fetchall()
         if others:
             who = ", ".join(sorted({str(row[0]) for row in others}))
             raise BackupError(
-                f"{len(others)} other sessions are connected to the database {target.name!r} ({who}): "
+                f"{len(others)} other sessions are connected to the database {target.name!r} (users: {who}): "
                 "a mailgate daemon may be running on it; stop every instance first"
             )
         tables = mailgate_tables(connection) - {"alembic_version"}
@@ -272,7 +273,8 @@ def restore(url: str, dump_file: Path, archive_major: int, folder: Path | None =
         connection.execute("UPDATE outbox SET lease_until = NULL WHERE state = 'queued'")
         # pg_restore leaves the planner without statistics until autovacuum
         # gets there; the first day's queries should not pay for that.
-        connection.execute("ANALYZE")
+        for table in sorted(mailgate_tables(connection)):
+            connection.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
         counts, _ = _describe(connection)
     return counts
 

@@ -48,6 +48,7 @@ from mailgate.store.spool import Spool
 class RestoreResult:
     manifest: dict[str, Any]
     database: str  # the file, or the PostgreSQL database's name
+    kind: str  # sqlite | postgresql
     waiting: int
     key_note: str
 
@@ -89,7 +90,7 @@ def restore_backup(config: Config, source: Path, *, pg_bin: Path | None = None) 
             key_note = _place_key(config, manifest, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return RestoreResult(manifest, name, waiting, key_note)
+    return RestoreResult(manifest, name, here, waiting, key_note)
 
 
 _NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
