@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -29,6 +30,7 @@ from pathlib import Path
 from retention_bench import seed
 from sqlalchemy.engine import make_url
 
+from mailgate.records.backup import read_manifest
 from mailgate.store.db import make_engine, session_factory, upgrade
 
 
@@ -115,8 +117,12 @@ def main() -> None:
         backup_s = _mailgate(_config(source, source_url), "backup", str(archive), "--no-progress")
         restore_s = _mailgate(_config(target, target_url), "restore", str(archive))
         kind = "PostgreSQL" if args.postgresql else "SQLite"
+        with tarfile.open(archive, "r:gz") as opened:
+            files = read_manifest(opened)["files"]
+        copied = sum(f["size"] for f in files if f["path"].startswith("database/"))
         print(
-            f"{kind}: database {database / 1e6:.0f} MB; backup {archive.stat().st_size / 1e6:.0f} MB (gzip)"
+            f"{kind}: database {database / 1e6:.0f} MB; its copy in the backup {copied / 1e6:.0f} MB; "
+            f"the backup {archive.stat().st_size / 1e6:.1f} MB (gzip; the seeded mail is all alike)"
         )
         print(f"mailgate backup: {backup_s:.1f} s; mailgate restore: {restore_s:.1f} s")
 
