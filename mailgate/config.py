@@ -74,6 +74,10 @@ class TcpListener(_Strict):
     # With a users file every session must AUTH (after STARTTLS) before MAIL;
     # lines made by `mailgate smtp-password NAME`. See ingest/smtp_auth.py.
     users_file: str | None = None
+    # Several instances on one host may listen on the same port: the kernel
+    # spreads connections over them and stops sending to one that died
+    # (SO_REUSEPORT; docs/scale-out.md).
+    reuse_port: bool = False
 
     @model_validator(mode="after")
     def _auth_needs_tls(self) -> TcpListener:
@@ -86,6 +90,8 @@ class LmtpListener(_Strict):
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=0, le=65535)
     path: str | None = None
+    # As for listen.smtp: one port shared by the instances on this host.
+    reuse_port: bool = False
 
 
 class MetricsListener(_Strict):
@@ -215,6 +221,13 @@ class Retention(_Strict):
         return any(v is not None for v in (self.originals_days, self.tickets_days, self.quarantine_days))
 
 
+class InstanceSettings(_Strict):
+    # This daemon's name in `mailgate doctor`, the metrics and the logs; the
+    # host name if unset. Several instances on one PostgreSQL (docs/scale-out.md)
+    # are told apart by it, so give each its own.
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 class Logging(_Strict):
     format: Literal["auto", "console", "json"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -259,6 +272,7 @@ class Config(_Strict):
     processing: Processing = Processing()
     retention: Retention = Retention()
     logging: Logging = Logging()
+    instance: InstanceSettings = InstanceSettings()
     trusted_authserv_ids: tuple[str, ...] = ()
     # Where the daemon keeps its state for `mailgate doctor` (IMAP accounts, workers).
     status_file: str = "var/status.json"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from typing import Any
 
 import click
 
@@ -37,7 +39,35 @@ def run(state: State) -> None:
             load_users(state.config.path(smtp.users_file))
         except UsersFileError as exc:
             fail(f"listen.smtp.users_file: {exc}")
-    sys.exit(run_daemon(state.runtime(), str(state.config_path.resolve())))
+    sys.exit(run_daemon(_runtime_when_database_answers(state), str(state.config_path.resolve())))
+
+
+def _runtime_when_database_answers(state: State) -> Any:
+    """Build the runtime; on PostgreSQL, wait for the server instead of exiting.
+
+    A daemon started while its database restarts (a failover, a reboot in
+    the wrong order) must not crash-loop under systemd: it waits, says so,
+    and starts once the server answers. SQLite errors are the admin's to fix
+    (a path, a permission) and end the command at once.
+    """
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from mailgate.service import systemd
+    from mailgate.store.db import sqlite_file
+
+    delay = 1.0
+    while True:
+        try:
+            return state.runtime()
+        except (OperationalError, InterfaceError) as exc:
+            if sqlite_file(state.config.database_url) is not None:
+                raise
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            log.error("database.unavailable", error=reason, retry_in=delay)
+            extend = int((delay + 30) * 1_000_000)
+            systemd.notify(f"STATUS=waiting for the database: {reason}\nEXTEND_TIMEOUT_USEC={extend}")
+            time.sleep(delay)
+            delay = min(30.0, delay * 2)
 
 
 @main.command("smtp-password")
@@ -70,14 +100,28 @@ def worker(state: State, role: str) -> None:
     import socket
 
     from mailgate.service.daemon import make_outbox_worker
-    from mailgate.service.worker import DELIVERY_FD_ENV, WAKE_FD_ENV, die_with_parent, run_worker
+    from mailgate.service.presence import Presence, default_name
+    from mailgate.service.worker import (
+        DELIVERY_FD_ENV,
+        INSTANCE_ENV,
+        WAKE_FD_ENV,
+        die_with_parent,
+        run_worker,
+    )
 
     fd = os.environ.get(WAKE_FD_ENV)
     if fd is None:
         fail("this command is started by `mailgate run`, not by hand")
     die_with_parent(int(os.environ.get("MAILGATE_PARENT_PID", os.getppid())))
-    runtime = state.runtime()
+    runtime = _runtime_when_database_answers(state)
     runtime.reports_reload_problems = False  # the daemon reports them
+    parent = os.environ.get(INSTANCE_ENV)
+    runtime.presence = Presence(
+        runtime.lease_sessions,
+        name=state.config.instance.name or default_name(),
+        kind=role,
+        parent_id=int(parent) if parent else None,
+    )
     delivery_fd = os.environ.get(DELIVERY_FD_ENV)
     delivery = socket.socket(fileno=int(delivery_fd)) if delivery_fd else None
     # Only delivery sends: processing must not need the relay's secrets.
@@ -86,13 +130,24 @@ def worker(state: State, role: str) -> None:
 
 
 @main.command()
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON document: the findings, and every instance sharing the database with its roles.",
+)
 @pass_state
-def doctor(state: State) -> None:
-    """Check configuration, database, rules, relay and queues; say what to fix."""
+def doctor(state: State, as_json: bool) -> None:
+    """Check configuration, database, rules, relay and queues; say what to fix.
+
+    Also lists the instances that share the database (several on one
+    PostgreSQL: docs/scale-out.md), which of them holds each IMAP account and
+    the timers, and those that stopped beating.
+    """
     from mailgate.service.doctor import run_doctor
 
     # No runtime first: that would migrate and create files the doctor should inspect.
-    sys.exit(run_doctor(state.config, sys.stdout, source=state.config_path))
+    sys.exit(run_doctor(state.config, sys.stdout, source=state.config_path, as_json=as_json))
 
 
 @main.group()

@@ -95,7 +95,7 @@ def quarantine_retry(state: State, inbound_id: int) -> None:
         row = session.get(Inbound, inbound_id)
         if row is None or row.state != "quarantined":
             fail(f"no quarantined message {inbound_id} (see `mailgate quarantine list`)")
-        row.state, row.attempts, row.lease_until = "pending", 0, None
+        row.state, row.attempts, row.lease_until, row.lease_owner = "pending", 0, None, None
     for result in Processor(runtime).process_pending(only_ids=[inbound_id]):
         click.echo(f"{result.state}: {result.reason}")
 

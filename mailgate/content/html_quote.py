@@ -94,9 +94,7 @@ def _is_header_block(element: lxml.html.HtmlElement) -> bool:
         return True
     # Pieces joined with spaces: a <br> between two fields has no text of its own.
     text = " ".join(" ".join(element.itertext()).split())[:HEADER_BLOCK_CHARS]
-    return bool(
-        LABELLED_FIELD.match(text) and EMAIL.search(text) and len(_LABEL.findall(text)) >= 2
-    )
+    return bool(LABELLED_FIELD.match(text) and EMAIL.search(text) and len(_LABEL.findall(text)) >= 2)
 
 
 def _elements(found: object) -> list[lxml.html.HtmlElement]:

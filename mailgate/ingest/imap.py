@@ -64,13 +64,12 @@ __all__ = [
 DEFAULT_IDLE_RENEW = 25 * 60.0
 
 
-
 @dataclass(frozen=True)
 class AccountStatus:
     """What one account is doing, for logs and ``mailgate doctor``."""
 
     name: str
-    state: str  # starting|connecting|idle|polling|fetching|backoff|auth_failed|stopped
+    state: str  # starting|connecting|idle|polling|fetching|backoff|auth_failed|standby|stopped
     last_uid: int | None = None
     uidvalidity: int | None = None
     backlog: int = 0
@@ -132,6 +131,11 @@ class ImapFetcher:
     def status(self) -> AccountStatus:
         with self._lock:
             return self._status
+
+    def standby(self) -> None:
+        """Another instance holds this account (docs/scale-out.md): we wait."""
+        if self.status().state != "standby":
+            self._set(state="standby")
 
     def run(self, stop: threading.Event) -> None:
         """Fetch until ``stop`` is set; reconnects forever and never raises."""

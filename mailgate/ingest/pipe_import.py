@@ -168,4 +168,3 @@ class PipeFolder:
                 with contextlib.suppress(OSError):
                     if path.stat().st_mtime < limit:
                         path.unlink()
-

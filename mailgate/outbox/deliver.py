@@ -26,14 +26,16 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import structlog
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.faults import crash_point
 from mailgate.outbox.sent_marks import SentMarks, sent_marks_for
 from mailgate.outbox.transport import DeliveryResult, Transport
 from mailgate.service import metrics
+from mailgate.service.presence import Presence
 from mailgate.store.db import transaction
+from mailgate.store.instances import lease_free, stale_before
 from mailgate.store.models import Event, Outbox
 from mailgate.store.writes import OUTBOX
 
@@ -63,7 +65,9 @@ def release_outbox_leases(sessions: sessionmaker[Session], marks: SentMarks | No
     marks = marks or sent_marks_for(sessions)
     with transaction(sessions) as session:
         marks.apply(session.connection(), datetime.now(UTC))
-        session.execute(update(Outbox).where(Outbox.state == "queued").values(lease_until=None))
+        session.execute(
+            update(Outbox).where(Outbox.state == "queued").values(lease_until=None, lease_owner=None)
+        )
     marks.applied()
 
 
@@ -81,7 +85,7 @@ _DUE = (
     .where(
         OUTBOX.c.state == "queued",
         OUTBOX.c.next_attempt_at <= bindparam("b_now"),
-        or_(OUTBOX.c.lease_until.is_(None), OUTBOX.c.lease_until < bindparam("b_now")),
+        lease_free(OUTBOX.c.lease_until, OUTBOX.c.lease_owner),
     )
     .order_by(OUTBOX.c.id)
     .limit(bindparam("b_limit"))
@@ -90,7 +94,13 @@ _DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
 _LEASE = (
     OUTBOX.update()
     .where(OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)))
-    .values(lease_until=bindparam("b_until"))
+    .values(lease_until=bindparam("b_until"), lease_owner=bindparam("b_owner"))
+)
+# Rows leased but not tried (we stopped being sure we are alive): free them.
+_UNLEASE = (
+    OUTBOX.update()
+    .where(OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)), OUTBOX.c.state == "queued")
+    .values(lease_until=None, lease_owner=None)
 )
 _MARK_SENT = (
     OUTBOX.update()
@@ -100,6 +110,7 @@ _MARK_SENT = (
         sent_at=bindparam("b_now"),
         attempts=bindparam("b_attempts"),
         lease_until=None,
+        lease_owner=None,
         last_error=None,
     )
 )
@@ -129,8 +140,12 @@ class OutboxWorker:
         lease_seconds: float = 120.0,
         idle_poll_seconds: float = 2.0,
         marks: SentMarks | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self._sessions = sessions
+        # This process's heartbeat: rows are leased in its name, and sent
+        # only while it is sure to be alive (service/presence.py).
+        self._presence = presence
         self._marks = marks or sent_marks_for(sessions)
         self._marks_applied = False
         self._transport = transport
@@ -181,11 +196,20 @@ class OutboxWorker:
         now = now or datetime.now(UTC)
         # Several instances on one PostgreSQL each take different rows; SQLite
         # has one writer at a time anyway.
+        if not self._alive():
+            return []
         due = _DUE_LOCKED if conn.dialect.name == "postgresql" else _DUE
-        rows = [Due(*found) for found in conn.execute(due, {"b_now": now, "b_limit": self._batch})]
+        params = {"b_now": now, "b_stale": stale_before(now), "b_limit": self._batch}
+        rows = [Due(*found) for found in conn.execute(due, params)]
         if rows:
-            conn.execute(_LEASE, {"b_ids": [row.id for row in rows], "b_until": now + self._lease})
+            owner = None if self._presence is None else self._presence.id
+            conn.execute(
+                _LEASE, {"b_ids": [row.id for row in rows], "b_until": now + self._lease, "b_owner": owner}
+            )
         return rows
+
+    def _alive(self) -> bool:
+        return self._presence is None or self._presence.fresh()
 
     def hand_over(self, rows: list[Due]) -> None:
         """Rows leased in a committed transaction, to be sent next."""
@@ -218,6 +242,10 @@ class OutboxWorker:
         try:
             results = []
             for row in rows:
+                if not self._alive():
+                    # Cut off from the database for SAFE_SECONDS: another
+                    # instance may take these rows over any moment now.
+                    break
                 result = self._transport.send(row.id, row.mail_from, row.rcpt, row.raw)
                 if result.ok:
                     crash_point("outbox-relayed")  # the one resend a crash may cost
@@ -225,9 +253,12 @@ class OutboxWorker:
                 crash_point("outbox-sent")
                 results.append((row, result))
             finished = datetime.now(UTC)
+            untried = [row.id for row in rows[len(results) :]]
             with transaction(self._sessions) as session:
                 for row, result in results:
                     self._record(session, row, result, finished)
+                if untried:
+                    session.connection().execute(_UNLEASE, {"b_ids": untried})
             self._marks.recorded()
         finally:
             with self._handed_lock:
@@ -236,7 +267,12 @@ class OutboxWorker:
 
     def _record(self, session: Session, row: Due, result: DeliveryResult, now: datetime) -> None:
         attempts = row.attempts + 1
-        values: dict[str, object] = {"attempts": attempts, "lease_until": None, "last_error": None}
+        values: dict[str, object] = {
+            "attempts": attempts,
+            "lease_until": None,
+            "lease_owner": None,
+            "last_error": None,
+        }
         bound = log.bind(outbox_id=row.id, ticket_id=row.ticket_id, message_id=row.message_id, rcpt=row.rcpt)
         if result.ok:
             # The common case, once per mail: a statement built once.

@@ -54,6 +54,7 @@ _MARK_SENT = (
         sent_at=bindparam("b_now"),
         attempts=OUTBOX.c.attempts + 1,
         lease_until=None,
+        lease_owner=None,
         last_error=None,
     )
 )

@@ -49,6 +49,8 @@ NO_ACK = frozenset({"none", "no"})
 def means_no_ack(value: Any) -> bool:
     """false, null, "none" or "no" (any case): send no acknowledgement."""
     return value is None or value is False or (isinstance(value, str) and value.lower() in NO_ACK)
+
+
 # Where the requester of a new ticket may come from (tickets/requester.py).
 REQUESTER_SOURCES: tuple[str, ...] = ("forward", "list", "reply_to", "sender", "from")
 # Without a ``requester:`` anywhere: an authenticated agent's forward, a
@@ -133,8 +135,9 @@ class ActionParser:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
             self.src.problem(
-                pos, f"{what} must be one of {', '.join(REQUESTER_SOURCES)} or a list of them, "
-                f"got {describe_type(value)}"
+                pos,
+                f"{what} must be one of {', '.join(REQUESTER_SOURCES)} or a list of them, "
+                f"got {describe_type(value)}",
             )
             return None
         order: list[str] = []

@@ -43,6 +43,8 @@ FIELDS = (
     "changed",
 )
 GIVEN = ("reply", "ticket_status", "language", "our_addresses", "trusted_authserv_ids")
+
+
 # Words that mean "no acknowledgement" in an expectation, as in the rules file.
 @dataclasses.dataclass(frozen=True)
 class Expectation:

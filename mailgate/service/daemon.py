@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from mailgate.config import Config, read_secret
+from mailgate.ingest.imap import ImapFetcher
 from mailgate.ingest.pipe_import import PipeFolder
 from mailgate.ingest.smtp import IngestHandler, make_protocol_factory
 from mailgate.ingest.smtp_auth import Authenticator, load_users
@@ -34,12 +35,14 @@ from mailgate.outbox.transport import MaildirTransport, SmtpTransport, Transport
 from mailgate.records.retention import RetentionTimer
 from mailgate.service import metrics, systemd
 from mailgate.service.metrics import MetricsServer
+from mailgate.service.presence import Presence, default_name
 from mailgate.service.reload import FileWatcher, watched_paths
 from mailgate.service.runtime import Runtime
 from mailgate.service.status import status_path, write_status
-from mailgate.service.worker import DELIVERY_FD_ENV, WAKE_FD_ENV
+from mailgate.service.worker import DELIVERY_FD_ENV, INSTANCE_ENV, WAKE_FD_ENV
 from mailgate.sla.timer import SlaTimer
 from mailgate.store.inbound import GroupCommitter, InboundStore
+from mailgate.store.instances import TIMERS, imap_role
 from mailgate.store.spool import Spool, SpoolInUse
 from mailgate.tickets.pipeline import Processor
 
@@ -72,15 +75,18 @@ def make_outbox_worker(runtime: Runtime) -> OutboxWorker:
         give_up_after_seconds=outbound.give_up_after_seconds,
     )
     # Leases and delivery marks: a power cut may at worst send a mail again.
-    return OutboxWorker(runtime.lease_sessions, make_transport(runtime.config), policy)
+    return OutboxWorker(
+        runtime.lease_sessions, make_transport(runtime.config), policy, presence=runtime.presence
+    )
 
 
 class WorkerProcess:
     """One ``mailgate worker`` child, restarted with backoff if it dies."""
 
-    def __init__(self, config_path: str, role: str, delivery: socket.socket) -> None:
+    def __init__(self, config_path: str, role: str, delivery: socket.socket, presence: Presence) -> None:
         self._config_path = config_path
         self.role = role
+        self._presence = presence
         # Its end of the processing → delivery wake-up socket (see worker.py).
         self._delivery = delivery
         self._process: subprocess.Popen[bytes] | None = None
@@ -107,6 +113,9 @@ class WorkerProcess:
             DELIVERY_FD_ENV: str(self._delivery.fileno()),
             "MAILGATE_PARENT_PID": str(os.getpid()),
         }
+        if self._presence.id is not None:
+            # Its heartbeat row names ours; our roles it asks about by it.
+            env[INSTANCE_ENV] = str(self._presence.id)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "mailgate", "-c", self._config_path, "worker", "--role", self.role],
             pass_fds=(theirs.fileno(), self._delivery.fileno()),
@@ -175,21 +184,35 @@ class Daemon:
         delivery_wake, delivery_listen = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         delivery_wake.setblocking(False)
         self._delivery_sockets = (delivery_wake, delivery_listen)
-        count = runtime.config.processing.workers
-        self.workers = [WorkerProcess(config_path, "processing", delivery_wake) for _ in range(count)]
+        config = runtime.config
+        # This daemon's heartbeat and the roles it may hold: one IMAP fetcher
+        # per account and one timer across instances (docs/scale-out.md).
+        self.presence = Presence(
+            runtime.lease_sessions,
+            name=config.instance.name or default_name(),
+            kind="daemon",
+            roles=[TIMERS, *(imap_role(account.name) for account in config.imap)],
+            listeners=self.listening,
+        )
+        runtime.presence = self.presence
+        count = config.processing.workers
+        self.workers = [
+            WorkerProcess(config_path, "processing", delivery_wake, self.presence) for _ in range(count)
+        ]
         if count:
-            self.workers.append(WorkerProcess(config_path, "delivery", delivery_listen))
+            self.workers.append(WorkerProcess(config_path, "delivery", delivery_listen, self.presence))
         self.store = InboundStore(runtime.sessions, on_accept=self._wake_processing)
         # SQLite gets a spool journal: its one writer at a time must not delay a 250.
         self.spool = Spool.for_url(runtime.engine.url)
         self.committer = GroupCommitter(self.store, spool=self.spool)
-        config = runtime.config
         self.pipe = PipeFolder(config.path(config.pipe_folder), self.store, config.helpdesk.address)
         self._threads: list[threading.Thread] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._local: Processor | None = None
         self._local_outbox: OutboxWorker | None = None
-        self.fetchers: list[object] = []
+        self.fetchers: list[ImapFetcher] = []
+        self._presence_stop = threading.Event()
+        self._presence_thread: threading.Thread | None = None
         self._metrics: MetricsServer | None = None
 
     def _wake_processing(self) -> None:
@@ -223,6 +246,13 @@ class Daemon:
     async def serve(self, stop: asyncio.Event) -> None:
         config = self.runtime.config
         self._release_leases()
+        # Registered before the workers start: they name this row as their parent.
+        self.presence.start()
+        # Stopped last, after the workers and threads: until then their leases must hold.
+        self._presence_thread = threading.Thread(
+            target=self.presence.run, args=(self._presence_stop,), name="presence", daemon=True
+        )
+        self._presence_thread.start()
         self.committer.start()
         if self.workers:
             await asyncio.gather(*(worker.start() for worker in self.workers))
@@ -233,13 +263,16 @@ class Daemon:
             self._start_thread("outbox", self._local_outbox.run)
         self._open_pipe_folder()
         self._start_imap()
-        # Service-level escalations and the digest (docs/sla.md): the daemon's own clock, no cron.
-        self._start_thread("sla-timer", SlaTimer(self.runtime, on_queued=self._wake_delivery).run)
+        # Service-level escalations and the digest (docs/sla.md): the daemon's own clock, no cron;
+        # on the one instance that holds the timers.
+        sla = SlaTimer(self.runtime, on_queued=self._wake_delivery)
+        self._start_thread("sla-timer", lambda stop: self.presence.run_holding(TIMERS, sla.run, stop))
         # The worker watches the files for the rules it applies; this process
         # watches them for what it uses itself (our addresses, from agents).
         self._start_thread("reload-watch", FileWatcher(watched_paths(config), self.runtime.reload).run)
         # Retention runs once a day here (records/retention.py); off unless configured.
-        self._start_thread("retention", RetentionTimer(self.runtime).run)
+        retention = RetentionTimer(self.runtime)
+        self._start_thread("retention", lambda stop: self.presence.run_holding(TIMERS, retention.run, stop))
         await self._start_listeners()
         if config.listen.metrics is not None and metrics.enabled():
             where = config.listen.metrics
@@ -271,6 +304,7 @@ class Daemon:
             await server.wait_closed()
         await asyncio.to_thread(self.committer.stop)
         self.stop_threads.set()
+        self.presence.release_work()
         self.pipe.nudge()
         if self._local is not None and self._local_outbox is not None:
             self._local.wake.set()
@@ -278,6 +312,9 @@ class Daemon:
         await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in self.workers))
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 30)
+        self._presence_stop.set()
+        if self._presence_thread is not None:
+            await asyncio.to_thread(self._presence_thread.join, 10)
         self.pipe.close()
         if self._metrics is not None:
             self._metrics.stop()
@@ -321,7 +358,11 @@ class Daemon:
             )
             self._servers.append(
                 await loop.create_server(
-                    factory, config.listen.smtp.host, config.listen.smtp.port, reuse_address=True
+                    factory,
+                    config.listen.smtp.host,
+                    config.listen.smtp.port,
+                    reuse_address=True,
+                    reuse_port=config.listen.smtp.reuse_port or None,
                 )
             )
         lmtp = config.listen.lmtp
@@ -340,6 +381,7 @@ class Daemon:
                         lmtp.port or 24,
                         family=socket.AF_INET,
                         reuse_address=True,
+                        reuse_port=lmtp.reuse_port or None,
                     )
                 )
 
@@ -358,7 +400,6 @@ class Daemon:
         config = self.runtime.config
         if not config.imap:
             return
-        from mailgate.ingest.imap import ImapFetcher
         from mailgate.ingest.imap_credentials import make_password_provider, make_token_provider
 
         for account in config.imap:
@@ -375,7 +416,15 @@ class Daemon:
                 auth_retry=account.auth_retry_seconds,
             )
             self.fetchers.append(fetcher)
-            self._start_thread(f"imap-{account.name}", fetcher.run)
+            self._start_thread(f"imap-{account.name}", self._fetch_when_held(account.name, fetcher))
+
+    def _fetch_when_held(self, account: str, fetcher: ImapFetcher) -> Callable[[threading.Event], None]:
+        """One instance fetches an account at a time; the others stand by."""
+
+        def run(stop: threading.Event) -> None:
+            self.presence.run_holding(imap_role(account), fetcher.run, stop, standby=fetcher.standby)
+
+        return run
 
     async def _reload(self) -> None:
         systemd.reloading()
@@ -404,6 +453,8 @@ class Daemon:
                 worker.restarts += 1
                 if worker.pid is not None:
                     metrics.process_died(worker.pid)
+                    # Its leases are free now, for its successor or another instance.
+                    await asyncio.to_thread(self.presence.worker_died, worker.pid)
                 # Only the dead worker's leases: the others are still working.
                 # Leases do not say which processing worker holds them, so
                 # with several they run out on their own instead.
@@ -417,7 +468,7 @@ class Daemon:
         path = status_path(self.runtime.config)
         last_states: dict[str, str] = {}
         while True:
-            accounts = [fetcher.status() for fetcher in self.fetchers]  # type: ignore[attr-defined]
+            accounts = [fetcher.status() for fetcher in self.fetchers]
             for account in accounts:
                 if last_states.get(account.name) != account.state:
                     last_states[account.name] = account.state
@@ -430,6 +481,8 @@ class Daemon:
                         last_error=account.last_error,
                     )
             state = {
+                "instance": {"name": self.presence.name, "id": self.presence.id},
+                "roles": sorted(self.presence.held()),
                 "listeners": self.listening(),
                 "workers": self.worker_states(),
                 "imap": accounts,

@@ -9,7 +9,9 @@ The exit status is 1 when any check failed, else 0.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import json
 import os
 import smtplib
 import socket
@@ -27,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from mailgate.config import Config, LmtpListener, TcpListener
 from mailgate.service.doctor_daemon import check_daemon
+from mailgate.service.doctor_instances import check_instances, instances_json, read_instances
 from mailgate.service.runtime import make_rules, make_templates
 from mailgate.store.db import current_revision, head_revision, make_engine, read_only, sqlite_file
 from mailgate.store.models import Inbound, Outbox
@@ -56,17 +59,44 @@ class Finding:
         return f"{text} -> {self.advice}" if self.advice else text
 
 
-def run_doctor(config: Config, out: TextIO, *, source: Path | None = None) -> int:
-    """Run every check, print one line each and a summary; 1 if any failed."""
+def run_doctor(config: Config, out: TextIO, *, source: Path | None = None, as_json: bool = False) -> int:
+    """Run every check, print one line each and a summary; 1 if any failed.
+
+    With ``as_json``, one JSON document instead: the findings, and the
+    instances sharing the database with their roles (docs/scale-out.md).
+    """
     findings: list[Finding] = []
     for finding in _findings(config, source):
         findings.append(finding)
-        out.write(finding.line() + "\n")
-        out.flush()
+        if not as_json:
+            out.write(finding.line() + "\n")
+            out.flush()
     failed = sum(1 for f in findings if f.status == "FAIL")
     warned = sum(1 for f in findings if f.status == "WARN")
-    out.write(f"doctor: {len(findings)} checks, {failed} failed, {warned} warnings\n")
+    if as_json:
+        document = {
+            "failed": failed,
+            "warnings": warned,
+            "findings": [dataclasses.asdict(f) for f in findings],
+            "instances": _instances_or_none(config),
+        }
+        out.write(json.dumps(document, indent=2) + "\n")
+    else:
+        out.write(f"doctor: {len(findings)} checks, {failed} failed, {warned} warnings\n")
     return 1 if failed else 0
+
+
+def _instances_or_none(config: Config) -> list[dict[str, object]] | None:
+    """Every instance sharing the database; None when it cannot be read."""
+    engine = _open_database(config)
+    if isinstance(engine, Finding):
+        return None
+    try:
+        return instances_json(read_instances(engine))
+    except Exception:  # the findings already say what is wrong with the database
+        return None
+    finally:
+        engine.dispose()
 
 
 def _findings(config: Config, source: Path | None) -> Iterator[Finding]:
@@ -82,6 +112,7 @@ def _findings(config: Config, source: Path | None) -> Iterator[Finding]:
             if database.status != "FAIL":
                 yield from check_queues(engine)
                 yield from check_spool(config, engine)
+                yield from _instance_findings(config, engine)
         finally:
             engine.dispose()
     yield check_reply_key(config)
@@ -91,6 +122,14 @@ def _findings(config: Config, source: Path | None) -> Iterator[Finding]:
     # The running daemon's own view: workers and IMAP accounts.
     for found in check_daemon(config):
         yield Finding(found.status, found.check, found.detail)
+
+
+def _instance_findings(config: Config, engine: Engine) -> Iterator[Finding]:
+    try:
+        for found in check_instances(config, engine):
+            yield Finding(found.status, found.check, found.detail)
+    except Exception as exc:  # the doctor reports every problem, it never crashes on one
+        yield Finding("FAIL", "instances", f"{type(exc).__name__}: {exc}")
 
 
 def _guarded(check: str, run: Callable[[], Finding]) -> Finding:

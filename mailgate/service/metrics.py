@@ -27,6 +27,7 @@ import structlog
 from sqlalchemy import Engine, func, select
 
 from mailgate.store.db import read_only
+from mailgate.store.instances import list_instances
 from mailgate.store.models import Inbound, Outbox, Ticket
 
 log = structlog.get_logger(__name__)
@@ -112,6 +113,20 @@ class _QueueCollector:
         oldest = GaugeMetricFamily(
             "mailgate_oldest_pending_seconds", "Age of the oldest inbound message not yet processed"
         )
+        # Every instance on the database, not just this one (docs/scale-out.md).
+        instances = GaugeMetricFamily(
+            "mailgate_instances", "Daemons sharing the database, by state", labels=["state"]
+        )
+        heartbeat = GaugeMetricFamily(
+            "mailgate_instance_heartbeat_age_seconds",
+            "Seconds since each daemon's last heartbeat",
+            labels=["instance", "host", "pid"],
+        )
+        roles = GaugeMetricFamily(
+            "mailgate_role_held",
+            "1 for the live daemon holding each role (an IMAP account, the timers)",
+            labels=["role", "instance"],
+        )
         try:
             with read_only(), self._engine.connect() as connection:
                 for state, number in connection.execute(
@@ -129,12 +144,23 @@ class _QueueCollector:
                 first = connection.execute(
                     select(func.min(Inbound.received_at)).where(Inbound.state == "pending")
                 ).scalar()
+                now = datetime.now(UTC)
+                daemons = [row for row in list_instances(connection, now) if row.kind == "daemon"]
         except Exception as exc:  # a scrape must answer even with the database away
             log.warning("metrics.database_unavailable", error=str(exc))
         else:
             yield from (inbound, outbox, tickets)
-            oldest.add_metric([], (datetime.now(UTC) - first).total_seconds() if first else 0.0)
+            oldest.add_metric([], (now - first).total_seconds() if first else 0.0)
             yield oldest
+            for state in ("live", "stale", "stopped"):
+                instances.add_metric([state], sum(1 for row in daemons if row.state == state))
+            for row in daemons:
+                if row.state != "stopped":
+                    age = (now - row.heartbeat_at).total_seconds()
+                    heartbeat.add_metric([row.name, row.host, str(row.pid)], age)
+                for role in row.roles:
+                    roles.add_metric([role, row.name], 1)
+            yield from (instances, heartbeat, roles)
         alive = GaugeMetricFamily(
             "mailgate_workers_alive", "Worker processes alive, by role", labels=["role"]
         )

@@ -21,7 +21,9 @@ from mailgate.guard import OwnIdentity
 from mailgate.guard.ratelimit import RateLimits
 from mailgate.kb.library import Library, load_library, reload_library
 from mailgate.rules import RuleSet, default_ruleset, load_rules
+from mailgate.service.presence import Presence
 from mailgate.store.db import make_engine, session_factory, sqlite_file, upgrade
+from mailgate.store.instances import TIMERS
 from mailgate.templates import TemplateSet
 from mailgate.threading.tokens import ReplyKeys, load_keys
 
@@ -38,6 +40,9 @@ class Runtime:
     rules: RuleSet
     directory: Directory = field(default_factory=Directory)
     kb: Library = field(default_factory=Library)
+    # This process's heartbeat in a running daemon or worker (service/presence.py);
+    # None for one-off commands, which lease nothing for long.
+    presence: Presence | None = None
     own: OwnIdentity = field(init=False)
     config_addresses: frozenset[str] = field(init=False)
     trusted_authserv_ids: frozenset[str] = field(init=False)
@@ -73,6 +78,19 @@ class Runtime:
         if sqlite_file(url) is None:
             return self.sessions
         return session_factory(make_engine(url.render_as_string(hide_password=False), durable=False))
+
+    def may_run_timers(self) -> bool:
+        """Auto-close, escalations, digests and retention run on one instance only."""
+        return self.presence is None or self.presence.holds(TIMERS)
+
+    @property
+    def owner(self) -> int | None:
+        """The ``lease_owner`` this process writes on what it claims."""
+        return None if self.presence is None else self.presence.id
+
+    def may_claim(self) -> bool:
+        """False while this process cannot show it is alive (see service/presence.py)."""
+        return self.presence is None or self.presence.fresh()
 
     def close(self) -> None:
         """Close the database connections (both engines)."""

@@ -38,6 +38,8 @@ log = structlog.get_logger(__name__)
 WAKE_FD_ENV = "MAILGATE_WAKE_FD"
 # A datagram socket: the processing worker sends on it, the delivery worker receives.
 DELIVERY_FD_ENV = "MAILGATE_DELIVERY_FD"
+# The daemon's heartbeat row (store/instances.py): the parent of ours.
+INSTANCE_ENV = "MAILGATE_INSTANCE_ID"
 PR_SET_PDEATHSIG = 1
 
 
@@ -69,6 +71,7 @@ def run_worker(
     """
     stop = threading.Event()
     faults.in_worker = True
+    presence = runtime.presence
     work: list[tuple[str, Callable[[threading.Event], None], threading.Event]] = []
     if role == "processing":
         if delivery is not None:
@@ -107,6 +110,13 @@ def run_worker(
         # Rules, agents and templates are applied here: reload them on change.
         watcher = FileWatcher(watched_paths(runtime.config), runtime.reload)
         threads.append(threading.Thread(target=watcher.run, args=(stop,), name="reload-watch", daemon=True))
+    beat_stop = threading.Event()
+    beating = None
+    if presence is not None:
+        presence.start()
+        # Stopped after the work: until then this process's leases must hold.
+        beating = threading.Thread(target=presence.run, args=(beat_stop,), name="presence", daemon=True)
+        beating.start()
     for thread in threads:
         thread.start()
     threading.Thread(target=read_wakeups, name="wake", daemon=True).start()
@@ -118,6 +128,9 @@ def run_worker(
         event.set()
     for thread in threads:
         thread.join(timeout=30)
+    beat_stop.set()
+    if beating is not None:
+        beating.join(timeout=10)
     log.info("worker.stopped", role=role)
     return 0
 

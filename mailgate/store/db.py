@@ -52,7 +52,9 @@ def make_engine(url: str, *, pool_size: int = 5, durable: bool = True) -> Engine
         engine = create_engine(url, connect_args={"timeout": 30}, pool_size=pool_size)
         _make_sqlite_durable(engine, "FULL" if durable else "NORMAL")
         return engine
-    return create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+    # A database that went away must fail a call within seconds, not hang
+    # it: heartbeats (store/instances.py) and SMTP answers (451) depend on it.
+    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
 
 def _make_sqlite_durable(engine: Engine, synchronous: str) -> None:

@@ -89,6 +89,9 @@ class Inbound(Base):
     state: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The process (instances.id) holding the lease: when it stops beating,
+    # the lease is void at once, whatever lease_until says (store/instances.py).
+    lease_owner: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
@@ -240,6 +243,7 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    lease_owner: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -282,3 +286,44 @@ class Suppression(Base):
     address: Mapped[str] = mapped_column(String(500), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Instance(Base):
+    """One running mailgate process: a daemon, or one of its workers.
+
+    Each writes ``heartbeat_at`` every few seconds. A process that stops
+    beating for ``STALE_SECONDS`` (store/instances.py) is dead to the
+    others: its leases are void and its roles go to another daemon. Rows
+    stay a week for ``mailgate doctor`` to show recent deaths.
+    """
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The configured instance name (`instance.name`, default the host name).
+    name: Mapped[str] = mapped_column(String(200))
+    # daemon | processing | delivery; a worker names its daemon.
+    kind: Mapped[str] = mapped_column(String(20))
+    parent_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    # What the daemon listens on, for `mailgate doctor`.
+    listeners: Mapped[list[str]] = mapped_column(JSON, default=list)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # Set on a clean stop, or by the daemon when it saw its worker die.
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Role(Base):
+    """Work that only one daemon may do at a time: an IMAP account, the timers.
+
+    Held by a live daemon; taken by another once the holder stops beating.
+    """
+
+    __tablename__ = "roles"
+
+    # "imap:<account>" | "timers"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder_id: Mapped[int | None] = mapped_column(Integer)
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime())

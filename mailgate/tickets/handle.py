@@ -52,7 +52,7 @@ class Result:
     """What became of one inbound row."""
 
     inbound_id: int
-    state: str  # done | duplicate | quarantined | dropped | rejected | bounce | failed
+    state: str  # done | duplicate | quarantined | dropped | rejected | bounce | failed | taken_over
     ticket_id: int | None = None
     article_id: int | None = None
     reason: str = ""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from mailgate import guard
@@ -32,6 +32,7 @@ from mailgate.parse import parse
 from mailgate.service import metrics
 from mailgate.service.runtime import Runtime
 from mailgate.store.db import transaction
+from mailgate.store.instances import lease_free, stale_before
 from mailgate.store.models import Inbound
 from mailgate.store.writes import deferred_writes
 from mailgate.tickets import lifecycle
@@ -43,17 +44,26 @@ log = structlog.get_logger(__name__)
 # The claim runs once per batch; statements built once (see store/writes.py).
 _PENDING = (
     select(Inbound.id, Inbound.attempts, Inbound.reason)
-    .where(
-        Inbound.state == "pending",
-        or_(Inbound.lease_until.is_(None), Inbound.lease_until < bindparam("b_now")),
-    )
+    .where(Inbound.state == "pending", lease_free(Inbound.lease_until, Inbound.lease_owner))
     .order_by(Inbound.id)
     .limit(bindparam("b_limit"))
 )
 _LEASE_INBOUND = (
     update(Inbound)
     .where(Inbound.id.in_(bindparam("b_ids", expanding=True)))
-    .values(attempts=Inbound.attempts + 1, lease_until=bindparam("b_until"))
+    .values(attempts=Inbound.attempts + 1, lease_until=bindparam("b_until"), lease_owner=bindparam("b_owner"))
+)
+# PostgreSQL, at the start of each write transaction: the claimed rows that
+# are still ours, locked until the commit. A row another instance took over
+# while we were cut off (see store/instances.py) is left to it.
+_STILL_OURS = (
+    select(Inbound.id)
+    .where(
+        Inbound.id.in_(bindparam("b_ids", expanding=True)),
+        Inbound.state == "pending",
+        Inbound.lease_owner == bindparam("b_owner"),
+    )
+    .with_for_update()
 )
 _CLAIMED = (
     select(
@@ -120,6 +130,8 @@ class Processor:
         if now < self._next_auto_close:
             return 0
         self._next_auto_close = now + AUTO_CLOSE_EVERY
+        if not self.runtime.may_run_timers():
+            return 0
         try:
             with transaction(self.runtime.sessions) as session:
                 return lifecycle.auto_close(session.connection(), self.runtime, now)
@@ -130,7 +142,9 @@ class Processor:
     def release_leases(self) -> None:
         """Forget leases at start-up: on a single host nobody else holds them."""
         with transaction(self.runtime.sessions) as session:
-            session.execute(update(Inbound).where(Inbound.state == "pending").values(lease_until=None))
+            session.execute(
+                update(Inbound).where(Inbound.state == "pending").values(lease_until=None, lease_owner=None)
+            )
 
     def process_pending(self, only_ids: Sequence[int] | None = None) -> list[Result]:
         """Claim up to one batch of pending rows and process them."""
@@ -172,12 +186,16 @@ class Processor:
         try:
             with transaction(self.runtime.sessions) as session:
                 conn = session.connection()
+                ours = self._still_ours(conn, prepared)
                 known = known_messages(conn, _mails(prepared))
                 deadline = time.monotonic() + SLICE_SECONDS
                 with deferred_writes(conn):
                     for claim, ready in prepared:
                         if not isinstance(ready, Prepared) or (results and time.monotonic() > deadline):
                             break
+                        if ours is not None and claim.id not in ours:
+                            results.append(_taken_over(claim))
+                            continue
                         results.append(self._handler.handle(conn, claim.id, claim, ready, known))
                 if self._outbox is not None:
                     due = self._outbox.lease_due(conn)
@@ -191,12 +209,31 @@ class Processor:
 
     def _slow_batch(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result]:
         with transaction(self.runtime.sessions) as session:
+            ours = self._still_ours(session.connection(), prepared)
             known = known_messages(session.connection(), _mails(prepared))
-            results = [self._process_row(session, claim.id, claim, ready, known) for claim, ready in prepared]
+            results = [
+                _taken_over(claim)
+                if ours is not None and claim.id not in ours
+                else self._process_row(session, claim.id, claim, ready, known)
+                for claim, ready in prepared
+            ]
         if self._outbox is not None:
             self._outbox.wake.set()
         self._queued()
         return results
+
+    def _still_ours(
+        self, conn: Connection, prepared: list[tuple[Claim, Prepared | BaseException]]
+    ) -> set[int] | None:
+        """On PostgreSQL, the claimed rows we still hold (locked); None: all of them.
+
+        SQLite has one daemon, whose leases nobody takes over while it runs.
+        """
+        owner = self.runtime.owner
+        if owner is None or conn.dialect.name != "postgresql":
+            return None
+        ids = [claim.id for claim, _ in prepared]
+        return set(conn.execute(_STILL_OURS, {"b_ids": ids, "b_owner": owner}).scalars())
 
     def _queued(self) -> None:
         if self._on_queued is not None:
@@ -213,6 +250,8 @@ class Processor:
         return Prepared(message, envelope, verdict, dedupe_key(message, claim.raw), report)
 
     def _claim(self, only_ids: Sequence[int] | None) -> list[Claim]:
+        if not self.runtime.may_claim():
+            return []
         now = datetime.now(UTC)
         limits = self.runtime.config.limits
         # A lease lost to a power cut is harmless: the row is claimed again.
@@ -223,7 +262,9 @@ class Processor:
             if session.bind is not None and session.bind.dialect.name == "postgresql":
                 # Several instances on one database each take different rows.
                 query = query.with_for_update(skip_locked=True)
-            rows = session.execute(query, {"b_now": now, "b_limit": self._batch}).all()
+            rows = session.execute(
+                query, {"b_now": now, "b_stale": stale_before(now), "b_limit": self._batch}
+            ).all()
             claimed = []
             for row_id, attempts, reason in rows:
                 if attempts >= limits.max_attempts:
@@ -231,14 +272,23 @@ class Processor:
                     session.execute(
                         update(Inbound)
                         .where(Inbound.id == row_id)
-                        .values(state="quarantined", reason=why, lease_until=None, processed_at=now)
+                        .values(
+                            state="quarantined",
+                            reason=why,
+                            lease_until=None,
+                            lease_owner=None,
+                            processed_at=now,
+                        )
                     )
                     log.error("process.quarantined", inbound_id=row_id, reason=why)
                     continue
                 claimed.append(row_id)
             if not claimed:
                 return []
-            session.execute(_LEASE_INBOUND, {"b_ids": claimed, "b_until": now + self._lease})
+            session.execute(
+                _LEASE_INBOUND,
+                {"b_ids": claimed, "b_until": now + self._lease, "b_owner": self.runtime.owner},
+            )
             found = session.execute(_CLAIMED, {"b_ids": claimed}).all()
         return [
             Claim(row_id, raw, mail_from, tuple(rcpt_tos or ()), source, received_at, attempts)
@@ -272,6 +322,11 @@ class Processor:
             return Result(row_id, "failed", reason=reason)
 
     # -- one message -------------------------------------------------------
+
+
+def _taken_over(claim: Claim) -> Result:
+    log.info("process.taken_over", inbound_id=claim.id)
+    return Result(claim.id, "taken_over", reason="another instance took the lease over")
 
 
 def _mails(prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[tuple[str, str | None]]:

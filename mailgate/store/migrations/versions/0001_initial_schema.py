@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 04:59:04.940106
+Create Date: 2026-12-05 21:12:40.489022
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lease_owner', sa.Integer(), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound')),
@@ -47,6 +48,28 @@ def upgrade() -> None:
     with op.batch_alter_table('inbound', schema=None) as batch_op:
         batch_op.create_index('ix_inbound_state_id', ['state', 'id'], unique=False)
 
+    op.create_table('instances',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('parent_id', sa.Integer(), nullable=True),
+    sa.Column('host', sa.String(length=200), nullable=False),
+    sa.Column('pid', sa.Integer(), nullable=False),
+    sa.Column('listeners', sa.JSON(), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('stopped_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_instances'))
+    )
+    with op.batch_alter_table('instances', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_instances_parent_id'), ['parent_id'], unique=False)
+
+    op.create_table('roles',
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('holder_id', sa.Integer(), nullable=True),
+    sa.Column('since', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_roles'))
+    )
     op.create_table('suppressions',
     sa.Column('address', sa.String(length=500), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
@@ -179,6 +202,7 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lease_owner', sa.Integer(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
@@ -227,6 +251,11 @@ def downgrade() -> None:
 
     op.drop_table('tickets')
     op.drop_table('suppressions')
+    op.drop_table('roles')
+    with op.batch_alter_table('instances', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_instances_parent_id'))
+
+    op.drop_table('instances')
     with op.batch_alter_table('inbound', schema=None) as batch_op:
         batch_op.drop_index('ix_inbound_state_id')
 
