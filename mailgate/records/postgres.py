@@ -37,6 +37,10 @@ from mailgate.records.backup import BackupError
 
 # Tables a backup counts (the manifest's "counts") and a restore compares.
 COUNTED = ("tickets", "articles", "inbound", "outbox", "events", "attachment_blobs")
+# Who ran on the database (heartbeats, roles held): a daemon that started
+# and stopped on an otherwise empty database leaves rows there, and the
+# restore replaces them (records/restore.py).
+PROCESS_TABLES = ("instances", "roles")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
@@ -232,7 +236,7 @@ def refuse_unfit_target(url: str) -> None:
                 f"{len(others)} other sessions are connected to the database {target.name!r} (users: {who}): "
                 "a mailgate daemon may be running on it; stop every instance first"
             )
-        tables = mailgate_tables(connection) - {"alembic_version"}
+        tables = mailgate_tables(connection) - {"alembic_version", *PROCESS_TABLES}
         held = {table: n for table in sorted(tables) if (n := _count(connection, table))}
     if held:
         listed = ", ".join(f"{n} {table}" for table, n in held.items())
@@ -264,13 +268,6 @@ def restore(url: str, dump_file: Path, archive_major: int, folder: Path | None =
         "pg_restore",
     )
     with target.connect(autocommit=True) as connection:
-        # Leases held at the snapshot's moment by the instances of the old
-        # installation: nobody holds them here (refuse_unfit_target saw no
-        # session), and a daemon on PostgreSQL does not release leases at
-        # start (other instances may hold them), so mail in processing or in
-        # delivery would wait for the lease to run out.
-        connection.execute("UPDATE inbound SET lease_until = NULL WHERE state = 'pending'")
-        connection.execute("UPDATE outbox SET lease_until = NULL WHERE state = 'queued'")
         # pg_restore leaves the planner without statistics until autovacuum
         # gets there; the first day's queries should not pay for that.
         for table in sorted(mailgate_tables(connection)):

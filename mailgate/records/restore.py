@@ -86,6 +86,7 @@ def restore_backup(config: Config, source: Path, *, pg_bin: Path | None = None) 
             else:
                 _load_postgresql(config, manifest, work, pg_bin)
                 name = postgres.Connection.of(config.database_url).name
+            _forget_old_processes(f"sqlite:///{database}" if database is not None else config.database_url)
             waiting = _place_waiting(config, database, work)
             key_note = _place_key(config, manifest, work)
         finally:
@@ -107,6 +108,36 @@ def _load_postgresql(config: Config, manifest: dict[str, Any], work: Path, pg_bi
     if differ:
         said = ", ".join(f"{table}: {got} rows, the backup had {n}" for table, (n, got) in differ.items())
         raise BackupError(f"the restored database does not hold what the backup counted ({said})")
+
+
+def _forget_old_processes(url: str) -> None:
+    """The restored database names the processes of the installation it came from.
+
+    Their heartbeats and roles (``instances``, ``roles``) say nothing about
+    this one, where none of them runs, and the mail they held leased at the
+    moment of the backup would wait for those leases (on SQLite a new
+    process may even be given an old one's id). So those rows go, and the
+    leases of mail still to be processed or sent are released.
+    """
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            tables = set(inspect(connection).get_table_names())
+            for table in ("roles", "instances"):
+                if table in tables:
+                    connection.execute(text(f"DELETE FROM {table}"))
+            for table, waiting in (("inbound", "pending"), ("outbox", "queued")):
+                if table not in tables:
+                    continue
+                columns = {column["name"] for column in inspect(connection).get_columns(table)}
+                leases = [f"{name} = NULL" for name in ("lease_until", "lease_owner") if name in columns]
+                if leases:
+                    update = f"UPDATE {table} SET {', '.join(leases)} WHERE state = :state"
+                    connection.execute(text(update), {"state": waiting})
+    finally:
+        engine.dispose()
 
 
 def _refuse_live(config: Config, database: Path) -> None:
