@@ -43,7 +43,7 @@ from mailgate.store.models import (
 )
 
 ERASED_TEXT = "[erased at the person's request]"
-# How long erase waits for the attachment table (see drop_unused_blobs); a
+# How long erase waits for the attachment table (see lock_blobs); a
 # backup holds it for its whole run, and erase then fails in words.
 ERASE_LOCK_WAIT = 30.0
 
@@ -193,6 +193,7 @@ def erase(sessions: sessionmaker[Session], engine: Engine, address: str) -> Hold
         held = find(session, address)
         if held.empty():
             return held
+        lock_blobs(session, wait_seconds=ERASE_LOCK_WAIT)
         swap = _Swapper(address, token, held.names)
         session.execute(
             update(Ticket).where(Ticket.requester == address).values(requester=token, requester_name="")
@@ -228,7 +229,7 @@ def erase(sessions: sessionmaker[Session], engine: Engine, address: str) -> Hold
         for event in session.scalars(select(Event).where(Event.id.in_(held.events))):
             event.detail = json.loads(swap.text(json.dumps(event.detail, ensure_ascii=False)))
         session.execute(delete(Suppression).where(Suppression.address == address))
-        drop_unused_blobs(session, blobs, wait_seconds=ERASE_LOCK_WAIT)
+        drop_unused_blobs(session, blobs)
         session.add(
             Event(
                 ticket_id=None,
@@ -249,33 +250,42 @@ class BlobsBusy(Exception):
     """The attachment table could not be locked in time; ``str()`` says why in words."""
 
 
-def drop_unused_blobs(session: Session, blobs: set[str] | None, *, wait_seconds: float) -> int:
+def lock_blobs(session: Session, *, wait_seconds: float) -> None:
+    """Before deleting attachment files on PostgreSQL: lock their table, readers too.
+
+    Another instance may be storing a mail that carries one of them right
+    now: it found the file already stored, so it only lists it, and its
+    article is not visible here until it commits. Deleting then would leave
+    that article listing a file that is gone. ACCESS EXCLUSIVE waits for
+    every transaction that has looked files up, and the check that follows
+    (``drop_unused_blobs``) sees their articles; one that looks files up
+    later waits, then finds the file gone and stores it again. Take it
+    before changing any other row: a processing transaction that holds the
+    table and waits for a row this one changed would be a deadlock. Waits at
+    most ``wait_seconds`` (the lock queues everything behind it), then
+    ``BlobsBusy``. On SQLite the writers' lock already keeps them apart.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(text(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'"))
+    try:
+        with session.begin_nested():
+            session.execute(text("LOCK TABLE attachment_blobs IN ACCESS EXCLUSIVE MODE"))
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        raise BlobsBusy(
+            f"the attachment files are in use for more than {wait_seconds:.0f} s "
+            "(a backup running? pg_dump reads them from start to end)"
+        ) from None
+    session.execute(text("SET LOCAL lock_timeout = 0"))
+
+
+def drop_unused_blobs(session: Session, blobs: set[str] | None) -> int:
     """Delete the attachment files among ``blobs`` (None: all) that no article lists.
 
-    On PostgreSQL another instance may be storing a mail that carries one of
-    them right now: it found the file already stored, so it only lists it,
-    and its article is not visible here until it commits. Deleting then
-    would leave that article listing a file that is gone. So the table is
-    locked first, against readers too (ACCESS EXCLUSIVE): the lock waits for
-    every transaction that has looked files up, and the check that follows
-    sees their articles; one that looks files up later waits, then finds
-    the file gone and stores it again. Writers wait at most ``wait_seconds``
-    (the lock queues everything behind it); after that ``BlobsBusy``.
-    On SQLite the writers' lock already serialises this with processing.
+    On PostgreSQL only after ``lock_blobs`` in the same transaction.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'"))
-        try:
-            with session.begin_nested():
-                session.execute(text("LOCK TABLE attachment_blobs IN ACCESS EXCLUSIVE MODE"))
-        except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
-                raise
-            raise BlobsBusy(
-                f"the attachment files are in use for more than {wait_seconds:.0f} s "
-                "(a backup running? pg_dump reads them from start to end)"
-            ) from None
-        session.execute(text("SET LOCAL lock_timeout = 0"))
     candidates = set(session.scalars(select(AttachmentBlob.sha256))) if blobs is None else blobs
     gone = candidates - blobs_in_use(session, candidates)
     if gone:

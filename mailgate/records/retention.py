@@ -42,7 +42,13 @@ from sqlalchemy import Engine, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.config import Retention
-from mailgate.records.privacy import BlobsBusy, drop_unused_blobs, forget_freed_pages, json_text
+from mailgate.records.privacy import (
+    BlobsBusy,
+    drop_unused_blobs,
+    forget_freed_pages,
+    json_text,
+    lock_blobs,
+)
 from mailgate.store.db import read_only, transaction
 from mailgate.store.models import (
     Article,
@@ -294,12 +300,13 @@ def _drop_blobs(sessions: sessionmaker[Session]) -> int:
     """Delete attachment files no article lists any more (the same file in an open ticket stays).
 
     All of them, not only this run's: a run that could not lock the table
-    (see drop_unused_blobs) leaves its files unlisted, and the next run
+    (see lock_blobs) leaves its files unlisted, and the next run
     takes them. The articles no longer list them, so nobody sees them meanwhile.
     """
     try:
         with transaction(sessions) as session:
-            return drop_unused_blobs(session, None, wait_seconds=BLOB_LOCK_WAIT)
+            lock_blobs(session, wait_seconds=BLOB_LOCK_WAIT)
+            return drop_unused_blobs(session, None)
     except BlobsBusy as exc:
         log.warning("retention.files_deferred", reason=str(exc))
         return 0
