@@ -296,3 +296,39 @@ def test_on_postgresql_a_file_that_new_mail_is_storing_stays(daemon_factory: Any
         assert {OPEN_FILE, CLOSED_FILE} == _blobs(url)
     finally:
         _pg_drop(name)
+
+
+def test_on_postgresql_files_a_backup_holds_wait_for_the_next_run(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """While something reads the attachment table for longer than the run waits (pg_dump does, from
+    start to end), the run removes the rest, says it left the files, and the next run removes them."""
+    from tests.conftest import _pg_create, _pg_drop
+
+    name = _pg_create()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        daemon, refs = _helpdesk(daemon_factory, url, tmp_path)
+        assert 0 == daemon.stop()
+        in_40_days = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+        engine = create_engine(url)
+        try:
+            with engine.connect() as reader:
+                reader.execute(text("SELECT count(*) FROM attachment_blobs"))  # held to the end
+                held = run_cli(daemon.config_path, "retention", "--json", "--as-of", in_40_days)
+                reader.rollback()
+        finally:
+            engine.dispose()
+        assert 0 == held.returncode, held.stderr.decode()
+        assert b"retention.files_deferred" in held.stderr
+        done = json.loads(held.stdout)
+        assert [refs["Salary question"], refs["VPN down"]] == done["originals"]["tickets"]
+        assert 0 == done["attachment_files_removed"]
+        assert {OPEN_FILE, CLOSED_FILE} == _blobs(url)
+
+        later = _retention(daemon.config_path, "--as-of", in_40_days)
+        assert [] == later["originals"]["tickets"]
+        assert 1 == later["attachment_files_removed"]
+        assert {OPEN_FILE} == _blobs(url)
+    finally:
+        _pg_drop(name)
