@@ -246,10 +246,9 @@ def refuse_unfit_target(url: str) -> None:
         )
 
 
-def restore(url: str, dump_file: Path, archive_major: int, folder: Path | None = None) -> dict[str, int]:
-    """``pg_restore`` the dump in one transaction; returns the restored tables' row counts."""
+def restore(url: str, dump_file: Path, tool: Tool) -> dict[str, int]:
+    """``pg_restore`` (``tool``, see find_tool) the dump in one transaction; the restored row counts."""
     target = Connection.of(url)
-    tool = find_tool("pg_restore", archive_major, folder)
     _run(
         [
             str(tool.path),

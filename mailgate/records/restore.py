@@ -28,7 +28,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailgate.config import Config
 from mailgate.ingest.pipe import daemon_running, lock_held
@@ -42,6 +42,9 @@ from mailgate.records.backup import (
 )
 from mailgate.store.db import sqlite_file
 from mailgate.store.spool import Spool
+
+if TYPE_CHECKING:
+    from mailgate.records.postgres import Tool
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ def restore_backup(config: Config, source: Path, *, pg_bin: Path | None = None) 
             if daemon_running(config.path(config.pipe_folder)):
                 raise BackupError("a mailgate daemon is running on this installation: stop it first")
             postgres.refuse_unfit_target(config.database_url)
+            # Before unpacking a large archive: is there a pg_restore that can read it?
+            archive_major = int((manifest.get("database") or {}).get("pg_dump_major", 0))
+            pg_restore = postgres.find_tool("pg_restore", archive_major, pg_bin)
             scratch = source.resolve().parent if os.access(source.resolve().parent, os.W_OK) else None
         work = Path(tempfile.mkdtemp(prefix=".mailgate-restore-", dir=scratch))
         try:
@@ -84,7 +90,7 @@ def restore_backup(config: Config, source: Path, *, pg_bin: Path | None = None) 
                 _place(database, work)
                 name = str(database)
             else:
-                _load_postgresql(config, manifest, work, pg_bin)
+                _load_postgresql(config, manifest, work, pg_restore)
                 name = postgres.Connection.of(config.database_url).name
             _forget_old_processes(f"sqlite:///{database}" if database is not None else config.database_url)
             waiting = _place_waiting(config, database, work)
@@ -97,12 +103,10 @@ def restore_backup(config: Config, source: Path, *, pg_bin: Path | None = None) 
 _NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 
-def _load_postgresql(config: Config, manifest: dict[str, Any], work: Path, pg_bin: Path | None) -> None:
+def _load_postgresql(config: Config, manifest: dict[str, Any], work: Path, pg_restore: Tool) -> None:
     from mailgate.records import postgres
 
-    source = manifest.get("database") or {}
-    archive_major = int(source.get("pg_dump_major", 0))
-    counts = postgres.restore(config.database_url, work / PG_DUMP, archive_major, pg_bin)
+    counts = postgres.restore(config.database_url, work / PG_DUMP, pg_restore)
     wanted = manifest.get("counts") or {}
     differ = {table: (n, counts.get(table)) for table, n in wanted.items() if counts.get(table) != n}
     if differ:
