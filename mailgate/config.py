@@ -248,6 +248,8 @@ class Kb(_Strict):
     folder: str = "kb"
     # Where `#kb draft` writes new article files for an admin to review.
     drafts_folder: str = "var/kb-drafts"
+    # Agents mail search words here (docs/kb.md); None: the helpdesk's +kb address.
+    address: str | None = None
     # Offer matching articles in the acknowledgement.
     suggest: bool = True
     # No suggestion is better than a wrong one: matches below this score are not shown.

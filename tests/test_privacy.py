@@ -1,19 +1,24 @@
 """`mailgate privacy export` and `erase` on a helpdesk worked through the real daemon.
 
 Erase leaves no trace of the address: not in any table (SQLite and
-PostgreSQL), and on SQLite not in the database file, its WAL or the spool
-folder either (deleted rows linger in free pages until rewritten). Reports
-keep their figures; running it again changes nothing.
+PostgreSQL); on SQLite not in the database file, its WAL or the spool
+folder either (deleted rows linger in free pages until rewritten); on
+PostgreSQL not in a pg_dump of the database (bytea shown as text, so the
+raw mail is searched byte for byte), and on both not in the installation's
+storage folder. Reports keep their figures; running it again changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
 
 from tests.conftest import make_mail, run_cli, wait_until
 from tests.test_attachments import with_attachment
@@ -40,6 +45,27 @@ def _everything(url: str) -> str:
             ).lower()
     finally:
         engine.dispose()
+
+
+def _pg_dump_text(url: str) -> bytes:
+    """The whole database as pg_dump writes it, with raw mail (bytea) as readable bytes, not hex."""
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dumped = subprocess.run(
+        ["pg_dump", "--format=plain", f"--dbname={libpq}"],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PGOPTIONS": "-c bytea_output=escape"},
+    )
+    return dumped.stdout
+
+
+def _stored_files(url: str, installation: Path) -> list[Path]:
+    """Every file mailgate keeps: its storage folder, and on SQLite the database and its journal."""
+    stored = list(installation.glob("var/**/*"))
+    if url.startswith("sqlite"):
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        stored += [*folder.glob("mailgate.db*"), *folder.glob("mailgate.db.spool/*")]
+    return [path for path in stored if path.is_file()]
 
 
 def _report_totals(config: Path) -> Any:
@@ -94,9 +120,12 @@ def test_export_then_erase_leaves_no_trace(daemon_factory: Any, db_url: str, tmp
     assert JAN not in dump
     assert "jan jansen" not in dump
     assert "piet@example.org" in dump  # others keep theirs
-    if db_url.startswith("sqlite"):
-        folder = Path(db_url.removeprefix("sqlite:///")).parent
-        stored = [*folder.glob("mailgate.db*"), *folder.glob("mailgate.db.spool/*"), *folder.glob("var/**/*")]
-        for path in stored:
-            if path.is_file():
-                assert JAN.encode() not in path.read_bytes().lower(), path
+    if db_url.startswith("postgresql"):
+        dumped = _pg_dump_text(db_url).lower()
+        assert b"piet@example.org" in dumped  # the search sees raw mail
+        assert JAN.encode() not in dumped
+        assert b"jan jansen" not in dumped
+    stored = _stored_files(db_url, tmp_path)
+    assert db_url.startswith("postgresql") or stored
+    for path in stored:
+        assert JAN.encode() not in path.read_bytes().lower(), path

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import make_mail, run_cli, wait_until
+from tests.conftest import make_mail, run_cli, wait_until, write_config
 
 POLICY = {"originals_days": 30, "tickets_days": 365, "quarantine_days": 14}
 CLOSED_FILE = b"%PDF bob's payslip " + bytes(range(256)) * 8
@@ -208,3 +208,145 @@ def test_daemon_runs_retention_once_a_day(daemon_factory: Any, db_url: str, tmp_
     assert 0 == daemon.stop()
     assert [] == daemon.events("retention.ran")
     assert 2 == len(_query(db_url, "SELECT id FROM events WHERE kind = 'retention_run'"))
+
+
+def _ingested(url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """Bob's ticket (two files) closed, Carol's (Bob's second file) open; stored by `mailgate ingest`,
+    which stores and processes the mail itself when no daemon runs (these tests need none)."""
+    config = write_config(tmp_path, database={"url": url}, retention=POLICY)
+    for mail in (
+        _mail_with_files(
+            "Bob <bob@example.org>",
+            "Salary question",
+            "<b1@ex.org>",
+            ("pay.pdf", CLOSED_FILE),
+            ("contract.pdf", OPEN_FILE),
+        ),
+        _mail_with_files("Carol <carol@example.org>", "Contract", "<c1@ex.org>", ("contract.pdf", OPEN_FILE)),
+    ):
+        stored = run_cli(config, "ingest", input_bytes=mail)
+        assert 0 == stored.returncode, stored.stderr.decode()
+    refs = {t["subject"]: t["ref"] for t in json.loads(run_cli(config, "tickets", "list", "--json").stdout)}
+    closed = run_cli(config, "tickets", "set", refs["Salary question"], "--status", "closed")
+    assert 0 == closed.returncode, closed.stderr.decode()
+    return config, refs
+
+
+def test_on_postgresql_a_file_that_new_mail_is_storing_stays(tmp_path: Path) -> None:
+    """Several instances on one PostgreSQL: while one stores a mail carrying the same file as an old
+    closed ticket (it found the file already stored, so it only lists it), retention on another
+    must not delete that file under it. Retention waits for the storing transaction, then sees it."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from mailgate.config import Limits
+    from mailgate.message import Attachment
+    from mailgate.store.writes import insert_article
+    from mailgate.tickets.attachment_store import store_attachments
+    from tests.conftest import _pg_create, _pg_drop
+
+    name = _pg_create()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        config, refs = _ingested(url, tmp_path)
+        ((carol,),) = _query(url, "SELECT id FROM tickets WHERE ref = :ref", ref=refs["Contract"])
+        same = Attachment(
+            "pay.pdf", "application/pdf", len(CLOSED_FILE), hashlib.sha256(CLOSED_FILE).hexdigest()
+        )
+        same = Attachment(same.filename, same.content_type, same.size, same.sha256, CLOSED_FILE)
+        engine = create_engine(url)
+        try:
+            with engine.connect() as storing:
+                # The other instance's processing transaction, as articles.py runs it.
+                listed = store_attachments(storing, [same], Limits())
+                assert [True] == [item["stored"] for item in listed]
+                insert_article(
+                    storing,
+                    ticket_id=carol,
+                    inbound_id=None,
+                    dedupe_key="race-test",
+                    direction="in",
+                    visibility="public",
+                    kind="reply",
+                    sender="carol@example.org",
+                    sender_name="Carol",
+                    recipients=[],
+                    message_id="<c2@ex.org>",
+                    subject="Re: Contract",
+                    body_text="And my payslip.",
+                    body_full="And my payslip.",
+                    body_html=None,
+                    threaded_by="test",
+                    attachments=listed,
+                    created_at=datetime.now(UTC),
+                )
+                retention = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mailgate",
+                        "-c",
+                        str(config),
+                        "retention",
+                        "--json",
+                        "--as-of",
+                        (datetime.now(UTC) + timedelta(days=40)).isoformat(),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                # Until retention has finished, or waits for this transaction.
+                wait_until(
+                    lambda: (
+                        retention.poll() is not None
+                        or _query(
+                            url,
+                            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND wait_event_type = 'Lock'",
+                        )
+                    ),
+                    timeout=60,
+                )
+                storing.commit()
+            out, err = retention.communicate(timeout=60)
+            assert 0 == retention.returncode, err.decode()
+        finally:
+            engine.dispose()
+        assert [refs["Salary question"]] == json.loads(out)["originals"]["tickets"]
+        assert {OPEN_FILE, CLOSED_FILE} == _blobs(url)
+    finally:
+        _pg_drop(name)
+
+
+def test_on_postgresql_files_a_backup_holds_wait_for_the_next_run(tmp_path: Path) -> None:
+    """While something reads the attachment table for longer than the run waits (pg_dump does, from
+    start to end), the run removes the rest, says it left the files, and the next run removes them."""
+    from tests.conftest import _pg_create, _pg_drop
+
+    name = _pg_create()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        config, refs = _ingested(url, tmp_path)
+        in_40_days = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+        engine = create_engine(url)
+        try:
+            with engine.connect() as reader:
+                reader.execute(text("SELECT count(*) FROM attachment_blobs"))  # held to the end
+                held = run_cli(config, "retention", "--json", "--as-of", in_40_days)
+                reader.rollback()
+        finally:
+            engine.dispose()
+        assert 0 == held.returncode, held.stderr.decode()
+        assert b"retention.files_deferred" in held.stderr
+        done = json.loads(held.stdout)
+        assert [refs["Salary question"]] == done["originals"]["tickets"]
+        assert 0 == done["attachment_files_removed"]
+        assert {OPEN_FILE, CLOSED_FILE} == _blobs(url)
+
+        later = _retention(config, "--as-of", in_40_days)
+        assert [] == later["originals"]["tickets"]
+        assert 1 == later["attachment_files_removed"]
+        assert {OPEN_FILE} == _blobs(url)
+    finally:
+        _pg_drop(name)

@@ -32,11 +32,36 @@ def kb_check(state: State, folder: str | None) -> None:
     from mailgate.kb.loader import check_folder
 
     knowledge, problems = check_folder(_folder(state, folder))
-    for problem in problems:
-        click.echo(str(problem))
-    if problems:
+    found = [str(problem) for problem in problems]
+    if folder is None and not problems:
+        # The ids named elsewhere must exist: the kb settings' and the rules' forced articles.
+        found += _forced_elsewhere(state, set(knowledge.articles))
+    for line in found:
+        click.echo(line)
+    if found:
         raise SystemExit(1)
     click.echo(f"{len(knowledge)} articles, no problems")
+
+
+def _forced_elsewhere(state: State, ids: set[str]) -> list[str]:
+    """``kb.queues/categories.*.articles`` and the rules' ``kb_articles`` naming no article."""
+    config = state.config
+    assert config.kb is not None
+    found = []
+    for where, table in (("queues", config.kb.queues), ("categories", config.kb.categories)):
+        for name, scope in table.items():
+            for article in scope.articles:
+                if article not in ids:
+                    found.append(f"{state.config_path}: kb.{where}.{name}.articles: no article {article!r}")
+    if config.rules is not None:
+        from mailgate.rules import RulesError
+        from mailgate.rules.loader import load_rules
+
+        try:
+            load_rules(config.path(config.rules), known_articles=ids)
+        except RulesError as exc:
+            found += [str(p) for p in exc.problems if p.reason.startswith("kb_articles: unknown article")]
+    return found
 
 
 def _load(state: State, folder: str | None) -> object:
@@ -115,3 +140,31 @@ def kb_search(state: State, words: tuple[str, ...], folder: str | None, lang: st
         click.echo("no matching article")
     for match in matches:
         click.echo(f"{match.score:7.2f}  {match.article.id:<28} {match.article.title(lang)}")
+
+
+@kb.command("address")
+@click.argument("agent")
+@pass_state
+def kb_address(state: State, agent: str) -> None:
+    """An agent's own search address (agent key or address), to hand to them.
+
+    Mail to the plain kb address (``kb.address``, default helpdesk+kb@…) is
+    answered only with a refusal naming this address, sent to the agent.
+    """
+    from mailgate.kb.command_address import base_address, signed_address
+    from mailgate.service.runtime import make_directory
+    from mailgate.threading.tokens import load_keys
+
+    config = state.config
+    if base_address(config) is None:
+        fail("no knowledge base configured: add `kb: {folder: kb}` to the configuration", code=2)
+    if config.agents is None:
+        fail("no agents file configured (key `agents:`)", code=2)
+    found = make_directory(config).agent_named(agent)
+    if found is None:
+        fail(f"no agent {agent!r}; see the agents file", code=1)
+    try:
+        keys = load_keys(config.path(config.secrets.reply_key_file), create=False)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the reply key: {exc}; start the daemon once to create it", code=1)
+    click.echo(signed_address(config, keys, found.address))

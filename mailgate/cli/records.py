@@ -10,37 +10,31 @@ import click
 
 from mailgate.cli import State, fail, main, pass_state
 
-_PG_ADVICE = """\
-This installation is on PostgreSQL; back it up with PostgreSQL's own tools:
-
-  pg_dump --format=custom --file=mailgate-$(date +%F).dump '{url}'
-  pg_restore --dbname=NEW_EMPTY_DATABASE mailgate-YYYY-MM-DD.dump      # the restore drill
-
-or, for point-in-time recovery, continuous WAL archiving (wal_level=replica,
-archive_mode=on, archive_command) with a base backup from pg_basebackup.
-Keep the reply key ({key}) with the backups, apart from them.
-"""
+_PG_BIN = click.option(
+    "--pg-bin",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="PostgreSQL only: the folder of pg_dump and pg_restore "
+    "(default: PATH, then /usr/lib/postgresql/VERSION/bin).",
+)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--include-secrets", is_flag=True, help="Also copy the reply key into the backup.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_PG_BIN
 @pass_state
-def backup(state: State, file: Path, include_secrets: bool, no_progress: bool) -> None:
+def backup(state: State, file: Path, include_secrets: bool, no_progress: bool, pg_bin: Path | None) -> None:
     """Write a consistent, compressed backup of this installation to FILE.
 
-    Safe while the daemon runs: nothing stops, no mail waits. SQLite only; on
-    PostgreSQL it prints what to run instead (pg_dump or WAL archiving) and
-    checks the server's settings for it.
+    Safe while the daemon runs: nothing stops, no mail waits. SQLite is
+    copied with its online backup; PostgreSQL with pg_dump from one snapshot
+    (pg_dump of the server's major version or newer must be installed), and
+    the server's settings for point-in-time recovery are checked.
     """
     from mailgate.records.backup import BackupError, make_backup
-    from mailgate.store.db import sqlite_file
 
     config = state.config
-    if sqlite_file(config.database_url) is None:
-        _postgresql_advice(state)
-        return
     if file.exists():
         fail(f"{file} exists; name a new file")
     from tqdm import tqdm
@@ -52,42 +46,33 @@ def backup(state: State, file: Path, include_secrets: bool, no_progress: bool) -
         bar.update(done)
 
     try:
-        result = make_backup(config, file, include_secrets=include_secrets, progress=pages)
+        result = make_backup(config, file, include_secrets=include_secrets, progress=pages, pg_bin=pg_bin)
     except (BackupError, OSError) as exc:
         fail(f"backup failed: {exc}")
     finally:
         bar.close()
     counts = ", ".join(f"{n} {name}" for name, n in result.counts.items())
+    waiting = (
+        f"{result.waiting} journal segments and piped messages not yet imported"
+        if result.database["kind"] == "sqlite"
+        else f"{result.waiting} piped messages not yet imported"
+    )
     click.echo(
         f"backup written to {result.path} ({result.size / 1e6:.1f} MB, {result.seconds:.1f} s): {counts}; "
-        f"{result.waiting} journal segments and piped messages not yet imported"
+        + waiting
     )
     if not include_secrets:
         click.echo(f"the reply key is not in it: keep {config.path(config.secrets.reply_key_file)} safe too")
+    if result.settings:
+        _postgresql_advice(result.database, result.settings)
 
 
-def _postgresql_advice(state: State) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from mailgate.store.db import make_engine, read_only
-
-    config = state.config
-    url = make_url(config.database_url).set(drivername="postgresql").render_as_string(hide_password=True)
-    click.echo(_PG_ADVICE.format(url=url, key=config.path(config.secrets.reply_key_file)))
-    engine = make_engine(config.database_url)
-    try:
-        with read_only(), engine.connect() as connection:
-            settings = {
-                name: connection.execute(text(f"SHOW {name}")).scalar()
-                for name in ("wal_level", "archive_mode", "archive_command", "server_version")
-            }
-    except Exception as exc:
-        fail(f"cannot ask the server for its settings: {exc}")
-    finally:
-        engine.dispose()
-    click.echo(f"server: PostgreSQL {settings['server_version']}")
-    click.echo("  pg_dump: works with any settings (run it as a user that may read the database)")
+def _postgresql_advice(database: dict[str, Any], settings: dict[str, str]) -> None:
+    """What the server offers besides the nightly dump: point-in-time recovery."""
+    click.echo(
+        f"server: PostgreSQL {settings['server_version']}; dumped with pg_dump {database['pg_dump_version']} "
+        f"({database['pg_dump']})"
+    )
     pitr = settings["wal_level"] in ("replica", "logical") and settings["archive_mode"] in ("on", "always")
     archive = settings["archive_command"] or "(none)"
     click.echo(
@@ -95,28 +80,39 @@ def _postgresql_advice(state: State) -> None:
         f"(wal_level={settings['wal_level']}, archive_mode={settings['archive_mode']}, "
         f"archive_command={archive})"
     )
+    if not pitr:
+        click.echo(
+            "  a restore brings back the moment of the last backup; to lose less, archive the WAL "
+            "(wal_level=replica, archive_mode=on, archive_command) with a base backup from pg_basebackup "
+            "(docs/operations.md)"
+        )
 
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_PG_BIN
 @pass_state
-def restore(state: State, file: Path) -> None:
+def restore(state: State, file: Path, pg_bin: Path | None) -> None:
     """Restore a backup made by `mailgate backup` into this (empty) installation.
 
-    Refuses when the database already holds mail or a daemon runs on it.
-    Start the daemon afterwards: it imports the mail that was still waiting.
+    Refuses when the database already holds mail or a daemon runs on it;
+    every file is checked against the backup's manifest first. On PostgreSQL
+    the database named by database.url must exist and be empty (createdb);
+    pg_restore loads it in one transaction. Start the daemon afterwards: it
+    imports the mail that was still waiting.
     """
     from mailgate.records.backup import BackupError
     from mailgate.records.restore import restore_backup
 
     try:
-        result = restore_backup(state.config, file)
+        result = restore_backup(state.config, file, pg_bin=pg_bin)
     except (BackupError, OSError, ValueError) as exc:
         fail(f"restore refused: {exc}")
     counts = ", ".join(f"{n} {name}" for name, n in (result.manifest.get("counts") or {}).items())
     made = result.manifest.get("created_at")
     click.echo(f"restored {file} (made {made}) into {result.database}: {counts}")
-    click.echo(f"{result.waiting} journal segments and piped messages are imported when the daemon starts")
+    waiting = "journal segments and piped messages" if result.kind == "sqlite" else "piped messages"
+    click.echo(f"{result.waiting} {waiting} are imported when the daemon starts")
     if result.key_note.startswith("WARNING"):
         click.echo(f"mailgate: {result.key_note}", err=True)
     else:
@@ -162,7 +158,7 @@ def privacy_erase(state: State, address: str, yes: bool) -> None:
     the person's names, what they wrote and their attachments go. Running it
     again changes nothing.
     """
-    from mailgate.records.privacy import erase, normalise
+    from mailgate.records.privacy import BlobsBusy, erase, normalise
 
     try:
         address = normalise(address)
@@ -171,7 +167,10 @@ def privacy_erase(state: State, address: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase everything held about {address}? This cannot be undone", abort=True, err=True)
     runtime = state.runtime(rules=False)
-    held = erase(runtime.sessions, runtime.engine, address)
+    try:
+        held = erase(runtime.sessions, runtime.engine, address)
+    except BlobsBusy as exc:
+        fail(f"nothing was erased: {exc}; try again when it has finished")
     if held.empty():
         click.echo(f"nothing is held about {address}")
         return

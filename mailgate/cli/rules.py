@@ -47,7 +47,22 @@ def rules_check(state: State) -> None:
         click.echo("no rules file configured (key `rules:`); the default is one queue, priority normal")
         sys.exit(status)
     templates = make_templates(config).names()
-    sys.exit(run_check(config.path(config.rules), known_queues, templates, sys.stdout) or status)
+    articles = _article_ids(config)
+    rules_path = config.path(config.rules)
+    sys.exit(run_check(rules_path, known_queues, templates, sys.stdout, articles) or status)
+
+
+def _article_ids(config: Any) -> set[str] | None:
+    """The knowledge base's ids, to check the rules' kb_articles; None when there is none to check against."""
+    if config.kb is None:
+        return None
+    from mailgate.kb.loader import check_folder
+
+    knowledge, problems = check_folder(config.path(config.kb.folder))
+    if problems:
+        click.echo(f"kb: {len(problems)} problems, kb_articles not checked (see `mailgate kb check`)")
+        return None
+    return set(knowledge.articles)
 
 
 @rules.command("test")
@@ -97,6 +112,7 @@ def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
     rules_path = config.path(config.rules) if config.rules else None
     language = config.helpdesk.language
     requester_check = _requester_check(config, own)
+    kb_check = _kb_check(config)
     sys.exit(
         run_test(
             rules_path,
@@ -107,8 +123,40 @@ def rules_test(state: State, mails: tuple[Path, ...], as_json: bool) -> None:
             guard_check,
             language=language,
             requester_check=requester_check,
+            kb_check=kb_check,
         )
     )
+
+
+def _kb_check(config: Any) -> Any:
+    """The articles the acknowledgement would offer, chosen as the daemon chooses them."""
+    if config.kb is None:
+        return None
+    from mailgate.kb.library import Library
+    from mailgate.kb.loader import check_folder
+    from mailgate.kb.mailflow import RuleChoice, choose
+    from mailgate.kb.search import SearchIndex
+
+    knowledge, problems = check_folder(config.path(config.kb.folder))
+    if problems:
+        click.echo(f"warning: kb: {len(problems)} problems, see `mailgate kb check`", err=True)
+    library = Library(knowledge, SearchIndex(knowledge))
+
+    def check(message: Any, decision: Any) -> dict[str, object]:
+        articles, why = choose(
+            config.kb,
+            library,
+            queue=decision.queue,
+            category=decision.category,
+            subject=message.subject or "",
+            text=message.new_text,
+            language=decision.language,
+            rules=RuleChoice.of(decision),
+        )
+        listed = [{"id": a.id, "title": a.title(decision.language)} for a in articles]
+        return {"articles": listed, "reason": why}
+
+    return check
 
 
 def _requester_check(config: Any, own: Any) -> Any:

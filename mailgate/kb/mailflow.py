@@ -18,10 +18,12 @@ from sqlalchemy import Connection, select
 
 from mailgate.agents.commands import Commands
 from mailgate.config import Kb, KbScope
+from mailgate.kb.library import Library
 from mailgate.kb.model import Article, KnowledgeBase
 from mailgate.kb.suggest import suggest
 from mailgate.message import ParsedMessage
 from mailgate.outbox.compose import OutgoingMail
+from mailgate.rules.model import Decision
 from mailgate.service.runtime import Runtime
 from mailgate.store.models import Event
 from mailgate.store.writes import TicketView, insert_event
@@ -76,43 +78,108 @@ def is_solved_reply(text: str) -> bool:
     return len(unknown) <= 1
 
 
-def _scope(settings: Kb, ticket: TicketView) -> KbScope:
+def _scope(settings: Kb, queue: str | None, category: str | None) -> KbScope:
     """Queue settings win over category settings, both over the defaults."""
-    for table, key in ((settings.queues, ticket.queue), (settings.categories, ticket.category)):
+    for table, key in ((settings.queues, queue), (settings.categories, category)):
         if key and key in table:
             return table[key]
     return KbScope(suggest=settings.suggest)
 
 
+@dataclass(frozen=True)
+class RuleChoice:
+    """What the rules said about suggestions (``kb_suggest``, ``kb_articles``), and which rule."""
+
+    suggest: bool | None = None
+    articles: tuple[str, ...] | None = None
+    by: str = ""
+
+    @classmethod
+    def of(cls, decision: Decision | None) -> RuleChoice:
+        if decision is None:
+            return cls()
+        return cls(decision.kb_suggest, decision.kb_articles, decision.kb_by)
+
+
+def choose(
+    settings: Kb,
+    library: Library,
+    *,
+    queue: str | None,
+    category: str | None,
+    subject: str,
+    text: str,
+    language: str | None,
+    rules: RuleChoice = RuleChoice(),
+) -> tuple[list[Article], str]:
+    """Pure: the articles to offer and why (or why none).
+
+    A rule's ``kb_suggest``/``kb_articles`` win over the ``kb:`` settings of
+    the queue or category, which win over the top-level ``kb.suggest``.
+    """
+    scope = _scope(settings, queue, category)
+    if rules.suggest is not None:
+        on, said = rules.suggest, f"{rules.by} turned suggestions {'on' if rules.suggest else 'off'}"
+    elif rules.articles:
+        # Articles a rule forces are meant to be seen, whatever the kb settings say.
+        on, said = True, ""
+    else:
+        on = settings.suggest and scope.suggest
+        where = f"queue {queue!r}" if queue in settings.queues else f"category {category!r}"
+        said = "suggestions are off in the kb settings" + (
+            f" for {where}" if settings.suggest and not scope.suggest else ""
+        )
+    wanted = rules.articles if rules.articles is not None else scope.articles
+    forced_by = rules.by if rules.articles is not None else "the kb settings"
+    if not on:
+        return [], said
+    knowledge = library.kb
+    forced = [a for a in (knowledge.get(i) for i in wanted) if a is not None]
+    missing = [i for i in wanted if knowledge.get(i) is None]
+    room = settings.max_suggestions - len(forced)
+    found = []
+    if room > 0:
+        matches = suggest(
+            library.index,
+            subject,
+            text,
+            language,
+            min_score=settings.min_score,
+            limit=settings.max_suggestions,
+            queue=queue,
+            category=category,
+        )
+        found = [m.article for m in matches if m.article not in forced][:room]
+    chosen = (forced + found)[: settings.max_suggestions]
+    if forced:
+        why = f"{', '.join(a.id for a in forced)} forced by {forced_by}"
+    elif chosen:
+        why = f"search ({said})" if rules.suggest else "search"
+    else:
+        why = f"no article reached the minimum score {settings.min_score}"
+    if missing:
+        # A forced id the (reloaded) articles no longer have: said, not fatal.
+        why += f"; {forced_by} names no loaded article {', '.join(repr(i) for i in missing)}"
+    return chosen, why
+
+
 def suggestions_for(
-    runtime: Runtime, ticket: TicketView, message: ParsedMessage
+    runtime: Runtime, ticket: TicketView, message: ParsedMessage, decision: Decision | None = None
 ) -> tuple[list[Article], str]:
     """The articles to offer with the acknowledgement, and why (or why none)."""
     settings = runtime.config.kb
     if settings is None:
         return [], "no knowledge base configured"
-    scope = _scope(settings, ticket)
-    if not (settings.suggest and scope.suggest):
-        return [], f"suggestions are off for queue {ticket.queue!r}"
-    knowledge = runtime.kb.kb
-    forced = [a for a in (knowledge.get(i) for i in scope.articles) if a is not None]
-    room = settings.max_suggestions - len(forced)
-    found = []
-    if room > 0:
-        matches = suggest(
-            runtime.kb.index,
-            message.subject or ticket.subject,
-            message.new_text,
-            ticket.language,
-            min_score=settings.min_score,
-            limit=settings.max_suggestions,
-            queue=ticket.queue,
-            category=ticket.category,
-        )
-        found = [m.article for m in matches if m.article not in forced][:room]
-    chosen = (forced + found)[: settings.max_suggestions]
-    why = "forced by the queue's kb settings" if forced else "search"
-    return chosen, why if chosen else f"no article reached the minimum score {settings.min_score}"
+    return choose(
+        settings,
+        runtime.kb,
+        queue=ticket.queue,
+        category=ticket.category,
+        subject=message.subject or ticket.subject,
+        text=message.new_text,
+        language=ticket.language,
+        rules=RuleChoice.of(decision),
+    )
 
 
 def _article_context(article: Article, language: str) -> dict[str, str]:
@@ -132,9 +199,10 @@ def with_suggestions(
     message: ParsedMessage,
     mail: OutgoingMail,
     now: datetime,
+    decision: Decision | None = None,
 ) -> OutgoingMail:
     """The acknowledgement with up to three matching articles added (text and HTML)."""
-    articles, why = suggestions_for(runtime, ticket, message)
+    articles, why = suggestions_for(runtime, ticket, message, decision)
     if not articles:
         if runtime.config.kb is not None:
             insert_event(conn, ticket.id, "kb_no_suggestion", now, reason=why)

@@ -1,4 +1,4 @@
-"""``mailgate backup FILE``: a consistent copy of a running SQLite installation.
+"""``mailgate backup FILE``: a consistent copy of a running installation.
 
 What a 250 promised lives in three places: the database, the SMTP spool
 journal (accepted, not yet imported) and the pipe folder (piped, not yet
@@ -9,6 +9,11 @@ snapshot while the daemon goes on writing (WAL: readers never block the
 writer). A message imported between the two steps is then in both copies,
 and the restored daemon's import stores it once (its key is the same); a
 message cannot be in neither.
+
+On PostgreSQL there is no journal (every 250 follows a commit) and the
+database is read by ``pg_dump`` from one snapshot (records/postgres.py);
+the pipe folder is copied first, for the same reason as above. The archive
+is the same either way; the manifest's ``database`` says which kind it holds.
 
 The archive is a gzip'd tar with ``manifest.json`` first: what was copied,
 each file's size and SHA-256, the schema revision, row counts, and where
@@ -39,6 +44,7 @@ from mailgate.store.spool import Spool
 FORMAT = "mailgate-backup"
 VERSION = 1
 DATABASE = "database/mailgate.db"
+PG_DUMP = "database/mailgate.pgdump"  # pg_dump's custom format, uncompressed (the tar is gzip'd)
 COUNTED = ("tickets", "articles", "inbound", "outbox", "events", "attachment_blobs")
 
 
@@ -53,6 +59,9 @@ class BackupResult:
     counts: dict[str, int]
     waiting: int  # messages copied from the journal and the pipe folder
     seconds: float
+    database: dict[str, Any]  # the manifest's "database": kind, and on PostgreSQL versions
+    # PostgreSQL's WAL settings (for the point-in-time recovery advice); empty on SQLite.
+    settings: dict[str, str]
 
 
 def key_fingerprint(path: Path) -> str | None:
@@ -71,19 +80,29 @@ def make_backup(
     *,
     include_secrets: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    pg_bin: Path | None = None,
 ) -> BackupResult:
+    """Write the archive to ``target``; ``pg_bin`` is where pg_dump is (PostgreSQL only)."""
     began = datetime.now(UTC)
     database = sqlite_file(config.database_url)
-    if database is None:
-        raise BackupError("this installation is on PostgreSQL: see `mailgate backup --help`")
-    if not database.exists():
+    if database is not None and not database.exists():
         raise BackupError(f"{database}: no database here to back up")
     target = target.resolve()
     work = Path(tempfile.mkdtemp(prefix=".mailgate-backup-", dir=target.parent))
+    settings: dict[str, str] = {}
     try:
-        waiting = _copy_waiting(config, database, work)
-        _snapshot(database, work / DATABASE)
-        counts, revision = _describe(work / DATABASE)
+        if database is not None:
+            waiting = _copy_waiting(config, Spool.for_database(database.resolve()).segments(), work)
+            _snapshot(database, work / DATABASE)
+            counts, revision = _describe(work / DATABASE)
+            source: dict[str, Any] = {"kind": "sqlite"}
+        else:
+            from mailgate.records import postgres
+
+            waiting = _copy_waiting(config, [], work)
+            dumped = postgres.dump(config.database_url, work / PG_DUMP, pg_bin)
+            counts, revision, source = dumped.counts, dumped.revision, dumped.source
+            settings = dumped.settings
         key_path = config.path(config.secrets.reply_key_file)
         if include_secrets:
             if not key_path.is_file():
@@ -97,6 +116,7 @@ def make_backup(
             "version": VERSION,
             "created_at": began.isoformat(),
             "helpdesk": config.helpdesk.address,
+            "database": source,
             "schema_revision": revision,
             "counts": counts,
             "waiting_messages": waiting,
@@ -106,7 +126,7 @@ def make_backup(
                 "included": include_secrets,
             },
             "files": [
-                {"path": p.relative_to(work).as_posix(), "size": p.stat().st_size, "sha256": _sha256(p)}
+                {"path": p.relative_to(work).as_posix(), "size": p.stat().st_size, "sha256": sha256_of(p)}
                 for p in files
             ],
         }
@@ -125,14 +145,13 @@ def make_backup(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = (datetime.now(UTC) - began).total_seconds()
-    return BackupResult(target, target.stat().st_size, counts, waiting, seconds)
+    return BackupResult(target, target.stat().st_size, counts, waiting, seconds, source, settings)
 
 
-def _copy_waiting(config: Config, database: Path, work: Path) -> int:
+def _copy_waiting(config: Config, segments: list[Path], work: Path) -> int:
     """Mail that is durable but not yet in the database: journal segments, piped files."""
     copied = 0
-    spool = Spool.for_database(database.resolve())
-    for segment in spool.segments():
+    for segment in segments:
         destination = work / "spool" / segment.name
         destination.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -204,7 +223,7 @@ class _Counting:
         return block
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

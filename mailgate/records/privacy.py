@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, String, cast, delete, func, or_, select, update
+from sqlalchemy import Engine, String, cast, delete, func, or_, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.store.db import SqliteWriteLock, read_only, sqlite_file, transaction
@@ -42,6 +43,9 @@ from mailgate.store.models import (
 )
 
 ERASED_TEXT = "[erased at the person's request]"
+# How long erase waits for the attachment table (see lock_blobs); a
+# backup holds it for its whole run, and erase then fails in words.
+ERASE_LOCK_WAIT = 30.0
 
 
 @dataclass
@@ -189,6 +193,7 @@ def erase(sessions: sessionmaker[Session], engine: Engine, address: str) -> Hold
         held = find(session, address)
         if held.empty():
             return held
+        lock_blobs(session, wait_seconds=ERASE_LOCK_WAIT)
         swap = _Swapper(address, token, held.names)
         session.execute(
             update(Ticket).where(Ticket.requester == address).values(requester=token, requester_name="")
@@ -224,8 +229,7 @@ def erase(sessions: sessionmaker[Session], engine: Engine, address: str) -> Hold
         for event in session.scalars(select(Event).where(Event.id.in_(held.events))):
             event.detail = json.loads(swap.text(json.dumps(event.detail, ensure_ascii=False)))
         session.execute(delete(Suppression).where(Suppression.address == address))
-        still_used = blobs_in_use(session, blobs)
-        session.execute(delete(AttachmentBlob).where(AttachmentBlob.sha256.in_(blobs - still_used)))
+        drop_unused_blobs(session, blobs)
         session.add(
             Event(
                 ticket_id=None,
@@ -240,6 +244,53 @@ def erase(sessions: sessionmaker[Session], engine: Engine, address: str) -> Hold
         )
     forget_freed_pages(engine)
     return held
+
+
+class BlobsBusy(Exception):
+    """The attachment table could not be locked in time; ``str()`` says why in words."""
+
+
+def lock_blobs(session: Session, *, wait_seconds: float) -> None:
+    """Before deleting attachment files on PostgreSQL: lock their table, readers too.
+
+    Another instance may be storing a mail that carries one of them right
+    now: it found the file already stored, so it only lists it, and its
+    article is not visible here until it commits. Deleting then would leave
+    that article listing a file that is gone. ACCESS EXCLUSIVE waits for
+    every transaction that has looked files up, and the check that follows
+    (``drop_unused_blobs``) sees their articles; one that looks files up
+    later waits, then finds the file gone and stores it again. Take it
+    before changing any other row: a processing transaction that holds the
+    table and waits for a row this one changed would be a deadlock. Waits at
+    most ``wait_seconds`` (the lock queues everything behind it), then
+    ``BlobsBusy``. On SQLite the writers' lock already keeps them apart.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(text(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'"))
+    try:
+        with session.begin_nested():
+            session.execute(text("LOCK TABLE attachment_blobs IN ACCESS EXCLUSIVE MODE"))
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        raise BlobsBusy(
+            f"the attachment files are in use for more than {wait_seconds:.0f} s "
+            "(a backup running? pg_dump reads them from start to end)"
+        ) from None
+    session.execute(text("SET LOCAL lock_timeout = 0"))
+
+
+def drop_unused_blobs(session: Session, blobs: set[str] | None) -> int:
+    """Delete the attachment files among ``blobs`` (None: all) that no article lists.
+
+    On PostgreSQL only after ``lock_blobs`` in the same transaction.
+    """
+    candidates = set(session.scalars(select(AttachmentBlob.sha256))) if blobs is None else blobs
+    gone = candidates - blobs_in_use(session, candidates)
+    if gone:
+        session.execute(delete(AttachmentBlob).where(AttachmentBlob.sha256.in_(gone)))
+    return len(gone)
 
 
 def blobs_in_use(session: Session, blobs: set[str]) -> set[str]:

@@ -42,11 +42,16 @@ from sqlalchemy import Engine, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.config import Retention
-from mailgate.records.privacy import blobs_in_use, forget_freed_pages, json_text
+from mailgate.records.privacy import (
+    BlobsBusy,
+    drop_unused_blobs,
+    forget_freed_pages,
+    json_text,
+    lock_blobs,
+)
 from mailgate.store.db import read_only, transaction
 from mailgate.store.models import (
     Article,
-    AttachmentBlob,
     AwaitedMessage,
     Event,
     Inbound,
@@ -71,6 +76,9 @@ RUN_EVENT = "retention_run"
 # and drills: "what would go on that date"). Nothing else reads it.
 AS_OF_ENV = "MAILGATE_RETENTION_AS_OF"
 BATCH = 100
+# How long a run waits for the attachment table on PostgreSQL: processing of
+# mail with attachments queues behind the wait, so it is short.
+BLOB_LOCK_WAIT = 5.0
 
 
 @dataclass
@@ -83,9 +91,6 @@ class Plan:
     quarantine: list[int] = field(default_factory=list)
     files_removed: int = 0
     anonymised: set[int] = field(default_factory=set)
-    # Attachment files whose articles no longer list them; deleted at the
-    # end unless another article does (one scan of all articles, not one a batch).
-    unlisted: set[str] = field(default_factory=set)
 
     def empty(self) -> bool:
         return not (self.originals["tickets"] or self.anonymise["tickets"] or self.quarantine)
@@ -129,8 +134,8 @@ def run(
         with _session(sessions, dry_run) as session:
             _empty_quarantine(session, cutoff, plan, dry_run)
     if not dry_run:
+        plan.files_removed = _drop_blobs(sessions)
         with transaction(sessions) as session:
-            plan.files_removed = _drop_blobs(session, plan.unlisted)
             session.add(Event(ticket_id=None, kind=RUN_EVENT, detail=_summary(plan), created_at=now))
         if not plan.empty():
             # On SQLite the removed content lingers in free pages until rewritten.
@@ -213,7 +218,6 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
 def _remove_originals(session: Session, ticket_ids: list[int], plan: Plan, dry_run: bool) -> None:
     done_tickets: set[int] = set()
     mails = _strip_raw(session, ticket_ids, done_tickets, dry_run)
-    blobs: set[str] = set()
     attachments = 0
     for article in session.scalars(select(Article).where(Article.ticket_id.in_(ticket_ids))):
         kept = [item for item in article.attachments or [] if item.get("sha256")]
@@ -221,23 +225,16 @@ def _remove_originals(session: Session, ticket_ids: list[int], plan: Plan, dry_r
             continue
         done_tickets.add(article.ticket_id)
         attachments += len(kept)
-        blobs |= {str(item["sha256"]) for item in kept}
         if not dry_run:
             article.attachments = [_without_file(item, plan.now) for item in article.attachments]
-    if not dry_run:
-        plan.unlisted |= blobs
+    # The files themselves go at the end of the run, once no article lists them (_drop_blobs).
     _note(plan.originals, session, done_tickets, mails, attachments)
 
 
 def _anonymise(session: Session, ticket_ids: list[int], plan: Plan, dry_run: bool) -> None:
     mails = _strip_raw(session, ticket_ids, set(), dry_run, anonymise=True)
-    attachments = 0
-    blobs: set[str] = set()
     articles = list(session.scalars(select(Article).where(Article.ticket_id.in_(ticket_ids))))
-    for article in articles:
-        kept = [item for item in article.attachments or [] if item.get("sha256")]
-        attachments += len(kept)
-        blobs |= {str(item["sha256"]) for item in kept}
+    attachments = sum(1 for a in articles for item in a.attachments or [] if item.get("sha256"))
     _note(plan.anonymise, session, set(ticket_ids), mails, attachments)
     plan.anonymised |= set(ticket_ids)
     if dry_run:
@@ -260,7 +257,6 @@ def _anonymise(session: Session, ticket_ids: list[int], plan: Plan, dry_run: boo
         }
     session.execute(delete(Participant).where(Participant.ticket_id.in_(ticket_ids)))
     session.execute(delete(AwaitedMessage).where(AwaitedMessage.ticket_id.in_(ticket_ids)))
-    plan.unlisted |= blobs
 
 
 def _strip_raw(
@@ -300,12 +296,20 @@ def _without_file(item: dict[str, object], now: datetime) -> dict[str, object]:
     return kept
 
 
-def _drop_blobs(session: Session, blobs: set[str]) -> int:
-    """Delete attachment files no article still lists (the same file in an open ticket stays)."""
-    gone = blobs - blobs_in_use(session, blobs)
-    if gone:
-        session.execute(delete(AttachmentBlob).where(AttachmentBlob.sha256.in_(gone)))
-    return len(gone)
+def _drop_blobs(sessions: sessionmaker[Session]) -> int:
+    """Delete attachment files no article lists any more (the same file in an open ticket stays).
+
+    All of them, not only this run's: a run that could not lock the table
+    (see lock_blobs) leaves its files unlisted, and the next run
+    takes them. The articles no longer list them, so nobody sees them meanwhile.
+    """
+    try:
+        with transaction(sessions) as session:
+            lock_blobs(session, wait_seconds=BLOB_LOCK_WAIT)
+            return drop_unused_blobs(session, None)
+    except BlobsBusy as exc:
+        log.warning("retention.files_deferred", reason=str(exc))
+        return 0
 
 
 def _note(section: dict[str, Any], session: Session, ticket_ids: set[int], mails: int, files: int) -> None:

@@ -18,6 +18,7 @@ from mailgate.rules.syntax import (
     describe_type,
     did_you_mean,
     entries,
+    item_pos,
     want_bool,
     want_choice,
     want_map,
@@ -38,6 +39,8 @@ ACTION_KEYS: tuple[str, ...] = (
     "notify",
     "internal",
     "requester",
+    "kb_suggest",
+    "kb_articles",
     "quarantine",
     "reject",
     "drop",
@@ -59,6 +62,10 @@ REQUESTER_SOURCES: tuple[str, ...] = ("forward", "list", "reply_to", "sender", "
 DEFAULT_REQUESTER_ORDER: tuple[str, ...] = ("forward", "list", "reply_to", "from")
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
+# ``kb_suggest:`` values besides YAML's true and false (YAML 1.2 reads on/off as text).
+KB_SWITCH = {"on": True, "yes": True, "off": False, "no": False}
+# The shape of a knowledge-base article id (mailgate/kb/loader.py checks the same).
+ARTICLE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,10 @@ class Actions:
     internal: bool | None = None
     # The order of requester sources, e.g. ("reply_to", "from"); None: as is.
     requester: tuple[str, ...] | None = None
+    # Knowledge-base suggestions in the acknowledgement (docs/kb.md): on or
+    # off, and articles offered first; None: as the ``kb:`` configuration says.
+    kb_suggest: bool | None = None
+    kb_articles: tuple[str, ...] | None = None
     # "quarantine", "reject" or "drop"; None means accept.
     terminal: str | None = None
     reject_template: str | None = None
@@ -99,6 +110,7 @@ class Actions:
             names.add("internal")
         if self.requester is not None:
             names.add("requester")
+        names |= {name for name in ("kb_suggest", "kb_articles") if getattr(self, name) is not None}
         if self.terminal is not None:
             names.add("action")
         return frozenset(names)
@@ -107,10 +119,18 @@ class Actions:
 class ActionParser:
     """Parses ``then:`` mappings, checking names against the known sets."""
 
-    def __init__(self, src: Source, known_queues: set[str] | None, known_templates: set[str] | None) -> None:
+    def __init__(
+        self,
+        src: Source,
+        known_queues: set[str] | None,
+        known_templates: set[str] | None,
+        known_articles: set[str] | None = None,
+    ) -> None:
         self.src = src
         self.known_queues = known_queues
         self.known_templates = known_templates
+        # The ids of the loaded knowledge base, when the caller has one (`rules check`).
+        self.known_articles = known_articles
 
     def check_queue(self, name: str, pos: Pos) -> None:
         if self.known_queues is not None and name not in self.known_queues:
@@ -151,6 +171,43 @@ class ActionParser:
                 order.append(name)
         return tuple(order)
 
+    def kb_suggest(self, value: Any, pos: Pos) -> bool | None:
+        """true/false, or on/off, yes/no as text."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in KB_SWITCH:
+            return KB_SWITCH[value.strip().lower()]
+        self.src.problem(pos, f"kb_suggest must be on or off (true or false), got {describe_type(value)}")
+        return None
+
+    def kb_articles(self, value: Any, pos: Pos) -> tuple[str, ...] | None:
+        """Article ids offered first; ``[]`` offers none forced (not even the configuration's)."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            self.src.problem(pos, f"kb_articles must be a list of article ids, got {describe_type(value)}")
+            return None
+        found: list[str] = []
+        ok = True
+        for index, item in enumerate(items):
+            at = item_pos(items, index) if items is value else pos
+            if not isinstance(item, str) or not ARTICLE_ID.match(item.strip().lower()):
+                self.src.problem(at, f"kb_articles: {describe_type(item)} is not an article id like vpn-809")
+                ok = False
+                continue
+            article = item.strip().lower()
+            known = self.known_articles
+            if known is not None and article not in known:
+                hint = did_you_mean(article, known)
+                self.src.problem(at, f'kb_articles: unknown article "{article}"{hint}')
+                ok = False
+                continue
+            if article not in found:
+                found.append(article)
+        if len(found) > 3:
+            self.src.problem(pos, f"kb_articles: at most 3 articles are offered, this names {len(found)}")
+            ok = False
+        return tuple(found) if ok else None
+
     def parse(self, node: Any, pos: Pos) -> Actions | None:
         src = self.src
         if not want_map(src, node, pos, "then"):
@@ -183,6 +240,10 @@ class ActionParser:
                 found[key] = self.requester(value, at, "requester")
             elif key == "ack":
                 found["ack_set"], found["ack_template"] = self.ack(value, at, "ack")
+            elif key == "kb_suggest":
+                found[key] = self.kb_suggest(value, at)
+            elif key == "kb_articles":
+                found[key] = self.kb_articles(value, at)
             else:
                 terminals.append(key)
                 self._terminal(key, value, at, found)
@@ -191,6 +252,8 @@ class ActionParser:
                 pos,
                 f"a rule can only do one of quarantine, reject, drop; this one says {', '.join(terminals)}",
             )
+        if found.get("kb_suggest") is False and found.get("kb_articles"):
+            src.problem(pos, "kb_articles offers articles but kb_suggest is off in the same rule; drop one")
         if len(src.problems) > before:
             return None
         return Actions(**found)

@@ -28,6 +28,9 @@ GuardCheck = Callable[[ParsedMessage, Envelope, bytes], tuple[str, bool, tuple[s
 # The requester policy, when the caller has one: (message, envelope,
 # decision) -> the choice as JSON-ready data (tickets/requester.py).
 RequesterCheck = Callable[[ParsedMessage, Envelope, Decision], dict[str, object]]
+# The knowledge base, when one is configured: (message, decision) -> the
+# articles the acknowledgement would offer and why (mailgate/kb/mailflow.py).
+KbCheck = Callable[[ParsedMessage, Decision], dict[str, object]]
 
 
 def run_check(
@@ -35,10 +38,11 @@ def run_check(
     known_queues: set[str] | None,
     known_templates: set[str] | None,
     out: TextIO,
+    known_articles: set[str] | None = None,
 ) -> int:
     """Validate a rules file: 0 when good, 1 with one problem per line."""
     try:
-        ruleset = load_rules(rules_path, known_queues, known_templates)
+        ruleset = load_rules(rules_path, known_queues, known_templates, known_articles)
     except RulesError as error:
         for problem in error.problems:
             print(problem, file=out)
@@ -88,6 +92,7 @@ def run_test(
     *,
     language: str = "en",
     requester_check: RequesterCheck | None = None,
+    kb_check: KbCheck | None = None,
 ) -> int:
     """Show what the rules would do with saved mails; 1 on any problem.
 
@@ -122,6 +127,8 @@ def run_test(
         if requester_check is not None and result.decision.action == "accept" and not _is_reply(result):
             envelope = envelope_for_file(result.message)
             result = replace(result, requester=requester_check(result.message, envelope, result.decision))
+        if kb_check is not None and result.decision.action == "accept" and not _is_reply(result):
+            result = replace(result, kb=kb_check(result.message, result.decision))
         results.append(result)
     if any(result.failures for result in results):
         status = 1
@@ -151,6 +158,8 @@ class Result:
     is_reply: bool = False
     # The level and due moments the mail would get (docs/sla.md), or None.
     service_level: dict[str, object] | None = None
+    # The knowledge-base articles the acknowledgement would offer, or None.
+    kb: dict[str, object] | None = None
 
     @property
     def acknowledgement(self) -> tuple[str | None, str]:
@@ -183,6 +192,8 @@ class Result:
         if self.requester is not None:
             data["requester"] = self.requester
         data["service_level"] = self.service_level
+        if self.kb is not None:
+            data["kb_suggestions"] = self.kb
         if self.checked:
             data["expectation_failures"] = list(self.failures)
         return data
@@ -262,6 +273,12 @@ def _print_detail(ruleset: RuleSet, result: Result, out: TextIO) -> None:
     ack = f'template "{template}"' if template else "none"
     to = f" to {result.requester['address']}" if template and result.requester is not None else ""
     print(f"{'' if result.guard is not None else chr(10)}acknowledgement: {ack}{to} ({why})", file=out)
+    if result.kb is not None:
+        _print_kb(result.kb, template is not None, out)
+    elif decision.kb_by:
+        said = "on" if decision.kb_suggest else "off" if decision.kb_suggest is False else "as configured"
+        forced = ", ".join(decision.kb_articles or ()) or "none forced"
+        print(f"kb suggestions:  {said}, {forced} ({decision.kb_by}; no knowledge base configured)", file=out)
     print(f"reason: {decision.reason}", file=out)
     if result.checked:
         print(
@@ -282,6 +299,15 @@ def _print_requester(requester: dict[str, object], out: TextIO) -> None:
         print(f"                 - {reason}", file=out)
     if requester["unmailable"]:
         print(f"                 CANNOT BE MAILED: {requester['unmailable']}", file=out)
+
+
+def _print_kb(kb: dict[str, object], acknowledged: bool, out: TextIO) -> None:
+    """The articles the acknowledgement would offer (docs/kb.md), and why."""
+    articles = kb["articles"]
+    listed = articles if isinstance(articles, list) else []
+    shown = ", ".join(f"{a['id']} ({a['title']})" for a in listed if isinstance(a, dict)) or "none"
+    note = "" if acknowledged else "; no acknowledgement goes out, so none is sent"
+    print(f"kb suggestions:  {shown} ({kb['reason']}{note})", file=out)
 
 
 def _print_level(level: dict[str, object], out: TextIO) -> None:

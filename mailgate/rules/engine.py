@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     # Only for annotations: mailgate.sla.policy itself imports the rules package.
     from mailgate.sla.policy import DigestPlan, ServiceLevel
 
+# Which rule set each knowledge-base field, for the reason shown.
+_KB_BY = ("kb_suggest_by", "kb_articles_by")
 _PAST = {"quarantine": "quarantined", "reject": "rejected", "drop": "dropped"}
 
 
@@ -177,8 +179,15 @@ class RuleSet:
         final: Rule | None = None
         changed: set[str] = set()
         requester_rule: Rule | None = None
+        # Later matching rules win, as for the other single-valued fields.
+        kb: dict[str, object] = {}
         for rule in matched:
             actions = rule.actions
+            for name in ("kb_suggest", "kb_articles"):
+                value = getattr(actions, name)
+                if value is not None:
+                    kb[name] = value
+                    kb[name + "_by"] = rule.label()
             if actions.requester is not None:
                 requester_rule = rule
             for name in ("queue", "priority", "category", "assignee", "language", "sla", "internal"):
@@ -254,6 +263,9 @@ class RuleSet:
             ),
             requester_explicit=requester_rule is not None or defaults.requester is not None,
             acknowledge_forwards=defaults.acknowledge_forwards,
+            kb_suggest=cast("bool | None", kb.get("kb_suggest")),
+            kb_articles=cast("tuple[str, ...] | None", kb.get("kb_articles")),
+            kb_by=" and ".join(dict.fromkeys(str(kb[k]) for k in _KB_BY if k in kb)),
             explain=self._explainer(view, matched, errors),
         )
 

@@ -39,6 +39,8 @@ FIELDS = (
     "notify",
     "internal",
     "reject_template",
+    "kb_suggest",
+    "kb_articles",
     "matched",
     "changed",
 )
@@ -112,7 +114,9 @@ def _actual(decision: Decision, key: str) -> Any:
 def _normal(key: str, value: Any) -> Any:
     if key == "ack" and means_no_ack(value):
         return None
-    if key in ("tags", "notify", "matched") and isinstance(value, str):
+    if key == "kb_suggest" and isinstance(value, str):
+        return {"on": True, "off": False}.get(value.lower(), value)
+    if key in ("tags", "notify", "matched", "kb_articles") and isinstance(value, str):
         return [value]
     if key == "changed" and isinstance(value, list):
         return sorted(value)

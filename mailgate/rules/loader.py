@@ -55,8 +55,14 @@ def load_rules(
     path: Path | str,
     known_queues: set[str] | None = None,
     known_templates: set[str] | None = None,
+    known_articles: set[str] | None = None,
 ) -> RuleSet:
-    """Load and validate ``path``; raise RulesError listing every problem."""
+    """Load and validate ``path``; raise RulesError listing every problem.
+
+    ``known_articles``: the knowledge base's ids, so ``kb_articles`` naming
+    another is a problem (the daemon leaves it out: the articles reload on
+    their own, and a forced id that is gone is skipped and recorded).
+    """
     name = str(path)
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -64,7 +70,7 @@ def load_rules(
         raise RulesError([Problem(name, 1, 1, f"cannot read the file: {error.strerror}")]) from error
     except UnicodeDecodeError as error:
         raise RulesError([Problem(name, 1, 1, f"not UTF-8 text: {error.reason}")]) from error
-    return load_rules_text(text, name, known_queues, known_templates)
+    return load_rules_text(text, name, known_queues, known_templates, known_articles)
 
 
 def load_rules_text(
@@ -72,6 +78,7 @@ def load_rules_text(
     file: str = "<rules>",
     known_queues: set[str] | None = None,
     known_templates: set[str] | None = None,
+    known_articles: set[str] | None = None,
 ) -> RuleSet:
     """Like ``load_rules`` for text already in memory (tests, docs examples)."""
     src = Source(file)
@@ -91,21 +98,25 @@ def load_rules_text(
         raise RulesError(src.problems) from error
     for at, reason in duplicates:
         src.problem(at, reason)
-    ruleset = _build(src, document, known_queues, known_templates)
+    ruleset = _build(src, document, known_queues, known_templates, known_articles)
     if src.problems or ruleset is None:
         raise RulesError(sorted(src.problems, key=lambda p: (p.line, p.column)))
     return ruleset
 
 
 def _build(
-    src: Source, document: Any, known_queues: set[str] | None, known_templates: set[str] | None
+    src: Source,
+    document: Any,
+    known_queues: set[str] | None,
+    known_templates: set[str] | None,
+    known_articles: set[str] | None = None,
 ) -> RuleSet | None:
     if document is None:
         src.problem((0, 0), "the rules file is empty; it needs at least rules: or defaults:")
         return None
     if not want_map(src, document, (0, 0), "the rules file"):
         return None
-    actions = ActionParser(src, known_queues, known_templates)
+    actions = ActionParser(src, known_queues, known_templates, known_articles)
     parts: dict[str, Any] = {}
     for key, value, _, at in entries(src, document, TOP_KEYS, "the rules file"):
         parts[key] = (value, at)

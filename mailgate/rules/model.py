@@ -109,6 +109,11 @@ class Decision:
     requester_explicit: bool = False
     # Whether the original sender of an agent's forward gets an acknowledgement.
     acknowledge_forwards: bool = True
+    # Knowledge-base suggestions as the rules set them (None: the ``kb:``
+    # configuration decides), and which rule said so (docs/kb.md).
+    kb_suggest: bool | None = None
+    kb_articles: tuple[str, ...] | None = None
+    kb_by: str = ""
     explain: Callable[[], tuple[RuleTrace, ...]] = field(default=_no_trace, repr=False, compare=False)
 
     @cached_property
@@ -138,6 +143,9 @@ class Decision:
             "requester_order": list(self.requester_order),
             "requester_by": self.requester_by,
             "acknowledge_forwards": self.acknowledge_forwards,
+            "kb_suggest": self.kb_suggest,
+            "kb_articles": None if self.kb_articles is None else list(self.kb_articles),
+            "kb_by": self.kb_by,
             "trace": [
                 {"rule": t.name, "line": t.line, "matched": t.matched, "reason": t.reason} for t in self.trace
             ],

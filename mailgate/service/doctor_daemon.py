@@ -65,6 +65,9 @@ def _account_finding(name: str, status: dict[str, Any] | None, *, stale: bool) -
     check = f"imap {name}"
     if status is None:
         return DaemonFinding("WARN", check, "no state reported by the daemon yet")
+    if status.get("state") == "standby" and not stale:
+        # Several instances on one database: one fetches, see its "instance" line.
+        return DaemonFinding("OK", check, "standing by: another instance holds this account")
     detail = (
         f"{status.get('state')}; last UID {status.get('last_uid')}, backlog {status.get('backlog')}, "
         f"{status.get('stored')} stored since start"

@@ -184,11 +184,36 @@ def current_revision(engine: Engine) -> str | None:
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+# Any fixed number: the key of the PostgreSQL advisory lock that migrations hold.
+_MIGRATION_LOCK = 0x6D61696C67617465  # "mailgate"
+
+
 def upgrade(engine: Engine) -> bool:
     """Apply pending migrations; True when something was applied."""
     if current_revision(engine) == HEAD_REVISION:
         return False
     from alembic import command
 
-    command.upgrade(_alembic_config(engine), "head")
+    with _migrating(engine):
+        # Several instances started at once on an empty PostgreSQL: the
+        # first migrates, the others wait for it and then find nothing to do.
+        if current_revision(engine) == HEAD_REVISION:
+            return False
+        command.upgrade(_alembic_config(engine), "head")
     return True
+
+
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[None]:
+    """One migration at a time per database (SQLite: its own write lock does it)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+            connection.commit()

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from mailgate import guard
 from mailgate.agents.auth import check_agent
 from mailgate.agents.desk import handle_agent_mail, notify_agents
+from mailgate.kb import command_address
 from mailgate.kb.mailflow import resolve_self_service, with_suggestions
 from mailgate.message import Address, Envelope, ParsedMessage, header_sender
 from mailgate.rules import Decision, RuleContext
@@ -133,6 +134,13 @@ class MessageHandler:
             return self._finish(
                 conn, row_id, "duplicate", seen.reason, now, ticket_id=ticket_id, article_id=article_id
             )
+
+        if (kb_mail := command_address.kb_mail(runtime, message, envelope)) is not None:
+            # The kb command address: an agent's search, never a ticket (docs/kb.md).
+            key = ready.dedupe_key
+            state, why = command_address.answer(conn, runtime, kb_mail, message, verdict, key, now)
+            bound.info("process.kb_address", state=state, reason=why)
+            return self._finish(conn, row_id, state, why, now)
 
         lookup = CoreTicketLookup(conn)
         thread = resolve(
@@ -477,7 +485,7 @@ class MessageHandler:
             in_reply_to=message.message_id,
             references=references,
         )
-        mail = with_suggestions(conn, self.runtime, ticket, message, mail, now)
+        mail = with_suggestions(conn, self.runtime, ticket, message, mail, now, decision)
         enqueue(conn, self.runtime, ticket.id, mail, automatic=True, now=now)
 
     @staticmethod

@@ -20,7 +20,7 @@ GOOD = """---
 id: badge-reader
 title:
   en: The badge reader refuses your badge
-  nl: De paslezer weigert je pas
+  nl: De paslezer weigert uw pas
 keywords: [badge, pas]
 queues: [facilities]
 ---
@@ -38,7 +38,7 @@ def test_an_article_loads_with_both_languages_and_safe_html() -> None:
     article, problems = parse_article(Path("badge.md"), text)
     assert [] == problems
     assert article is not None
-    assert "De paslezer weigert je pas" == article.title("nl")
+    assert "De paslezer weigert uw pas" == article.title("nl")
     assert "Houd de pas **plat** tegen de lezer.\n" == article.bodies["nl"]
     assert "<strong>plat</strong>" in article.html["nl"]
     assert "<script>" not in article.html["en"] and "href" not in article.html["en"]
