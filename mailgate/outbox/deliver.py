@@ -96,6 +96,16 @@ _LEASE = (
     .where(OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)))
     .values(lease_until=bindparam("b_until"), lease_owner=bindparam("b_owner"))
 )
+# Rows leased to us by a batch that failed with the database: free them.
+_UNLEASE_MINE = (
+    OUTBOX.update()
+    .where(
+        OUTBOX.c.id.in_(bindparam("b_ids", expanding=True)),
+        OUTBOX.c.state == "queued",
+        OUTBOX.c.lease_owner.is_not_distinct_from(bindparam("b_owner")),
+    )
+    .values(lease_until=None, lease_owner=None)
+)
 # Rows leased but not tried (we stopped being sure we are alive): free them.
 _UNLEASE = (
     OUTBOX.update()
@@ -146,6 +156,8 @@ class OutboxWorker:
         # This process's heartbeat: rows are leased in its name, and sent
         # only while it is sure to be alive (service/presence.py).
         self._presence = presence
+        # Rows of a batch that failed with the database, still leased to us.
+        self._unfinished: set[int] = set()
         self._marks = marks or sent_marks_for(sessions)
         self._marks_applied = False
         self._transport = transport
@@ -202,11 +214,14 @@ class OutboxWorker:
         params = {"b_now": now, "b_stale": stale_before(now), "b_limit": self._batch}
         rows = [Due(*found) for found in conn.execute(due, params)]
         if rows:
-            owner = None if self._presence is None else self._presence.id
             conn.execute(
-                _LEASE, {"b_ids": [row.id for row in rows], "b_until": now + self._lease, "b_owner": owner}
+                _LEASE,
+                {"b_ids": [row.id for row in rows], "b_until": now + self._lease, "b_owner": self._owner()},
             )
         return rows
+
+    def _owner(self) -> int | None:
+        return None if self._presence is None else self._presence.id
 
     def _alive(self) -> bool:
         return self._presence is None or self._presence.fresh()
@@ -222,13 +237,20 @@ class OutboxWorker:
 
     def deliver_due(self, now: datetime | None = None) -> int:
         """Send every due row once; returns how many were attempted."""
-        if not self._marks_applied:
+        if not self._marks_applied or self._unfinished:
             # A worker that died before us may have left marks: apply them
             # before leasing, or its sent rows would be leased and sent again.
+            # Rows a failed batch left leased to us are freed in the same
+            # transaction, after the marks: a sent one is not sent again.
             with transaction(self._sessions) as session:
                 self._marks.apply(session.connection(), datetime.now(UTC))
+                if self._unfinished:
+                    session.connection().execute(
+                        _UNLEASE_MINE, {"b_ids": sorted(self._unfinished), "b_owner": self._owner()}
+                    )
             self._marks.applied()
             self._marks_applied = True
+            self._unfinished.clear()
         with self._handed_lock:
             rows, self._handed = self._handed, []
             self._taken.update(row.id for row in rows)
@@ -239,8 +261,9 @@ class OutboxWorker:
                 return 0
             with self._handed_lock:
                 self._taken.update(row.id for row in rows)
+        results: list[tuple[Due, DeliveryResult]] = []
+        recorded = False
         try:
-            results = []
             for row in rows:
                 if not self._alive():
                     # Cut off from the database for SAFE_SECONDS: another
@@ -259,8 +282,13 @@ class OutboxWorker:
                     self._record(session, row, result, finished)
                 if untried:
                     session.connection().execute(_UNLEASE, {"b_ids": untried})
+            recorded = True
             self._marks.recorded()
         finally:
+            if not recorded:
+                # The database failed mid-batch: nobody takes these over while
+                # we beat, so we free them once it answers (above).
+                self._unfinished.update(row.id for row in rows)
             with self._handed_lock:
                 self._taken.difference_update(row.id for row in rows)
         return len(rows)

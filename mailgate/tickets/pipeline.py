@@ -109,6 +109,8 @@ class Processor:
         self.wake = threading.Event()
         self._next_auto_close = datetime.now(UTC)
         self._handler = MessageHandler(runtime)
+        # Rows a batch claimed but could not finish because the database failed.
+        self._unfinished: set[int] = set()
 
     # -- driving -----------------------------------------------------------
 
@@ -155,17 +157,45 @@ class Processor:
         # write transaction, so the database is held only for the writes.
         prepared = [(claim, self._prepare(claim)) for claim in claimed]
         results: list[Result] = []
-        while prepared:
-            done = self._fast_slice(prepared)
-            if done is None:
-                # The slow, safe path: each message in a savepoint of its own,
-                # so one that fails is recorded and the others still commit.
-                done = self._slow_batch(prepared)
-            _measure(prepared[: len(done)], done)
-            results += done
-            del prepared[: len(done)]
+        try:
+            while prepared:
+                done = self._fast_slice(prepared)
+                if done is None:
+                    # The slow, safe path: each message in a savepoint of its own,
+                    # so one that fails is recorded and the others still commit.
+                    done = self._slow_batch(prepared)
+                _measure(prepared[: len(done)], done)
+                results += done
+                del prepared[: len(done)]
+        except Exception:
+            # The database went away mid-batch. We live on and keep beating,
+            # so nobody takes these rows over: give them back ourselves as
+            # soon as the database answers (see _release_unfinished).
+            self._unfinished.update(claim.id for claim, _ in prepared)
+            raise
         crash_point("processed")
         return results
+
+    def _release_unfinished(self) -> None:
+        """Free the rows a failed batch left leased to us, its attempt uncounted.
+
+        The failure was the database's, not the message's: counting it would
+        quarantine mail after a few database restarts.
+        """
+        if not self._unfinished:
+            return
+        with transaction(self.runtime.lease_sessions) as session:
+            session.execute(
+                update(Inbound)
+                .where(
+                    Inbound.id.in_(sorted(self._unfinished)),
+                    Inbound.state == "pending",
+                    Inbound.lease_owner.is_not_distinct_from(self.runtime.owner),
+                )
+                .values(lease_until=None, lease_owner=None, attempts=Inbound.attempts - 1)
+            )
+        log.info("process.released_unfinished", rows=len(self._unfinished))
+        self._unfinished.clear()
 
     def _fast_slice(self, prepared: list[tuple[Claim, Prepared | BaseException]]) -> list[Result] | None:
         """The first messages in one transaction without savepoints, or None.
@@ -252,6 +282,7 @@ class Processor:
     def _claim(self, only_ids: Sequence[int] | None) -> list[Claim]:
         if not self.runtime.may_claim():
             return []
+        self._release_unfinished()
         now = datetime.now(UTC)
         limits = self.runtime.config.limits
         # A lease lost to a power cut is harmless: the row is claimed again.
