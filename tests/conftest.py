@@ -44,7 +44,6 @@ ZAMMAD_NOT_RUN = (
     f"{CORPUS_VARIABLE} is not set: zammad-mail (AGPL-3.0) is not in this repository; "
     "see tests/corpora/README.md"
 )
-_ZAMMAD_TESTS = pytest.StashKey[set[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,17 +58,23 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if external_corpus() is not None:
         return
-    marked = {item.nodeid for item in items if item.get_closest_marker(ZAMMAD_MARKER)}
     for item in items:
-        if item.nodeid in marked:
+        if item.get_closest_marker(ZAMMAD_MARKER):
             item.add_marker(pytest.mark.skip(reason=ZAMMAD_NOT_RUN))
-    config.stash[_ZAMMAD_TESTS] = marked
+
+
+def _not_run_for_want_of_the_corpus(report: Any) -> bool:
+    # Found by the skip's reason, not by what this process collected: under
+    # pytest-xdist (make test) the workers collect and the controller reports.
+    longrepr = report.longrepr
+    return isinstance(longrepr, tuple) and len(longrepr) == 3 and ZAMMAD_NOT_RUN in str(longrepr[2])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Name the zammad tests that were skipped for want of MAILGATE_CORPUS, and how to run them."""
-    marked = config.stash.get(_ZAMMAD_TESTS, set())
-    skipped = sorted(r.nodeid for r in terminalreporter.stats.get("skipped", []) if r.nodeid in marked)
+    skipped = sorted(
+        r.nodeid for r in terminalreporter.stats.get("skipped", []) if _not_run_for_want_of_the_corpus(r)
+    )
     if not skipped:
         return
     terminalreporter.write_sep("=", "zammad corpus", yellow=True)
