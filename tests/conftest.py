@@ -354,6 +354,30 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) ->
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def database_value(config_path: Path, query: str, **params: Any) -> Any:
+    """The first value ``query`` finds in the database of the daemon at ``config_path``, read here.
+
+    For waiting: tickets_json and ticket_json start ``python -m mailgate``, about a
+    second of CPU each, which a poll every 20 ms takes from the daemon it waits for.
+    Tests poll with this, then check what they assert through the CLI as before.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    url = yaml.safe_load(config_path.read_text())["database"]["url"]
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(query), params).scalar()
+    finally:
+        engine.dispose()
+
+
+def ticket_count(config_path: Path) -> int:
+    """How many tickets the daemon has stored (see database_value: cheap enough to poll)."""
+    return int(database_value(config_path, "SELECT count(*) FROM tickets"))
+
+
 def tickets_json(config_path: Path) -> list[dict[str, Any]]:
     result = run_cli(config_path, "tickets", "list", "--json")
     assert 0 == result.returncode, result.stderr.decode()
