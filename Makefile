@@ -30,8 +30,12 @@ services:
 # zammad's corpus (AGPL-3.0) is not in the repository: its tests run when
 # MAILGATE_CORPUS names the folder holding zammad-mail/ (.ci/run sets it);
 # without it pytest's summary names the tests it did not run.
+# Two pytest-xdist workers: most of the suite waits on daemons, sockets and
+# timers, so two tests at a time fill two cores. worksteal rebalances the
+# long daemon tests; PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
 test: setup services
-	$(BIN)/pytest -q -W error
+	$(BIN)/pytest -q -W error -n $(PYTEST_WORKERS) --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check mailgate tests bench

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_mail, run_cli, tickets_json, wait_until
+from tests.conftest import make_mail, run_cli, ticket_count, tickets_json, wait_until
 
 
 def _ingest(daemon: Any, raw: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -158,7 +158,7 @@ def test_commands_keep_logs_off_stdout_and_out_of_json(daemon_factory: Any) -> N
     """A person's command prints results on stdout; nothing on stderr unless something is wrong."""
     daemon = daemon_factory()
     daemon.send(make_mail(message_id="<cli-words@example.org>"))
-    wait_until(lambda: tickets_json(daemon.config_path), timeout=20)
+    wait_until(lambda: ticket_count(daemon.config_path), timeout=20)
     result = run_cli(daemon.config_path, "tickets", "set", "1", "--priority", "high")
     assert 0 == result.returncode, result.stderr.decode()
     assert b"" == result.stderr

@@ -23,6 +23,7 @@ from tests.conftest import (
     DaemonProcess,
     free_port,
     make_mail,
+    ticket_count,
     ticket_json,
     tickets_json,
     wait_until,
@@ -146,7 +147,7 @@ def test_lmtp_answers_once_per_recipient(daemon_factory: Any) -> None:
         assert first[0].startswith("250 2.0.0")
         assert second[0].startswith("250 2.0.0")
         command("QUIT")
-    wait_until(lambda: tickets_json(daemon.config_path))
+    wait_until(lambda: ticket_count(daemon.config_path))
     # Two recipients, both ours, through the spool journal: still one ticket and one answer.
     wait_until(lambda: daemon.acks())
     daemon.stop()

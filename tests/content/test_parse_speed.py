@@ -41,14 +41,20 @@ TYPICAL_REPLY = (
 
 
 def test_parse_throughput_floor() -> None:
-    """Parsing a typical reply runs at least MIN_MESSAGES_PER_SECOND on one core."""
+    """Parsing a typical reply runs at least MIN_MESSAGES_PER_SECOND on one core.
+
+    Timed by this thread's CPU time, not the wall clock: "on one core" is the
+    claim, and under `make test` (two pytest workers) or on a shared machine a
+    daemon in another process takes turns on that core: by the wall clock the
+    floor failed at 478/s there, on a machine where parse alone does about 4,000/s.
+    """
     assert "Jan de Vries" in parse(TYPICAL_REPLY).new_text
     count = 1000
     best = 0.0
     for _ in range(3):
-        start = time.perf_counter()
+        start = time.thread_time()
         for _ in range(count):
             parse(TYPICAL_REPLY)
-        best = max(best, count / (time.perf_counter() - start))
+        best = max(best, count / (time.thread_time() - start))
     print(f"parse: {best:,.0f} msgs/s for a {len(TYPICAL_REPLY)}-byte reply")
     assert best >= MIN_MESSAGES_PER_SECOND

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import tickets_json, wait_until
+from tests.conftest import ticket_count, tickets_json, wait_until
 from tests.imap.conftest import Mailbox
 
 pytestmark = pytest.mark.dovecot
@@ -76,7 +76,8 @@ def test_appended_mail_without_return_path_is_acknowledged_and_a_recorded_null_i
     mailbox.append(_request("dora@example.org", "null sender", "<>"))
     people = sorted(f"person{n}@example.org" for n in range(REQUESTS))
     mailbox.append(*(_request(person, f"no return path {n}", None) for n, person in enumerate(people)))
-    wait_until(lambda: len(tickets_json(daemon.config_path)) == REQUESTS + 1, timeout=30 + REQUESTS)
+    wait_until(lambda: ticket_count(daemon.config_path) == REQUESTS + 1, timeout=30 + REQUESTS)
+    assert REQUESTS + 1 == len(tickets_json(daemon.config_path))
     with contextlib.suppress(AssertionError):
         wait_until(lambda: len(daemon.acks()) >= REQUESTS, timeout=30 + REQUESTS)
     time.sleep(2.5)  # one more acknowledgement, if any, would be written by now

@@ -91,8 +91,9 @@ def test_reply_imported_before_its_request_is_rehomed_without_a_second_ack(
     _import(config, _maildir(tmp_path / "replies", [reply, second_reply]))
     # Both replies wait for the same request: they share one ticket and one acknowledgement.
     assert ["user0@example.org"] == _acks_listed(config)
-    first = _placed(config)[reply.message_id]
-    assert first == _placed(config)[second_reply.message_id]
+    placed = _placed(config)  # a CLI call per ticket: once, nothing changes between the looks
+    first = placed[reply.message_id]
+    assert first == placed[second_reply.message_id]
 
     _import(config, _maildir(tmp_path / "requests", [request]))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.agents.conftest import FIXTURES as AGENT_FIXTURES
-from tests.conftest import HELPDESK, make_mail, run_cli, ticket_json, tickets_json, wait_until
+from tests.conftest import HELPDESK, make_mail, run_cli, ticket_count, ticket_json, wait_until
 from tests.conftest import reply_to_mail as _answer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "requester"
@@ -97,7 +97,7 @@ def test_agents_forward_opens_a_ticket_for_the_original_sender(daemon_factory: A
     outer.set_content(NOTE + "\n")
     outer.add_attachment(inner)
     daemon.send(outer.as_bytes(), "alice@example.com", (address,))
-    wait_until(lambda: len(tickets_json(daemon.config_path)) == 6, timeout=30)
+    wait_until(lambda: ticket_count(daemon.config_path) == 6, timeout=30)
     sink.wait(6 * 3)  # per ticket: the ack to John and the notifications to alice and bob
     time.sleep(1.0)
     for number, style in enumerate(["gmail", "outlook", "apple", "thunderbird", "outlook", "attached"], 1):
@@ -139,7 +139,7 @@ def test_a_strangers_or_unauthenticated_forward_does_not_change_the_requester(
     eve = "Eve Stranger <eve@example.org>"
     daemon.send(_forward("thunderbird_fr_body.txt", eve, forged), "eve@example.org", (forged,))
     daemon.send(_forward("gmail_de_body.txt", ALICE, HELPDESK), "alice@example.com")
-    wait_until(lambda: len(tickets_json(daemon.config_path)) == 3, timeout=20)
+    wait_until(lambda: ticket_count(daemon.config_path) == 3, timeout=20)
     sink.wait(5)
     time.sleep(1.0)
     requesters = [ticket_json(daemon.config_path, n) for n in (1, 2, 3)]
@@ -201,7 +201,7 @@ def test_reply_to_is_no_credential_and_rate_limits_bind_the_chosen_requester(
     )
     for n in range(4):
         daemon.send(form.replace(b"<4f1c2a9e0b7d@", f"<flood{n}@".encode()), "www-data@www.example.org")
-    wait_until(lambda: len(tickets_json(daemon.config_path)) == 6, timeout=20)
+    wait_until(lambda: ticket_count(daemon.config_path) == 6, timeout=20)
     time.sleep(2.0)
     first = ticket_json(daemon.config_path, 1)
     assert "new" == first["status"]
