@@ -33,9 +33,11 @@ services:
 # Two pytest-xdist workers: most of the suite waits on daemons, sockets and
 # timers, so two tests at a time fill two cores. worksteal rebalances the
 # long daemon tests; PYTEST_WORKERS=0 runs everything in one process.
+# PYTEST_ARGS adds to pytest's arguments (`make test PYTEST_ARGS=--durations=30`).
 PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?=
 test: setup services
-	$(BIN)/pytest -q -W error -n $(PYTEST_WORKERS) --dist worksteal
+	$(BIN)/pytest -q -W error -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check mailgate tests bench
