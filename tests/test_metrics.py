@@ -22,7 +22,9 @@ def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_counts_from_every_process_and_queues_from_the_database(daemon_factory: Any) -> None:
     port = free_port()
-    daemon = daemon_factory(listen={"metrics": {"host": "127.0.0.1", "port": port}})
+    daemon = daemon_factory(
+        listen={"metrics": {"host": "127.0.0.1", "port": port}}, instance={"name": "alpha"}
+    )
     first = make_mail(message_id="<m1@example.org>")
     daemon.send(first)
     daemon.send(make_mail(message_id="<m2@example.org>", subject="Second problem"))
@@ -48,6 +50,11 @@ def test_counts_from_every_process_and_queues_from_the_database(daemon_factory: 
     assert 0 == metrics[("mailgate_oldest_pending_seconds", ())]
     assert 1 == metrics[("mailgate_workers_alive", (("role", "processing"),))]
     assert 1 == metrics[("mailgate_workers_alive", (("role", "delivery"),))]
+    # The instances on the database (docs/scale-out.md): this one, live, holding the timers.
+    assert 1 == metrics[("mailgate_instances", (("state", "live"),))]
+    assert 1 == metrics[("mailgate_role_held", (("instance", "alpha"), ("role", "timers")))]
+    ages = [v for (name, _), v in metrics.items() if name == "mailgate_instance_heartbeat_age_seconds"]
+    assert len(ages) == 1 and 0 <= ages[0] < 6
     assert 0 == daemon.stop()
 
 
