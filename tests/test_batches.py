@@ -157,9 +157,7 @@ def _count_kinds(runtime: Any) -> list[str]:
         return list(session.scalars(select(Event.kind)))
 
 
-def test_a_slow_relay_outlasting_the_lease_still_gets_each_mail_once(
-    runtime_factory: Any, sink: Any
-) -> None:
+def test_a_slow_relay_outlasting_the_lease_still_gets_each_mail_once(runtime_factory: Any, sink: Any) -> None:
     """Rows still being sent when their lease ends are leased again by the next batch;
     they must not be handed over and sent a second time."""
     import threading

@@ -23,7 +23,9 @@ How the mark is made depends on the database, because of cost:
 - **PostgreSQL: a small UPDATE committed per mail.** Several instances may
   share the outbox and take over each other's rows after the lease, so the
   mark must be in the database; PostgreSQL has no single write lock to
-  queue behind.
+  queue behind. A mark whose commit fails (the database restarted right
+  after the 250) is kept in memory and written before the worker frees its
+  rows again.
 """
 
 from __future__ import annotations
@@ -139,19 +141,31 @@ class CommitEach:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        # Marks whose commit failed (the database went away right after the
+        # relay's 250): kept here and written before the rows are freed, so
+        # a database restart costs no resend (only a kill -9 on top of it).
+        self._unwritten: dict[int, datetime] = {}
 
     def sent(self, outbox_id: int, now: datetime) -> None:
-        with transaction(self._sessions) as session:
-            session.connection().execute(_MARK_SENT, {"b_id": outbox_id, "b_now": now})
+        try:
+            with transaction(self._sessions) as session:
+                session.connection().execute(_MARK_SENT, {"b_id": outbox_id, "b_now": now})
+        except Exception:
+            self._unwritten[outbox_id] = now
+            raise
 
     def recorded(self) -> None:
         return None
 
     def apply(self, conn: Connection, now: datetime) -> int:
-        return 0
+        if not self._unwritten:
+            return 0
+        conn.execute(_MARK_SENT, [{"b_id": row_id, "b_now": at} for row_id, at in self._unwritten.items()])
+        log.info("outbox.unwritten_marks_applied", marks=len(self._unwritten))
+        return len(self._unwritten)
 
     def applied(self) -> None:
-        return None
+        self._unwritten.clear()
 
     def close(self) -> None:
         return None

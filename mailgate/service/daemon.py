@@ -274,6 +274,8 @@ class Daemon:
         retention = RetentionTimer(self.runtime)
         self._start_thread("retention", lambda stop: self.presence.run_holding(TIMERS, retention.run, stop))
         await self._start_listeners()
+        # Beat now, so the instances table names our listeners at once (doctor).
+        await asyncio.to_thread(self.presence.start)
         if config.listen.metrics is not None and metrics.enabled():
             where = config.listen.metrics
             self._metrics = MetricsServer(where.host, where.port, self.runtime.engine, self.worker_states)

@@ -56,6 +56,7 @@ class Presence:
         self._changed = threading.Condition(self._lock)
         self._watchers: list[tuple[str, threading.Event]] = []
         self._failing = False
+        self._beating = threading.Lock()
 
     # -- asked by the work ------------------------------------------------
 
@@ -136,6 +137,11 @@ class Presence:
         return instances.BEAT_SECONDS if not self._failing else 1.0
 
     def _beat_once(self) -> None:
+        # The daemon also beats from its event loop's side once its listeners are up.
+        with self._beating:
+            self._beat_locked()
+
+    def _beat_locked(self) -> None:
         now = datetime.now(UTC)
         started = time.monotonic()
         try:

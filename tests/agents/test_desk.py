@@ -247,9 +247,7 @@ def test_agent_reply_keeps_its_attachments(desk: Any) -> None:
         "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe manual, page 12.\r\n"
         "--b1\r\nContent-Type: application/pdf\r\n"
         "Content-Disposition: attachment; filename*=utf-8''Handleiding%20printer%20%C3%A9.pdf\r\n"
-        "Content-Transfer-Encoding: base64\r\n\r\n"
-        + base64.encodebytes(manual).decode()
-        + "\r\n--b1--\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(manual).decode() + "\r\n--b1--\r\n"
     ).encode()
     assert "done" == deliver(desk, raw, "alice@example.com", (to,)).state
     relay = mails_to(desk, "jan@example.org")[-1]

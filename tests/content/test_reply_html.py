@@ -22,7 +22,7 @@ def _html_mail(html: str) -> bytes:
 CONTAINERS = {
     "gmail": '<div dir="ltr">It works now.</div><div class="gmail_quote"><div class="gmail_attr">'
     "Helpdesk:</div><blockquote>Please restart the printer.</blockquote></div>",
-    "apple": "<div>It works now.</div><blockquote type=\"cite\"><div>Helpdesk:</div>"
+    "apple": '<div>It works now.</div><blockquote type="cite"><div>Helpdesk:</div>'
     "<div>Please restart the printer.</div></blockquote>",
     "thunderbird": '<p>It works now.</p><div class="moz-cite-prefix">Helpdesk:</div>'
     '<blockquote type="cite">Please restart the printer.</blockquote>',
@@ -31,7 +31,7 @@ CONTAINERS = {
     "outlook_com": '<div>It works now.</div><div id="appendonsend"></div><div>Helpdesk:</div>'
     "<div>Please restart the printer.</div>",
     # Turkish Outlook: field names no list of ours knows, in the bordered header div.
-    "outlook_border": "<div>It works now.</div><div style=\"border:none;border-top:solid #E1E1E1 1.0pt\">"
+    "outlook_border": '<div>It works now.</div><div style="border:none;border-top:solid #E1E1E1 1.0pt">'
     "<p><b>Kimden:</b> Helpdesk &lt;helpdesk@example.com&gt;<br><b>Konu:</b> Printer</p></div>"
     "<p>Please restart the printer.</p>",
     "hotmail": '<div>It works now.</div><hr id="stopSpelling">Helpdesk:<br>Please restart the printer.',

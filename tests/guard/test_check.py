@@ -118,9 +118,7 @@ def test_null_envelope_sender_alone_blocks_auto_reply() -> None:
 def test_envelope_sender_mailer_daemon_is_a_bounce() -> None:
     """A bounce is recognised by its envelope sender even when From looks human."""
     raw = fixture("human_question")
-    envelope = Envelope(
-        "MAILER-DAEMON@mx.example.net", ("helpdesk@example.com",), "smtp", datetime.now(UTC)
-    )
+    envelope = Envelope("MAILER-DAEMON@mx.example.net", ("helpdesk@example.com",), "smtp", datetime.now(UTC))
     assert "bounce" == check(parse(raw), envelope, OWN, raw).kind
 
 

@@ -52,9 +52,7 @@ ZAMMAD_NOT_HUMAN = {
 def _machine_mail() -> list[Path]:
     """Every sisimai message that is a bounce, auto-reply or feedback report."""
     files = [
-        path
-        for folder in ("bsd", "dos", "mac", "tmp")
-        for path in sorted((MAILDIR / folder).glob("*.eml"))
+        path for folder in ("bsd", "dos", "mac", "tmp") for path in sorted((MAILDIR / folder).glob("*.eml"))
     ]
     assert 790 <= len(files), f"sisimai's maildir is missing from {MAILDIR}"
     return files
@@ -168,7 +166,10 @@ def _as_a_mail(body: bytes, subject: bytes, name: str) -> bytes:
     """A reply body from email-reply-trimmer as an ordinary person's mail to the helpdesk."""
     head = (
         b"Return-Path: <ann@customer.example>\nFrom: Ann Example <ann@customer.example>\n"
-        b"To: helpdesk@example.com\nSubject: " + subject + b"\nMessage-ID: <" + name.encode()
+        b"To: helpdesk@example.com\nSubject: "
+        + subject
+        + b"\nMessage-ID: <"
+        + name.encode()
         + b"@customer.example>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n"
     )
     return head + body.replace(b"\r\n", b"\n")

@@ -64,9 +64,7 @@ def test_delayed_report_is_soft_and_finds_the_attached_original() -> None:
         ),
     ],
 )
-def test_free_text_bounces(
-    name: str, address: str, status: str, hard: bool, message_id: str
-) -> None:
+def test_free_text_bounces(name: str, address: str, status: str, hard: bool, message_id: str) -> None:
     """qmail, Exim, Postfix and Exchange prose bounces yield address, status and original id."""
     report = parse_dsn(fixture(name))
     assert report is not None

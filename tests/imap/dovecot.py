@@ -71,9 +71,7 @@ def make_tls_files(folder: Path) -> TlsFiles:
         check=True, capture_output=True,
     )  # fmt: skip
     (folder / "server.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-        "basicConstraints=CA:FALSE\n"
-        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
     )
     subprocess.run(
         [*run, "x509", "-req", "-in", folder / "server.csr", "-days", "2",
@@ -126,9 +124,7 @@ class Dovecot:
         # users added between two quick logins may go unseen: make a pool
         # of users up front and hand them out.
         users = self.base / "users"
-        users.write_text(
-            "".join(f"user{n}:{{PLAIN}}pw-user{n}-secret::::::\n" for n in range(1, USERS + 1))
-        )
+        users.write_text("".join(f"user{n}:{{PLAIN}}pw-user{n}-secret::::::\n" for n in range(1, USERS + 1)))
         users.chmod(0o644)
         self._next_user = 1
         if oauth2_introspection_url is None:
@@ -176,9 +172,7 @@ class Dovecot:
                 check=False,
             )
         if done.returncode != 0:
-            raise RuntimeError(
-                f"dovecot did not start: {errors.read_text().strip()}\n{self.log_tail()}"
-            )
+            raise RuntimeError(f"dovecot did not start: {errors.read_text().strip()}\n{self.log_tail()}")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with (

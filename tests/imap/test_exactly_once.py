@@ -27,9 +27,7 @@ pytestmark = pytest.mark.dovecot
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_server_restart_mid_run_loses_nothing(
-    dovecot: Dovecot, mailbox: Mailbox, store: Store
-) -> None:
+def test_server_restart_mid_run_loses_nothing(dovecot: Dovecot, mailbox: Mailbox, store: Store) -> None:
     """After Dovecot restarts under an idling fetcher, it reconnects and stores everything."""
     account = mailbox.account(move_to="Done")
     fetcher = ImapFetcher(account, lambda: mailbox.password, store.inbound, **FAST)
@@ -50,9 +48,7 @@ def test_server_restart_mid_run_loses_nothing(
     assert any(entry["event"] == "imap.disconnected" for entry in logs)
 
 
-def test_recreated_folder_with_new_uidvalidity_loses_nothing(
-    mailbox: Mailbox, store: Store
-) -> None:
+def test_recreated_folder_with_new_uidvalidity_loses_nothing(mailbox: Mailbox, store: Store) -> None:
     """A folder deleted and recreated (new UIDVALIDITY) is fetched again under new keys only."""
     client = mailbox.client()
     client.create_folder("Helpdesk")
@@ -107,9 +103,7 @@ KILLED_FETCHER = textwrap.dedent(
 )
 
 
-def test_kill_between_store_and_move_then_restart_stores_once(
-    mailbox: Mailbox, store: Store
-) -> None:
+def test_kill_between_store_and_move_then_restart_stores_once(mailbox: Mailbox, store: Store) -> None:
     """A fetcher SIGKILLed right after its commit leaves mail that a restart only moves."""
     mailbox.append(*(make_message(f"crash {n}") for n in range(5)))
     account = mailbox.account(move_to="Done")

@@ -41,9 +41,7 @@ def test_append_while_idling_is_stored_within_two_seconds(
 def test_idle_is_renewed_and_still_delivers(mailbox: Mailbox, store: Store) -> None:
     """With a short renew interval IDLE is re-issued several times and new mail still arrives."""
     account = mailbox.account()
-    fetcher = ImapFetcher(
-        account, lambda: mailbox.password, store.inbound, **{**FAST, "idle_renew": 0.3}
-    )
+    fetcher = ImapFetcher(account, lambda: mailbox.password, store.inbound, **{**FAST, "idle_renew": 0.3})
     with capture_logs() as logs, running(fetcher):
         assert wait_until(lambda: 3 <= sum(e["event"] == "imap.idle_renewed" for e in logs))
         mailbox.append(make_message("after renewals"))

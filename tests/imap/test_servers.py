@@ -26,9 +26,7 @@ from tests.imap.dovecot import Dovecot, TlsFiles
 pytestmark = pytest.mark.dovecot
 
 
-def test_wrong_password_is_auth_failed_and_other_account_still_works(
-    dovecot: Dovecot, store: Store
-) -> None:
+def test_wrong_password_is_auth_failed_and_other_account_still_works(dovecot: Dovecot, store: Store) -> None:
     """A rejected password gives auth_failed and a clear log line; a second account goes on."""
     good, bad = new_mailbox(dovecot), new_mailbox(dovecot)
     wrong = "not-the-password"
@@ -67,13 +65,9 @@ def test_server_without_move_and_idle_gets_copy_expunge_and_polling(
     assert 0 == mailbox.count("INBOX")
 
 
-def test_too_large_message_is_quarantined_once_and_left_on_the_server(
-    mailbox: Mailbox, store: Store
-) -> None:
+def test_too_large_message_is_quarantined_once_and_left_on_the_server(mailbox: Mailbox, store: Store) -> None:
     """A message over max_message_bytes is stored as headers with a reason, once, and not moved."""
-    account = mailbox.account(
-        move_to="Done", max_message_bytes=20_000, idle=False, poll_interval=0.1
-    )
+    account = mailbox.account(move_to="Done", max_message_bytes=20_000, idle=False, poll_interval=0.1)
     fetcher = ImapFetcher(account, lambda: mailbox.password, store.inbound, **FAST)
     huge = make_message("huge attachment", body_size=200_000)
     with capture_logs() as logs, running(fetcher):
@@ -107,9 +101,7 @@ def test_tls_with_the_test_ca_works_and_an_unknown_ca_is_refused(
     mailbox: Mailbox, store: Store, tls_files: TlsFiles
 ) -> None:
     """Implicit TLS verifies the server certificate: our CA passes, the system CAs refuse it."""
-    trusted = mailbox.account(
-        security="tls", port=mailbox.server.imaps_port, ca_file=str(tls_files.ca_cert)
-    )
+    trusted = mailbox.account(security="tls", port=mailbox.server.imaps_port, ca_file=str(tls_files.ca_cert))
     untrusted = trusted.model_copy(update={"name": "untrusted", "ca_file": None})
     with capture_logs() as logs:
         good = ImapFetcher(trusted, lambda: mailbox.password, store.inbound, **FAST)
@@ -161,9 +153,7 @@ def _oauth2_client(server: Dovecot, user: str, token: str) -> IMAPClient:
 def test_token_command_output_is_the_token_and_failures_name_no_secret(tmp_path: Path) -> None:
     """A token command's stdout is the token; a failing command raises without echoing it."""
     good = make_token_provider(OAuth2(token_command="printf 'abc123\\n'"), tmp_path)
-    bad = make_token_provider(
-        OAuth2(token_command="sh -c 'echo leaked; echo nope >&2; exit 3'"), tmp_path
-    )
+    bad = make_token_provider(OAuth2(token_command="sh -c 'echo leaked; echo nope >&2; exit 3'"), tmp_path)
     assert "abc123" == good()
     with pytest.raises(Exception, match="exited 3: nope") as failure:
         bad()

@@ -42,9 +42,7 @@ def message(
     )
 
 
-def envelope(
-    rcpt: tuple[str, ...] = (HELPDESK,), at: datetime = MONDAY_MORNING
-) -> Envelope:
+def envelope(rcpt: tuple[str, ...] = (HELPDESK,), at: datetime = MONDAY_MORNING) -> Envelope:
     """An SMTP envelope delivered to the helpdesk."""
     return Envelope("ann@example.org", rcpt, "smtp", at)
 

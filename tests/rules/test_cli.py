@@ -18,9 +18,11 @@ MAILS = FIXTURES / "mails"
 
 def context_for(message: ParsedMessage, envelope: Envelope) -> RuleContext:
     """What the daemon would know: our address, arrival time, trusted MX."""
-    return RuleContext(our_addresses=frozenset({"helpdesk@example.com"}),
-                       now=envelope.received_at,
-                       trusted_authserv_ids=frozenset({"mx.example.com"}))
+    return RuleContext(
+        our_addresses=frozenset({"helpdesk@example.com"}),
+        now=envelope.received_at,
+        trusted_authserv_ids=frozenset({"mx.example.com"}),
+    )
 
 
 def run(rules: Path | None, mails: list[Path], as_json: bool) -> tuple[int, str]:
@@ -42,7 +44,7 @@ def test_check_prints_every_problem_and_exits_1() -> None:
     code = run_check(FIXTURES / "broken_rules.yaml", {"general"}, None, out)
     lines = out.getvalue().splitlines()
     assert (1, 4) == (code, len(lines))
-    assert lines[0].startswith(f"{FIXTURES / 'broken_rules.yaml'}:3:5: unknown key \"iff\"")
+    assert lines[0].startswith(f'{FIXTURES / "broken_rules.yaml"}:3:5: unknown key "iff"')
 
 
 def test_check_uses_the_known_queues() -> None:
@@ -77,13 +79,23 @@ def test_folder_prints_a_table() -> None:
     code, output = run(RULES, [MAILS], False)
     rows = [line.split() for line in output.splitlines()]
     assert 0 == code
-    assert ["file", "action", "queue", "priority", "category", "ack", "expected", "matched",
-            "rules"] == rows[0]
+    assert ["file", "action", "queue", "priority", "category", "ack", "expected", "matched", "rules"] == rows[
+        0
+    ]
     assert [
-        ["dutch_after_hours.eml", "accept", "hardware", "normal", "hardware", "ack-after-hours",
-         "-", "after", "hours,", "hardware"],
-        ["printer_from_vip.eml", "accept", "hardware", "high", "hardware", "ack", "-", "vip,",
-         "hardware"],
+        [
+            "dutch_after_hours.eml",
+            "accept",
+            "hardware",
+            "normal",
+            "hardware",
+            "ack-after-hours",
+            "-",
+            "after",
+            "hours,",
+            "hardware",
+        ],
+        ["printer_from_vip.eml", "accept", "hardware", "high", "hardware", "ack", "-", "vip,", "hardware"],
         ["spam_flagged.eml", "quarantine", "general", "normal", "-", "-", "-", "spam"],
         ["vpn_problem.eml", "accept", "network", "normal", "-", "ack", "ok", "network"],
     ] == rows[1:]
@@ -94,14 +106,18 @@ def test_json_for_one_mail_is_an_object_with_the_trace() -> None:
     _, output = run(RULES, [MAILS / "vpn_problem.eml"], True)
     data = json.loads(output)
     assert ("network", "ack", ["spam", "vip", "after hours", "network"]) == (
-        data["queue"], data["ack_template"], [entry["rule"] for entry in data["trace"]])
+        data["queue"],
+        data["ack_template"],
+        [entry["rule"] for entry in data["trace"]],
+    )
 
 
 def test_json_for_a_folder_is_a_list() -> None:
     """--json on a folder prints a list, one object per mail."""
     _, output = run(RULES, [MAILS], True)
-    assert ["dutch_after_hours.eml", "printer_from_vip.eml", "spam_flagged.eml",
-            "vpn_problem.eml"] == [Path(item["file"]).name for item in json.loads(output)]
+    assert ["dutch_after_hours.eml", "printer_from_vip.eml", "spam_flagged.eml", "vpn_problem.eml"] == [
+        Path(item["file"]).name for item in json.loads(output)
+    ]
 
 
 def test_without_a_rules_file_the_defaults_apply() -> None:
@@ -134,16 +150,18 @@ def test_expectation_sidecar_that_fails_exits_1(tmp_path: Path) -> None:
     (tmp_path / "vpn.expect.yaml").write_text("queue: hardware\npriority: hihg\n")
     code, output = run(RULES, [tmp_path], False)
     assert 1 == code
-    assert [f"{tmp_path / 'vpn.eml'}: queue: expected 'hardware', got 'network'",
-            f"{tmp_path / 'vpn.eml'}: priority: expected 'hihg', got 'normal'"] == \
-        output.splitlines()[2:]
+    assert [
+        f"{tmp_path / 'vpn.eml'}: queue: expected 'hardware', got 'network'",
+        f"{tmp_path / 'vpn.eml'}: priority: expected 'hihg', got 'normal'",
+    ] == output.splitlines()[2:]
 
 
 def test_expectation_given_sets_the_situation(tmp_path: Path) -> None:
     """given: reply true routes the mail as a reply, where no new-ticket rule applies."""
     shutil.copy(MAILS / "vpn_problem.eml", tmp_path / "vpn.eml")
     (tmp_path / "vpn.expect.yaml").write_text(
-        "given: {reply: true, ticket_status: open}\nqueue: general\nack: none\nmatched: []\n")
+        "given: {reply: true, ticket_status: open}\nqueue: general\nack: none\nmatched: []\n"
+    )
     code, output = run(RULES, [tmp_path / "vpn.eml"], True)
     assert (0, []) == (code, json.loads(output)["expectation_failures"])
 
@@ -154,7 +172,9 @@ def test_expectation_with_unknown_field_fails(tmp_path: Path) -> None:
     (tmp_path / "vpn.expect.yaml").write_text("queu: network\n")
     code, output = run(RULES, [tmp_path / "vpn.eml"], True)
     assert (1, ['unknown field "queu" (did you mean "queue"?)']) == (
-        code, json.loads(output)["expectation_failures"])
+        code,
+        json.loads(output)["expectation_failures"],
+    )
 
 
 def test_expectation_of_no_ack_is_read_like_the_rules_file(tmp_path: Path) -> None:
@@ -162,6 +182,7 @@ def test_expectation_of_no_ack_is_read_like_the_rules_file(tmp_path: Path) -> No
     shutil.copy(MAILS / "vpn_problem.eml", tmp_path / "vpn.eml")
     for spelled in ("None", "NO"):
         (tmp_path / "vpn.expect.yaml").write_text(
-            f"given: {{reply: true, ticket_status: open}}\nqueue: general\nack: {spelled}\nmatched: []\n")
+            f"given: {{reply: true, ticket_status: open}}\nqueue: general\nack: {spelled}\nmatched: []\n"
+        )
         code, output = run(RULES, [tmp_path / "vpn.eml"], True)
         assert (0, []) == (code, json.loads(output)["expectation_failures"]), spelled

@@ -73,8 +73,7 @@ def test_doc_has_examples_of_every_kind() -> None:
     assert {"yaml", "eml", "yaml expect", "yaml broken", "text", "yaml expect-file"} == kinds
 
 
-@pytest.mark.parametrize("block", [b for b in blocks() if b.kind == "yaml"],
-                         ids=lambda b: f"line{b.line}")
+@pytest.mark.parametrize("block", [b for b in blocks() if b.kind == "yaml"], ids=lambda b: f"line{b.line}")
 def test_every_rules_example_loads(block: Block) -> None:
     """Each yaml example is a valid rules file."""
     ruleset = load_rules_text(block.text, f"docs/rules.md:{block.line}")
@@ -90,15 +89,18 @@ def test_every_example_mail_gets_the_documented_decision(example: Example) -> No
     envelope = envelope_for_file(message)
     # The same situation `mailgate rules test` assumes: our helpdesk address,
     # arrival at the Date header; the example's given: adds to it.
-    context = apply_given(RuleContext(our_addresses=frozenset({"helpdesk@example.com"}),
-                                      now=envelope.received_at), expectation.given)
+    context = apply_given(
+        RuleContext(our_addresses=frozenset({"helpdesk@example.com"}), now=envelope.received_at),
+        expectation.given,
+    )
     decision = ruleset.decide(message, envelope, context)
     trace = "\n".join(str(entry) for entry in decision.trace)
     assert [] == mismatches(decision, expectation), trace
 
 
-@pytest.mark.parametrize("block", [b for b in blocks() if b.kind == "yaml expect-file"],
-                         ids=lambda b: f"line{b.line}")
+@pytest.mark.parametrize(
+    "block", [b for b in blocks() if b.kind == "yaml expect-file"], ids=lambda b: f"line{b.line}"
+)
 def test_expectation_file_examples_are_valid(block: Block) -> None:
     """A sample expectation file uses only known fields."""
     assert () == parse_expectation(block.text).problems

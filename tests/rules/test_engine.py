@@ -49,30 +49,41 @@ def decide(ruleset: RuleSet, **mail: object) -> Decision:
 def test_first_match_wins(ruleset: RuleSet) -> None:
     """The first matching rule decides and later rules are not evaluated."""
     decision = decide(ruleset, subject="printer jam")
-    assert ("hardware", ("printers",), 2) == (
-        decision.queue, decision.matched_rules, len(decision.trace))
+    assert ("hardware", ("printers",), 2) == (decision.queue, decision.matched_rules, len(decision.trace))
 
 
 def test_continue_lets_later_rules_add_to_lists(ruleset: RuleSet) -> None:
     """A continuing rule's values stay; lists add up without duplicates."""
     decision = decide(ruleset, subject="printer jam", sender="ceo@vip.example")
     assert ("hardware", "high", ("vip", "printer"), ("boss@example.com",)) == (
-        decision.queue, decision.priority, decision.tags, decision.notify)
+        decision.queue,
+        decision.priority,
+        decision.tags,
+        decision.notify,
+    )
 
 
 def test_no_match_gives_the_defaults(ruleset: RuleSet) -> None:
     """Without a matching rule the file's defaults apply, with the reason said."""
     decision = decide(ruleset, subject="chair")
-    assert ("general", "normal", "standard", "ack", "accept", "no rule matched; defaults apply") \
-        == (decision.queue, decision.priority, decision.sla, decision.ack_template,
-            decision.action, decision.reason)
+    assert ("general", "normal", "standard", "ack", "accept", "no rule matched; defaults apply") == (
+        decision.queue,
+        decision.priority,
+        decision.sla,
+        decision.ack_template,
+        decision.action,
+        decision.reason,
+    )
 
 
 def test_drop_stops_and_sends_no_ack(ruleset: RuleSet) -> None:
     """drop ends evaluation and suppresses the acknowledgement."""
     decision = decide(ruleset, subject="chair", headers=(("X-Spam", "yes"),))
     assert ("drop", None, 'dropped by rule "spam" (line 14): spam') == (
-        decision.action, decision.ack_template, decision.reason)
+        decision.action,
+        decision.ack_template,
+        decision.reason,
+    )
 
 
 def test_ack_reason_explains_why_none(ruleset: RuleSet) -> None:
@@ -83,18 +94,24 @@ def test_ack_reason_explains_why_none(ruleset: RuleSet) -> None:
 
 def test_new_rules_do_not_touch_replies(ruleset: RuleSet) -> None:
     """A reply skips new-ticket rules and gets no acknowledgement by default."""
-    decision = ruleset.decide(message(subject="RE: printer"), envelope(),
-                              context(is_reply=True, ticket_status="open"))
-    assert ((), None, frozenset()) == (
-        decision.matched_rules, decision.ack_template, decision.changed)
+    decision = ruleset.decide(
+        message(subject="RE: printer"), envelope(), context(is_reply=True, ticket_status="open")
+    )
+    assert ((), None, frozenset()) == (decision.matched_rules, decision.ack_template, decision.changed)
 
 
 def test_reply_rules_apply_to_replies(ruleset: RuleSet) -> None:
     """A reply rule can raise priority and choose an acknowledgement."""
-    decision = ruleset.decide(message(subject="RE: x", body="this is urgent"), envelope(),
-                              context(is_reply=True, ticket_status="open"))
+    decision = ruleset.decide(
+        message(subject="RE: x", body="this is urgent"),
+        envelope(),
+        context(is_reply=True, ticket_status="open"),
+    )
     assert ("urgent", "ack-reply", frozenset({"priority", "ack_template"})) == (
-        decision.priority, decision.ack_template, decision.changed)
+        decision.priority,
+        decision.ack_template,
+        decision.changed,
+    )
 
 
 def test_trace_lists_skipped_reply_rules_for_new_mail(ruleset: RuleSet) -> None:
@@ -107,7 +124,11 @@ def test_trace_has_name_line_verdict_reason(ruleset: RuleSet) -> None:
     """Each trace entry says which rule, where, and which condition decided."""
     first = decide(ruleset, subject="chair").trace[0]
     assert ("vip", 4, False, 'from.domain glob "vip.example" did not match "example.org"') == (
-        first.name, first.line, first.matched, first.reason)
+        first.name,
+        first.line,
+        first.matched,
+        first.reason,
+    )
 
 
 def test_decision_is_frozen(ruleset: RuleSet) -> None:
@@ -125,9 +146,11 @@ def test_decision_as_dict_is_json_ready(ruleset: RuleSet) -> None:
 
 def test_language_prefers_rule_then_context_then_detection() -> None:
     """The decision's language: a rule's choice, the caller's, detected, default."""
-    ruleset = load_rules_text("defaults: {language: en, languages: [en, nl]}\n"
-                              "rules:\n  - name: fr\n    if: {subject: bonjour}\n"
-                              "    then: {language: fr}\n")
+    ruleset = load_rules_text(
+        "defaults: {language: en, languages: [en, nl]}\n"
+        "rules:\n  - name: fr\n    if: {subject: bonjour}\n"
+        "    then: {language: fr}\n"
+    )
     dutch = "Hallo, mijn laptop werkt niet. Kunnen jullie even kijken? Alvast bedankt"
     german = "Guten Tag, der Drucker funktioniert nicht. Können Sie bitte helfen? Danke"
     results = (
@@ -155,16 +178,23 @@ def test_a_failing_condition_counts_as_no_match() -> None:
     broken = Rule("broken", 1, "new", _Exploding(), good.rules[0].actions)
     ruleset = RuleSet((broken, good.rules[0]), good.defaults)
     decision = ruleset.decide(message(), envelope(), context())
-    assert ("fine", False, True) == (decision.queue, decision.trace[0].matched,
-                                     "boom" in decision.trace[0].reason)
+    assert ("fine", False, True) == (
+        decision.queue,
+        decision.trace[0].matched,
+        "boom" in decision.trace[0].reason,
+    )
 
 
 def test_default_ruleset_routes_everything_to_one_queue() -> None:
     """Without a rules file: one queue, normal priority, the "ack" template."""
     decision = default_ruleset("support", "nl").decide(message(body="ok"), envelope(), context())
     assert ("support", "normal", "ack", "nl", ()) == (
-        decision.queue, decision.priority, decision.ack_template, decision.language,
-        decision.trace)
+        decision.queue,
+        decision.priority,
+        decision.ack_template,
+        decision.language,
+        decision.trace,
+    )
 
 
 def test_quarantine_reason_and_reject_notice() -> None:
@@ -172,9 +202,11 @@ def test_quarantine_reason_and_reject_notice() -> None:
     ruleset = load_rules_text(
         "rules:\n  - name: q\n    if: {subject: hold}\n    then: {quarantine: check me}\n"
         "  - name: r\n    if: {subject: refuse}\n"
-        "    then: {reject: {notice: no-thanks, reason: not for us}}\n")
+        "    then: {reject: {notice: no-thanks, reason: not for us}}\n"
+    )
     held = ruleset.decide(message(subject="hold"), envelope(), context())
     refused = ruleset.decide(message(subject="refuse"), envelope(), context())
-    assert (("quarantine", 'quarantined by rule "q" (line 2): check me'),
-            ("reject", "no-thanks")) == (
-        (held.action, held.reason), (refused.action, refused.reject_template))
+    assert (("quarantine", 'quarantined by rule "q" (line 2): check me'), ("reject", "no-thanks")) == (
+        (held.action, held.reason),
+        (refused.action, refused.reject_template),
+    )

@@ -74,4 +74,7 @@ def test_index_gives_the_same_decisions_as_testing_every_rule() -> None:
         indexed = ruleset.decide(mail, envelope(), context())
         full = plain.decide(mail, envelope(), context())
         assert (full.matched_rules, full.queue, full.tags) == (
-            indexed.matched_rules, indexed.queue, indexed.tags)
+            indexed.matched_rules,
+            indexed.queue,
+            indexed.tags,
+        )

@@ -31,6 +31,8 @@ def test_too_little_text_is_unknown(text: str) -> None:
 
 def test_mixed_text_goes_with_the_majority() -> None:
     """A Dutch mail with an English error message quoted is still Dutch."""
-    text = ("Hallo, ik krijg steeds deze melding als ik wil inloggen: 'The password is "
-            "incorrect'. Wat moet ik doen? Alvast bedankt, groeten Piet")
+    text = (
+        "Hallo, ik krijg steeds deze melding als ik wil inloggen: 'The password is "
+        "incorrect'. Wat moet ik doen? Alvast bedankt, groeten Piet"
+    )
     assert "nl" == detect_language(text)

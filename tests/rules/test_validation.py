@@ -30,8 +30,9 @@ def test_unknown_key_suggests_the_close_one() -> None:
 def test_bad_regex_reports_the_regex_error() -> None:
     """A regex that does not compile is reported with re's message."""
     text = "rules:\n  - name: a\n    if:\n      body: {regex: 'a(b'}\n    then: {queue: q}\n"
-    assert ['r.yaml:4:21: bad regex "a(b": missing ), unterminated subpattern at position 1'] \
-        == problems(text)
+    assert ['r.yaml:4:21: bad regex "a(b": missing ), unterminated subpattern at position 1'] == problems(
+        text
+    )
 
 
 def test_wrong_type_names_what_was_written() -> None:
@@ -42,8 +43,9 @@ def test_wrong_type_names_what_was_written() -> None:
 
 def test_unknown_queue_and_template_when_known_sets_are_given() -> None:
     """Queues and templates are checked against the configured ones."""
-    text = ("defaults: {queue: general, ack: ack}\nrules:\n  - name: a\n"
-            "    then: {queue: netwrok, ack: ack-nl}\n")
+    text = (
+        "defaults: {queue: general, ack: ack}\nrules:\n  - name: a\n    then: {queue: netwrok, ack: ack-nl}\n"
+    )
     assert [
         'r.yaml:4:19: unknown queue "netwrok" (did you mean "network"?)',
         'r.yaml:4:33: unknown template "ack-nl" (did you mean "ack"?)',
@@ -52,23 +54,31 @@ def test_unknown_queue_and_template_when_known_sets_are_given() -> None:
 
 def test_unreachable_rule_after_catch_all() -> None:
     """A rule after a rule without conditions can never match."""
-    text = ("rules:\n  - name: all\n    then: {queue: a}\n"
-            "  - name: late\n    if: {subject: x}\n    then: {queue: b}\n")
-    assert ['r.yaml:4:5: rule "late" can never match: rule "all" (line 2) above matches '
-            "every new message and stops"] == problems(text)
+    text = (
+        "rules:\n  - name: all\n    then: {queue: a}\n"
+        "  - name: late\n    if: {subject: x}\n    then: {queue: b}\n"
+    )
+    assert [
+        'r.yaml:4:5: rule "late" can never match: rule "all" (line 2) above matches '
+        "every new message and stops"
+    ] == problems(text)
 
 
 def test_catch_all_for_new_mail_leaves_reply_rules_reachable() -> None:
     """A new-mail catch-all does not make reply rules unreachable."""
-    text = ("rules:\n  - name: all\n    then: {queue: a}\n"
-            "  - name: replies\n    when: reply\n    then: {priority: high}\n")
+    text = (
+        "rules:\n  - name: all\n    then: {queue: a}\n"
+        "  - name: replies\n    when: reply\n    then: {priority: high}\n"
+    )
     assert 2 == len(load_rules_text(text).rules)
 
 
 def test_catch_all_with_continue_is_not_a_dead_end() -> None:
     """A catch-all that continues leaves later rules reachable."""
-    text = ("rules:\n  - name: tag all\n    then: {tags: [x]}\n    continue: true\n"
-            "  - name: b\n    if: {subject: y}\n    then: {queue: b}\n")
+    text = (
+        "rules:\n  - name: tag all\n    then: {tags: [x]}\n    continue: true\n"
+        "  - name: b\n    if: {subject: y}\n    then: {queue: b}\n"
+    )
     assert 2 == len(load_rules_text(text).rules)
 
 
@@ -108,16 +118,18 @@ def test_yes_is_text_not_true() -> None:
 def test_terminal_action_with_continue_is_flagged() -> None:
     """continue: true next to reject is a mistake worth reporting."""
     text = "rules:\n  - name: a\n    then: {reject: true}\n    continue: true\n"
-    assert ['r.yaml:2:5: rule "a": continue: true has no effect with reject, which always '
-            "stops"] == problems(text)
+    assert ['r.yaml:2:5: rule "a": continue: true has no effect with reject, which always stops'] == problems(
+        text
+    )
 
 
 def test_missing_file_is_a_problem() -> None:
     """A rules file that cannot be read is one problem, not a traceback."""
     with pytest.raises(RulesError) as caught:
         load_rules(Path("/nonexistent/rules.yaml"))
-    assert "/nonexistent/rules.yaml:1:1: cannot read the file: No such file or directory" == \
-        str(caught.value.problems[0])
+    assert "/nonexistent/rules.yaml:1:1: cannot read the file: No such file or directory" == str(
+        caught.value.problems[0]
+    )
 
 
 def test_empty_file_is_a_problem() -> None:
@@ -128,8 +140,7 @@ def test_empty_file_is_a_problem() -> None:
 def test_header_condition_needs_a_name() -> None:
     """header: without name: says what is missing."""
     text = "rules:\n  - name: a\n    if: {header: {equals: x}}\n    then: {queue: q}\n"
-    assert ["r.yaml:3:18: header needs name: (the header's name, e.g. X-Priority)"] == \
-        problems(text)
+    assert ["r.yaml:3:18: header needs name: (the header's name, e.g. X-Priority)"] == problems(text)
 
 
 def test_unknown_auth_method_and_result() -> None:
@@ -163,6 +174,7 @@ def test_built_in_defaults_are_checked_against_known_names() -> None:
 
 def test_defaults_ack_false_needs_no_template() -> None:
     """ack: false in defaults means no template has to exist."""
-    ruleset = load_rules_text("defaults: {queue: support, ack: false}\n",
-                              known_queues={"support"}, known_templates=set())
+    ruleset = load_rules_text(
+        "defaults: {queue: support, ack: false}\n", known_queues={"support"}, known_templates=set()
+    )
     assert None is ruleset.defaults.ack_template
