@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -62,12 +65,14 @@ def test_recreated_folder_with_new_uidvalidity_loses_nothing(mailbox: Mailbox, s
         assert wait_until(lambda: 3 == mailbox.count("Helpdesk", "SEEN"))
         old_uidvalidity = fetcher.status().uidvalidity
         client = mailbox.client()
-        client.delete_folder("Helpdesk")
-        client.create_folder("Helpdesk")
-        # The same three messages come back (a restore from backup) plus two new.
-        for raw in [*first, make_message("new 0"), make_message("new 1")]:
-            client.append("Helpdesk", raw)
-        client.logout()
+        try:
+            client.delete_folder("Helpdesk")
+            client.create_folder("Helpdesk")
+            # The same three messages come back (a restore from backup) plus two new.
+            for raw in [*first, make_message("new 0"), make_message("new 1")]:
+                _append_while_dovecot_settles(client, "Helpdesk", raw)
+        finally:
+            client.logout()
         assert wait_until(lambda: 8 == store.count(), timeout=15)
         assert wait_until(lambda: 5 == mailbox.count("Helpdesk", "SEEN"))
     keys = Counter(row.source_key for row in store.rows())
@@ -79,6 +84,20 @@ def test_recreated_folder_with_new_uidvalidity_loses_nothing(mailbox: Mailbox, s
     # merges the repeats by Message-ID.
     assert {raw for raw in first} <= {row.raw for row in store.rows()}
     assert any(entry["event"] == "imap.uidvalidity_changed" for entry in logs)
+
+
+def _append_while_dovecot_settles(client: Any, folder: str, raw: bytes) -> None:
+    """APPEND right after DELETE+CREATE, as an admin's tool would: again if Dovecot
+    is still dropping the old folder's index, which our fetcher held open (seen
+    under load as "Mailbox was deleted under us"; the append is then not done)."""
+    for attempt in range(20):
+        try:
+            client.append(folder, raw)
+            return
+        except imaplib.IMAP4.error as exc:
+            if "deleted under us" not in str(exc) or attempt == 19:
+                raise
+            time.sleep(0.1)
 
 
 KILLED_FETCHER = textwrap.dedent(
