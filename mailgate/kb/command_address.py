@@ -34,14 +34,12 @@ from mailgate.config import Config
 from mailgate.guard import GuardVerdict
 from mailgate.kb.model import LANGUAGES
 from mailgate.message import Address, Envelope, ParsedMessage
-from mailgate.outbox.compose import OutgoingMail, compose
+from mailgate.outbox.compose import OutgoingMail
 from mailgate.service.runtime import Runtime
 from mailgate.store.models import Outbox
 from mailgate.threading.subject import ticket_subject
 from mailgate.threading.tokens import ReplyKeys
-
-# _withheld is the one check every queued mail passes (history imports send nothing).
-from mailgate.tickets.notify import _withheld, automatic_mail_permission, queue_rows
+from mailgate.tickets.notify import automatic_mail_permission, queue_without_ticket
 
 log = structlog.get_logger(__name__)
 
@@ -211,11 +209,8 @@ def _send(
         references=(*message.references, *((message.message_id,) if message.message_id else ())),
         language=rendered.language,
     )
-    if _withheld(conn, None, mail, now):
-        return "withheld"
-    raw = compose(mail, loop_value=helpdesk.address, now=now)
-    queue_rows(conn, runtime, None, None, mail, raw, [agent.address], automatic=automatic, now=now)
-    return "sent"
+    queued = queue_without_ticket(conn, runtime, mail, [agent.address], automatic=automatic, now=now)
+    return "sent" if queued else "withheld"
 
 
 def answer(

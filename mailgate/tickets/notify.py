@@ -264,8 +264,23 @@ def send_notice(
         in_reply_to=in_reply_to,
         language=rendered.language,
     )
-    if _withheld(conn, None, mail, now):
-        return mail.message_id
-    raw = compose(mail, loop_value=helpdesk.address, now=now)
-    queue_rows(conn, runtime, None, None, mail, raw, [recipient.email.lower()], automatic=True, now=now)
+    queue_without_ticket(conn, runtime, mail, [recipient.email.lower()], automatic=True, now=now)
     return mail.message_id
+
+
+def queue_without_ticket(
+    conn: Connection,
+    runtime: Runtime,
+    mail: OutgoingMail,
+    recipients: list[str],
+    *,
+    automatic: bool,
+    now: datetime,
+) -> bool:
+    """Queue a mail that belongs to no ticket (a notice, a kb search answer);
+    False when it was withheld (see ``mail_withheld``)."""
+    if _withheld(conn, None, mail, now):
+        return False
+    raw = compose(mail, loop_value=runtime.config.helpdesk.address, now=now)
+    queue_rows(conn, runtime, None, None, mail, raw, recipients, automatic=automatic, now=now)
+    return True
