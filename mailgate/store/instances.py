@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, case, delete, insert, or_, select, update
@@ -184,10 +184,6 @@ class InstanceRow:
     stopped_at: datetime | None
     state: str  # live | stale | stopped
     roles: tuple[str, ...]
-
-    @property
-    def heartbeat_age(self) -> float:
-        return (datetime.now(UTC) - self.heartbeat_at).total_seconds()
 
 
 def list_instances(
