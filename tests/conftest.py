@@ -7,6 +7,7 @@ subprocess, the relay is an aiosmtpd server, PostgreSQL is the one on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -142,6 +143,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/mailgate.db"
         return
+    with fresh_pg_url() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the test server, dropped afterwards."""
     name = _pg_create()
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"

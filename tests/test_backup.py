@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from tests.conftest import DaemonProcess, _pg_create, _pg_drop, make_mail, run_cli, wait_until, write_config
+from tests.conftest import DaemonProcess, fresh_pg_url, make_mail, run_cli, wait_until, write_config
 from tests.test_attachments import with_attachment
 
 
@@ -60,11 +60,8 @@ def restore_url(db_url: str, tmp_path: Path) -> Iterator[str]:
     if db_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path}/restored/mailgate.db"
         return
-    name = _pg_create()
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        _pg_drop(name)
+    with fresh_pg_url() as url:
+        yield url
 
 
 def test_backup_under_load_restores_every_accepted_mail_once(
@@ -265,11 +262,8 @@ def _tables(url: str) -> list[str]:
 @pytest.fixture
 def postgresql_config(tmp_path: Path) -> Iterator[Path]:
     """A configuration naming a fresh, empty PostgreSQL database."""
-    name = _pg_create()
-    try:
-        yield write_config(tmp_path, database={"url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"})
-    finally:
-        _pg_drop(name)
+    with fresh_pg_url() as url:
+        yield write_config(tmp_path, database={"url": url})
 
 
 def test_on_postgresql_without_pg_dump_backup_says_so(postgresql_config: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from mailgate.store import instances
 from mailgate.store.db import make_engine, session_factory, transaction, upgrade
 from mailgate.store.instances import TIMERS, imap_role, lease_free, stale_before
 from mailgate.store.models import Inbound, Instance, Role
-from tests.conftest import _pg_create, _pg_drop, make_mail, wait_until, write_config
+from tests.conftest import fresh_pg_url, make_mail, wait_until, write_config
 
 ROLES = (TIMERS, imap_role("support"))
 
@@ -140,9 +140,8 @@ def _set_event() -> Any:
 @pytest.fixture
 def pg_url() -> Any:
     """PostgreSQL only: where several instances share a database (SQLite has one daemon)."""
-    name = _pg_create()
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    _pg_drop(name)
+    with fresh_pg_url() as url:
+        yield url
 
 
 def test_doctor_lists_the_running_daemon_with_its_roles_and_a_killed_one_as_stale(
